@@ -1,0 +1,18 @@
+"""Errors raised by the meterline producer."""
+
+from __future__ import annotations
+
+
+class ProducerError(Exception):
+    """Base class for every error raised by :mod:`producers`."""
+
+
+class QueueFull(ProducerError):
+    """The local delivery queue stayed full for longer than ``block_timeout_s``.
+
+    The record was not enqueued. Recoverable: flush, or retry later.
+    """
+
+
+class DeliveryFailed(ProducerError):
+    """The broker did not acknowledge a record (reported through callbacks and counters)."""

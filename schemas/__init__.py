@@ -1,0 +1,52 @@
+"""meterline wire schemas: immutable pydantic models for every record that crosses Kafka.
+
+Data types only; no I/O. JSON on the wire (:mod:`schemas.codec`).
+"""
+
+from schemas.codec import decode_as, decode_raw, describe, encode
+from schemas.common import SCHEMA_VERSION, utc_now
+from schemas.derived import (
+    VERSION_JOINED,
+    VERSION_UNJOINED,
+    DeadLetter,
+    EnrichedEvent,
+    TrajectoryState,
+)
+from schemas.errors import InvalidRecord, SchemaError, UnsupportedSchemaVersion
+from schemas.events import (
+    ActionEvent,
+    ActionKind,
+    Event,
+    RawRecord,
+    Status,
+    TelemetryEvent,
+    TrajectoryRecord,
+    TrajectoryStatus,
+)
+from schemas.topics import Topics
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "VERSION_JOINED",
+    "VERSION_UNJOINED",
+    "ActionEvent",
+    "ActionKind",
+    "DeadLetter",
+    "EnrichedEvent",
+    "Event",
+    "InvalidRecord",
+    "RawRecord",
+    "SchemaError",
+    "Status",
+    "TelemetryEvent",
+    "Topics",
+    "TrajectoryRecord",
+    "TrajectoryState",
+    "TrajectoryStatus",
+    "UnsupportedSchemaVersion",
+    "decode_as",
+    "decode_raw",
+    "describe",
+    "encode",
+    "utc_now",
+]

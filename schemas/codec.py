@@ -1,0 +1,87 @@
+"""JSON on the wire: bytes <-> records, with errors that name the offending field."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, TypeVar
+
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+
+from schemas.common import SCHEMA_VERSION
+from schemas.errors import InvalidRecord, UnsupportedSchemaVersion
+from schemas.events import ActionEvent, RawRecord, TelemetryEvent, TrajectoryRecord
+
+_RAW: TypeAdapter[RawRecord] = TypeAdapter(
+    Annotated[ActionEvent | TelemetryEvent | TrajectoryRecord, Field(discriminator="type")]
+)
+M = TypeVar("M", bound=BaseModel)
+
+_MAX_ERRORS_IN_REASON = 5
+
+
+def encode(record: BaseModel) -> bytes:
+    """Serialise any meterline model to its wire form (compact JSON, UTF-8)."""
+    return record.model_dump_json(exclude_defaults=False).encode()
+
+
+def decode_raw(data: bytes | str) -> RawRecord:
+    """Parse a raw record (action, telemetry or trajectory) from JSON.
+
+    Raises:
+        UnsupportedSchemaVersion: the record is from a newer schema than this code knows.
+        InvalidRecord: anything else; ``reason`` names the field(s).
+    """
+    try:
+        return _RAW.validate_json(data)
+    except ValidationError as exc:
+        raise _to_invalid(exc, data) from None
+
+
+def decode_as(model: type[M], data: bytes | str) -> M:
+    """Parse one known model type from JSON (used for meterline's own topics)."""
+    try:
+        return model.model_validate_json(data)
+    except ValidationError as exc:
+        raise _to_invalid(exc, data) from None
+
+
+def describe(exc: ValidationError) -> str:
+    """One line naming each failing field: ``"event_id: Field required; kind: ..."``."""
+    parts: list[str] = []
+    for err in exc.errors(include_url=False)[:_MAX_ERRORS_IN_REASON]:
+        loc = ".".join(str(p) for p in err["loc"] if not _is_union_tag(p))
+        msg = err["msg"]
+        if err["type"] == "union_tag_not_found":
+            loc, msg = "type", "missing; expected one of 'action', 'telemetry', 'trajectory'"
+        elif err["type"] == "union_tag_invalid":
+            loc = "type"
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    extra = exc.error_count() - _MAX_ERRORS_IN_REASON
+    if extra > 0:
+        parts.append(f"... and {extra} more")
+    return "; ".join(parts)
+
+
+def _is_union_tag(part: object) -> bool:
+    return part in ("action", "telemetry", "trajectory", "enriched")
+
+
+def _to_invalid(exc: ValidationError, data: bytes | str) -> InvalidRecord:
+    version = _declared_version(data)
+    if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
+        return UnsupportedSchemaVersion(version, SCHEMA_VERSION)
+    error_type = "invalid_json" if _is_json_error(exc) else "invalid_record"
+    return InvalidRecord(describe(exc), error_type=error_type)
+
+
+def _is_json_error(exc: ValidationError) -> bool:
+    return any(err["type"] == "json_invalid" for err in exc.errors(include_url=False))
+
+
+def _declared_version(data: bytes | str) -> object:
+    """Best-effort read of ``schema_version`` from a record that failed validation."""
+    try:
+        obj = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return obj.get("schema_version") if isinstance(obj, dict) else None

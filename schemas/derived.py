@@ -1,0 +1,65 @@
+"""Records produced by meterline's own stream processors."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from schemas.common import Id, UtcDatetime, WireModel, utc_now
+from schemas.events import ActionEvent, TelemetryEvent, TrajectoryRecord
+
+#: Version of an enriched event emitted before its trajectory was known.
+VERSION_UNJOINED = 1
+#: Version of an enriched event joined to its trajectory. Higher wins in ClickHouse.
+VERSION_JOINED = 2
+
+
+class EnrichedEvent(WireModel):
+    """A deduplicated event and what is known of its trajectory when it was emitted.
+
+    The same event may be emitted twice: first unjoined (``version`` 1) when its trajectory
+    had not arrived yet, then joined (``version`` 2). ClickHouse keeps the highest version.
+    """
+
+    type: Literal["enriched"] = "enriched"
+    event: ActionEvent | TelemetryEvent = Field(discriminator="type")
+    trajectory: TrajectoryRecord | None = None
+    version: int = VERSION_UNJOINED
+    processed_at: UtcDatetime = Field(default_factory=utc_now)
+
+    @property
+    def joined(self) -> bool:
+        return self.trajectory is not None
+
+
+class TrajectoryState(WireModel):
+    """The merged state of one trajectory after each record for it. Higher version wins."""
+
+    type: Literal["trajectory_state"] = "trajectory_state"
+    trajectory: TrajectoryRecord
+    version: int = 1
+
+
+class DeadLetter(WireModel):
+    """A record that could not be processed, with the original bytes and why.
+
+    ``payload`` holds the original bytes exactly (base64 in JSON).
+    """
+
+    model_config = WireModel.model_config | {"ser_json_bytes": "base64", "val_json_bytes": "base64"}
+
+    type: Literal["dead_letter"] = "dead_letter"
+    source_topic: str
+    partition: int
+    offset: int
+    key: bytes | None = None
+    payload: bytes
+    reason: str
+    error_type: str = "invalid_record"
+    stage: Id = "validate"
+    received_at: UtcDatetime = Field(default_factory=utc_now)
+
+    @property
+    def dead_letter_id(self) -> str:
+        return f"{self.source_topic}/{self.partition}/{self.offset}"

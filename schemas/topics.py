@@ -1,0 +1,53 @@
+"""Kafka topic names. Producers, processors and sinks agree on them through this one type."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Topic names derived from one prefix (``meterline`` by default).
+
+    Raw topics are written by producers and keyed by trace_id (else event_id); every raw
+    topic must have the same partition count so a trajectory and its events meet in one
+    stream-processor worker.
+    """
+
+    prefix: str = "meterline"
+
+    @property
+    def actions(self) -> str:
+        return f"{self.prefix}.actions"
+
+    @property
+    def telemetry(self) -> str:
+        return f"{self.prefix}.telemetry"
+
+    @property
+    def trajectories(self) -> str:
+        return f"{self.prefix}.trajectories"
+
+    @property
+    def enriched(self) -> str:
+        return f"{self.prefix}.enriched"
+
+    @property
+    def trajectory_state(self) -> str:
+        return f"{self.prefix}.trajectory-state"
+
+    @property
+    def dead_letters(self) -> str:
+        return f"{self.prefix}.dead-letters"
+
+    @property
+    def raw(self) -> tuple[str, str, str]:
+        return (self.actions, self.telemetry, self.trajectories)
+
+    @property
+    def sink_inputs(self) -> tuple[str, str, str]:
+        return (self.enriched, self.trajectory_state, self.dead_letters)
+
+    @property
+    def all(self) -> tuple[str, ...]:
+        return self.raw + self.sink_inputs

@@ -1,0 +1,1 @@
+"""ClickHouse side of the sink: connection, DDL, row mapping and batch writes."""

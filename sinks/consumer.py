@@ -1,0 +1,145 @@
+"""The sink: a batch consumer from Kafka into ClickHouse, committing after each insert.
+
+    poll a batch -> decode per topic -> insert per table -> commit offsets -> next batch
+
+Offsets are committed only after every insert of the batch returned, so a crash replays
+the batch (at-least-once); ReplacingMergeTree keyed by id absorbs the replay. A failed
+insert is retried with backoff while the batch is held (no new polls): the sink applies
+backpressure instead of buffering without bound.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+
+from schemas import DeadLetter, EnrichedEvent, InvalidRecord, Topics, TrajectoryState, decode_as
+from sinks.clickhouse.rows import dead_letter_row, event_row, trajectory_row
+from sinks.clickhouse.writer import ClickHouseWriter
+from sinks.errors import SinkWriteError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SinkStats:
+    batches: int = 0
+    rows: dict[str, int] = field(default_factory=lambda: {"events": 0, "trajectories": 0, "dead_letters": 0})
+    write_failures: int = 0
+    undecodable: int = 0
+
+
+class ClickHouseSink:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        topics: Topics,
+        writer: ClickHouseWriter,
+        *,
+        group_id: str = "meterline-sink",
+        batch_size: int = 20_000,
+        batch_timeout_s: float = 0.5,
+        consumer_config: dict[str, Any] | None = None,
+        retry_backoff_s: tuple[float, float] = (0.2, 10.0),
+    ) -> None:
+        self.topics = topics
+        self.writer = writer
+        self.batch_size = batch_size
+        self.batch_timeout_s = batch_timeout_s
+        self.retry_backoff_s = retry_backoff_s
+        self.stats = SinkStats()
+        self._decoders: dict[str, Callable[[Message], tuple[str, tuple[Any, ...]]]] = {
+            topics.enriched: lambda m: ("events", event_row(decode_as(EnrichedEvent, m.value()))),
+            topics.trajectory_state: lambda m: (
+                "trajectories", trajectory_row(decode_as(TrajectoryState, m.value()))),
+            topics.dead_letters: lambda m: (
+                "dead_letters", dead_letter_row(decode_as(DeadLetter, m.value()))),
+        }
+        conf = {
+            "bootstrap.servers": bootstrap_servers,
+            "group.id": group_id,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": 6000,
+            "heartbeat.interval.ms": 500,
+            **(consumer_config or {}),
+        }
+        self._consumer = Consumer(conf)
+        self._consumer.subscribe(list(topics.sink_inputs))
+
+    def run(self, stop: threading.Event) -> None:
+        """Poll, write and commit until ``stop`` is set; then close (committing nothing new)."""
+        try:
+            while not stop.is_set():
+                self.poll_once(stop)
+        finally:
+            self.close()
+
+    def poll_once(self, stop: threading.Event | None = None) -> int:
+        """Process one batch. Returns the number of messages consumed."""
+        messages = self._consumer.consume(self.batch_size, self.batch_timeout_s)
+        if not messages:
+            return 0
+        rows: dict[str, list[tuple[Any, ...]]] = {"events": [], "trajectories": [], "dead_letters": []}
+        offsets: dict[tuple[str, int], int] = {}
+        for msg in messages:
+            if msg.error() is not None:
+                log.warning("sink: consumer error: %s", msg.error())
+                continue
+            table, row = self._decode(msg)
+            rows[table].append(row)
+            offsets[(msg.topic(), msg.partition())] = msg.offset() + 1
+        if not self._write_with_retry(rows, stop):
+            return len(messages)  # stopping without commit: the batch is replayed later
+        self._commit(offsets)
+        self.stats.batches += 1
+        return len(messages)
+
+    def _decode(self, msg: Message) -> tuple[str, tuple[Any, ...]]:
+        try:
+            return self._decoders[msg.topic()](msg)
+        except InvalidRecord as exc:
+            self.stats.undecodable += 1
+            letter = DeadLetter(
+                source_topic=msg.topic(), partition=msg.partition(), offset=msg.offset(),
+                key=msg.key(), payload=msg.value() or b"", reason=exc.reason,
+                error_type=exc.error_type, stage="sink",
+            )
+            return "dead_letters", dead_letter_row(letter)
+
+    def _write_with_retry(
+        self, rows: dict[str, list[tuple[Any, ...]]], stop: threading.Event | None
+    ) -> bool:
+        delay, max_delay = self.retry_backoff_s
+        while True:
+            try:
+                for table, table_rows in rows.items():
+                    self.writer.insert(table, table_rows)
+                    self.stats.rows[table] += len(table_rows)
+                    table_rows.clear()  # written: not re-inserted on retry of a later table
+                return True
+            except SinkWriteError as exc:
+                self.stats.write_failures += 1
+                log.error("sink: %s; retrying in %.1fs", exc, delay)
+                if stop is not None and stop.wait(delay):
+                    return False
+                if stop is None:
+                    threading.Event().wait(delay)
+                delay = min(delay * 2, max_delay)
+
+    def _commit(self, offsets: dict[tuple[str, int], int]) -> None:
+        if not offsets:
+            return
+        tps = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+        try:
+            self._consumer.commit(offsets=tps, asynchronous=False)
+        except KafkaException as exc:  # e.g. partitions revoked: the next owner replays
+            log.warning("sink: commit failed (%s); batch will be replayed", exc)
+
+    def close(self) -> None:
+        self._consumer.close()

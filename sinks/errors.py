@@ -1,0 +1,15 @@
+"""Errors raised by meterline sinks."""
+
+from __future__ import annotations
+
+
+class SinkError(Exception):
+    """Base class for every error raised by :mod:`sinks`."""
+
+
+class SinkWriteError(SinkError):
+    """A batch could not be written. Recoverable: offsets were not committed; retry."""
+
+
+class ConfigurationError(SinkError):
+    """The sink target is misconfigured (bad URL, missing optional dependency)."""

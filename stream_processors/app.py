@@ -1,0 +1,28 @@
+"""The Faust application: configuration only. The chain itself is in :mod:`pipeline`."""
+
+from __future__ import annotations
+
+import faust
+
+from stream_processors.settings import Settings
+
+
+def create_app(settings: Settings, *, store: str = "memory://") -> faust.App:
+    """A Faust app for ``settings``. ``store`` is the table store (``rocksdb://`` in production)."""
+    if not settings.kafka_bootstrap:
+        raise ValueError("kafka_bootstrap is required to build the processor app")
+    settings.faust_datadir.mkdir(parents=True, exist_ok=True)
+    return faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store=store,
+        datadir=str(settings.faust_datadir),
+        topic_partitions=settings.partitions,
+        topic_allow_declare=True,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=settings.heartbeat_interval_s,
+        producer_acks=-1,
+        web_enabled=False,
+        autodiscover=False,
+    )

@@ -1,0 +1,1 @@
+"""``meterline demo``: synthetic agent traffic through the embedded pipeline, and a report."""

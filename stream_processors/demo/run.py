@@ -1,0 +1,69 @@
+"""The demo: start the pipeline, send traffic, wait for ClickHouse, report, verify."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from producers import MeterlineProducer
+from stream_processors.demo import report
+from stream_processors.demo.traffic import Traffic, generate
+from stream_processors.embedded.runtime import Pipeline
+from stream_processors.settings import Settings
+
+
+def wait_for(pipeline: Pipeline, traffic: Traffic, timeout_s: float) -> report.Counts:
+    """Poll ClickHouse until it holds every unique event joined, or ``timeout_s`` passes."""
+    want_events, want_traj = len(traffic.unique_events), len(traffic.trajectories)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        pipeline.check()
+        got = report.counts(pipeline.clickhouse, pipeline.settings.database, traffic.project)
+        done = got.events == want_events and got.joined == want_events and got.trajectories == want_traj
+        if done or time.monotonic() > deadline:
+            return got
+        time.sleep(0.5)
+
+
+def run_demo(settings: Settings, *, events: int = 5_000, timeout_s: float = 150.0) -> int:
+    project = "demo-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    traffic = generate(project=project, events=events)
+    t0 = time.monotonic()
+    print(f"meterline demo: starting the embedded pipeline (data dir {settings.data_dir}) ...")
+    with Pipeline(settings) as pipeline:
+        print(f"  broker {pipeline.settings.kafka_bootstrap}, ClickHouse "
+              f"{pipeline.settings.effective_clickhouse_url}")
+        assert pipeline.settings.kafka_bootstrap
+        producer = MeterlineProducer(pipeline.settings.kafka_bootstrap, topics=pipeline.settings.topics)
+        producer.send_many(traffic.records)
+        left = producer.close()
+        print(f"  sent {len(traffic.records)} records: {traffic.events_sent} events "
+              f"({traffic.duplicates_sent} duplicates, {traffic.early_events} before their "
+              f"trajectory) in {len(traffic.trajectories)} trajectories; "
+              f"delivery failures {producer.stats.failed + left}")
+        got = wait_for(pipeline, traffic, timeout_s)
+        ch, db = pipeline.clickhouse, pipeline.settings.database
+        kinds = report.by_kind(ch, db, project)
+        usage = report.llm_usage_by_user(ch, db, project)
+    elapsed = time.monotonic() - t0
+    print(f"\nReport for project {project} (read back from ClickHouse, {elapsed:.1f}s):\n")
+    print(report.table(["kind", "events"], kinds))
+    print()
+    dropped = traffic.events_sent - got.events
+    print(report.table(["", "count"], [
+        ("events sent", traffic.events_sent),
+        ("unique events in ClickHouse", got.events),
+        ("duplicates dropped", dropped),
+        ("joined to trajectory", got.joined),
+        ("unjoined", got.events - got.joined),
+        ("trajectories", got.trajectories),
+    ]))
+    print()
+    print(report.table(["user", "llm calls", "input tokens", "output tokens", "cost usd"], usage))
+    want = len(traffic.unique_events)
+    ok = got.events == want and got.joined == want and got.trajectories == len(traffic.trajectories)
+    verdict = "OK" if ok else "MISMATCH"
+    print(f"\n{verdict}: ClickHouse holds {got.events} unique events ({got.joined} joined) and "
+          f"{got.trajectories} trajectories; sent {want} unique events in "
+          f"{len(traffic.trajectories)} trajectories.")
+    return 0 if ok else 1

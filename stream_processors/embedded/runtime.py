@@ -1,0 +1,129 @@
+"""Assemble the whole pipeline in one place: broker, topics, processor workers, sink.
+
+``Pipeline`` is what ``meterline up`` and ``meterline demo`` run, and what the
+integration tests start. Unset ``kafka_bootstrap`` -> a Tansu child process; unset
+``clickhouse_url`` -> chDB under ``data_dir``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import replace
+from typing import Any
+
+from sinks import ClickHouseSink, ClickHouseWriter, connect, redact_url
+from stream_processors.admin import ensure_topics
+from stream_processors.embedded.broker import TansuBroker
+from stream_processors.embedded.workers import WorkerProcess
+from stream_processors.errors import RuntimeFailure
+from stream_processors.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Pipeline:
+    """Start with :meth:`start` (or ``with``), stop with :meth:`stop`. Not restartable."""
+
+    def __init__(
+        self, settings: Settings, *, workers: int = 1, clickhouse: Any | None = None
+    ) -> None:
+        self.settings = settings
+        self.n_workers = workers
+        self.broker: TansuBroker | None = None
+        self.workers: list[WorkerProcess] = []
+        self.sink: ClickHouseSink | None = None
+        self._clickhouse = clickhouse
+        self._stop = threading.Event()
+        self._sink_thread: threading.Thread | None = None
+        self._sink_error: BaseException | None = None
+
+    @property
+    def clickhouse(self) -> Any:
+        if self._clickhouse is None:
+            self._clickhouse = connect(self.settings.effective_clickhouse_url)
+        return self._clickhouse
+
+    def start(self) -> Pipeline:
+        try:
+            self._start_broker()
+            assert self.settings.kafka_bootstrap
+            ensure_topics(
+                self.settings.kafka_bootstrap, self.settings.topics.all, self.settings.partitions
+            )
+            self.writer = ClickHouseWriter(self.clickhouse, self.settings.database)
+            self.writer.ensure_schema()
+            for i in range(self.n_workers):
+                self.add_worker(i)
+            self._start_sink()
+        except BaseException:
+            self.stop()
+            raise
+        log.info(
+            "pipeline up: kafka=%s clickhouse=%s", self.settings.kafka_bootstrap,
+            redact_url(self.settings.effective_clickhouse_url),
+        )
+        return self
+
+    def _start_broker(self) -> None:
+        if self.settings.kafka_bootstrap:
+            return
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.broker = TansuBroker(log_path=self.settings.data_dir / "logs" / "tansu.log").start()
+        self.settings = replace(self.settings, kafka_bootstrap=self.broker.bootstrap)
+
+    def add_worker(self, index: int | None = None) -> WorkerProcess:
+        idx = len(self.workers) if index is None else index
+        worker = WorkerProcess(self.settings, idx, self.settings.data_dir / "logs").start()
+        self.workers.append(worker)
+        return worker
+
+    def _start_sink(self) -> None:
+        assert self.settings.kafka_bootstrap
+        self.sink = ClickHouseSink(
+            self.settings.kafka_bootstrap, self.settings.topics, self.writer,
+            group_id=self.settings.sink_group,
+            consumer_config={
+                "session.timeout.ms": int(self.settings.session_timeout_s * 1000),
+                "heartbeat.interval.ms": int(self.settings.heartbeat_interval_s * 1000),
+            },
+        )
+        sink = self.sink
+
+        def run() -> None:
+            try:
+                sink.run(self._stop)
+            except BaseException as exc:  # surfaced by check()
+                self._sink_error = exc
+                log.exception("sink crashed")
+
+        self._sink_thread = threading.Thread(target=run, name="meterline-sink", daemon=True)
+        self._sink_thread.start()
+
+    def check(self) -> None:
+        """Raise :class:`RuntimeFailure` if a component died."""
+        if self._sink_error is not None:
+            raise RuntimeFailure(f"sink crashed: {self._sink_error!r}")
+        if self._sink_thread is not None and not self._sink_thread.is_alive() and not self._stop.is_set():
+            raise RuntimeFailure("sink thread stopped")
+        for w in self.workers:
+            if not w.alive():
+                raise RuntimeFailure(
+                    f"processor worker {w.index} exited; last log lines:\n{w.log_tail()}"
+                )
+
+    def stop(self) -> None:
+        """Stop workers (they commit), then the sink (it finishes its batch), then the broker."""
+        for w in self.workers:
+            w.stop()
+        self._stop.set()
+        if self._sink_thread is not None:
+            self._sink_thread.join(timeout=30)
+        if self.broker is not None:
+            self.broker.stop()
+
+    def __enter__(self) -> Pipeline:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,34 @@
+"""Errors raised by meterline's stream processors and runtime."""
+
+from __future__ import annotations
+
+
+class ProcessorError(Exception):
+    """Base class for every error raised by :mod:`stream_processors`."""
+
+
+class InvalidMessage(ProcessorError):
+    """A Kafka record that cannot be processed. It goes to the dead-letter topic.
+
+    Carries where the record came from so the dead letter can point back at it.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        topic: str,
+        partition: int,
+        offset: int,
+        error_type: str = "invalid_record",
+    ) -> None:
+        super().__init__(f"{topic}[{partition}]@{offset}: {reason}")
+        self.reason = reason
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.error_type = error_type
+
+
+class RuntimeFailure(ProcessorError):
+    """The embedded runtime could not start or keep a component running."""

@@ -1,0 +1,52 @@
+"""Validate step: raw Kafka bytes -> a typed record, or an :class:`InvalidMessage`."""
+
+from __future__ import annotations
+
+from schemas import DeadLetter, InvalidRecord, RawRecord, decode_raw
+from stream_processors.errors import InvalidMessage
+
+#: Records larger than this are rejected before parsing.
+DEFAULT_MAX_RECORD_BYTES = 1_000_000
+
+
+def validate(
+    value: bytes | None,
+    *,
+    topic: str,
+    partition: int,
+    offset: int,
+    max_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+) -> RawRecord:
+    """Parse one raw record.
+
+    Raises:
+        InvalidMessage: empty, oversized, not JSON, or not a valid record; carries where it
+            came from and a reason naming the field.
+    """
+    where = {"topic": topic, "partition": partition, "offset": offset}
+    if not value:
+        raise InvalidMessage("empty record (no value)", error_type="empty", **where)
+    if len(value) > max_bytes:
+        raise InvalidMessage(
+            f"record of {len(value)} bytes exceeds the {max_bytes}-byte limit",
+            error_type="oversized",
+            **where,
+        )
+    try:
+        return decode_raw(value)
+    except InvalidRecord as exc:
+        raise InvalidMessage(exc.reason, error_type=exc.error_type, **where) from None
+
+
+def dead_letter_for(exc: InvalidMessage, key: bytes | None, value: bytes | None) -> DeadLetter:
+    """The dead letter that records ``exc`` together with the original bytes."""
+    return DeadLetter(
+        source_topic=exc.topic,
+        partition=exc.partition,
+        offset=exc.offset,
+        key=key,
+        payload=value or b"",
+        reason=exc.reason,
+        error_type=exc.error_type,
+        stage="validate",
+    )

@@ -1,0 +1,25 @@
+"""Entry point of a stream-processor worker process: ``python -m stream_processors.worker``.
+
+Reads :class:`Settings` from ``METERLINE_*`` environment variables. Several workers with the
+same ``METERLINE_APP_ID`` form one consumer group and share the partitions.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from stream_processors.app import create_app
+from stream_processors.pipeline import build_pipeline
+from stream_processors.settings import Settings
+
+
+def main() -> None:
+    settings = Settings.from_env()
+    app = create_app(settings)
+    build_pipeline(app, settings)
+    sys.argv = [sys.argv[0], "worker", "--loglevel", settings.log_level, "--without-web"]
+    app.main()
+
+
+if __name__ == "__main__":
+    main()
