@@ -58,7 +58,11 @@ class Outputs:
 
 
 class BatchProcessor:
-    """Runs one batch of Faust events through validate -> dedupe -> join -> produce -> mark."""
+    """Runs one batch of Faust events through validate -> dedupe -> join -> produce -> mark.
+
+    Sends use ``force=True``: Faust would otherwise attach them to the source offset and
+    publish them only at commit time, and the batch could not wait for their acks.
+    """
 
     def __init__(self, outputs: Outputs, dedupe: Deduplicator, joiner: TrajectoryJoiner) -> None:
         self.out = outputs
@@ -78,7 +82,7 @@ class BatchProcessor:
                 if isinstance(record, TrajectoryRecord):
                     state, late = self.joiner.apply_trajectory(record)
                     pending.append(await self.out.trajectory_state.send(
-                        key=record.routing_key.encode(), value=encode(state)))
+                        key=record.routing_key.encode(), value=encode(state), force=True))
                     for enriched in late:
                         pending.append(await self._send_enriched(enriched))
                     continue
@@ -100,12 +104,13 @@ class BatchProcessor:
             self.dead_letters += 1
             letter: DeadLetter = dead_letter_for(exc, msg.key, msg.value)
             log.warning("dead-lettered %s", exc)
-            pending.append(await self.out.dead_letters.send(key=msg.key, value=encode(letter)))
+            pending.append(
+                await self.out.dead_letters.send(key=msg.key, value=encode(letter), force=True))
             return None
 
     async def _send_enriched(self, enriched: Any) -> Any:
         key = enriched.event.routing_key.encode()
-        return await self.out.enriched.send(key=key, value=encode(enriched))
+        return await self.out.enriched.send(key=key, value=encode(enriched), force=True)
 
 
 def build_pipeline(app: faust.App, settings: Settings) -> BatchProcessor:
@@ -114,7 +119,12 @@ def build_pipeline(app: faust.App, settings: Settings) -> BatchProcessor:
     n = settings.partitions
 
     def raw_topic(*names: str) -> faust.TopicT:
-        return app.topic(*names, key_type=bytes, value_type=bytes, partitions=n)
+        # "raw" serializers: Faust must hand over the bytes untouched. With its default
+        # JSON value serializer, one non-JSON record stalls the whole stream unacked.
+        return app.topic(
+            *names, key_type=bytes, value_type=bytes, key_serializer="raw",
+            value_serializer="raw", partitions=n,
+        )
 
     outputs = Outputs(
         enriched=raw_topic(topics.enriched),

