@@ -120,7 +120,9 @@ class MeterlineProducer:
         self.stats.enqueued += 1
         self._producer.poll(0)
 
-    def _callback_for(self, record: RawRecord | None) -> Callable[[KafkaError | None, Message], None]:
+    def _callback_for(
+        self, record: RawRecord | None
+    ) -> Callable[[KafkaError | None, Message], None]:
         stats, user_cb = self.stats, self._on_delivery
 
         def _report(err: KafkaError | None, _msg: Message) -> None:

@@ -29,7 +29,9 @@ log = logging.getLogger(__name__)
 @dataclass
 class SinkStats:
     batches: int = 0
-    rows: dict[str, int] = field(default_factory=lambda: {"events": 0, "trajectories": 0, "dead_letters": 0})
+    rows: dict[str, int] = field(
+        default_factory=lambda: {"events": 0, "trajectories": 0, "dead_letters": 0}
+    )
     write_failures: int = 0
     undecodable: int = 0
 
@@ -53,12 +55,16 @@ class ClickHouseSink:
         self.batch_timeout_s = batch_timeout_s
         self.retry_backoff_s = retry_backoff_s
         self.stats = SinkStats()
-        self._decoders: dict[str, Callable[[Message], tuple[str, tuple[Any, ...]]]] = {
-            topics.enriched: lambda m: ("events", event_row(decode_as(EnrichedEvent, m.value()))),
-            topics.trajectory_state: lambda m: (
-                "trajectories", trajectory_row(decode_as(TrajectoryState, m.value()))),
-            topics.dead_letters: lambda m: (
-                "dead_letters", dead_letter_row(decode_as(DeadLetter, m.value()))),
+        self._decoders: dict[str, Callable[[bytes], tuple[str, tuple[Any, ...]]]] = {
+            topics.enriched: lambda v: ("events", event_row(decode_as(EnrichedEvent, v))),
+            topics.trajectory_state: lambda v: (
+                "trajectories",
+                trajectory_row(decode_as(TrajectoryState, v)),
+            ),
+            topics.dead_letters: lambda v: (
+                "dead_letters",
+                dead_letter_row(decode_as(DeadLetter, v)),
+            ),
         }
         conf = {
             "bootstrap.servers": bootstrap_servers,
@@ -85,30 +91,47 @@ class ClickHouseSink:
         messages = self._consumer.consume(self.batch_size, self.batch_timeout_s)
         if not messages:
             return 0
-        rows: dict[str, list[tuple[Any, ...]]] = {"events": [], "trajectories": [], "dead_letters": []}
+        rows: dict[str, list[tuple[Any, ...]]] = {
+            "events": [],
+            "trajectories": [],
+            "dead_letters": [],
+        }
         offsets: dict[tuple[str, int], int] = {}
         for msg in messages:
             if msg.error() is not None:
                 log.warning("sink: consumer error: %s", msg.error())
                 continue
-            table, row = self._decode(msg)
+            topic, partition, offset = (
+                str(msg.topic()),
+                int(msg.partition() or 0),
+                int(msg.offset() or 0),
+            )
+            table, row = self._decode(msg, topic, partition, offset)
             rows[table].append(row)
-            offsets[(msg.topic(), msg.partition())] = msg.offset() + 1
+            offsets[(topic, partition)] = offset + 1
         if not self._write_with_retry(rows, stop):
             return len(messages)  # stopping without commit: the batch is replayed later
         self._commit(offsets)
         self.stats.batches += 1
         return len(messages)
 
-    def _decode(self, msg: Message) -> tuple[str, tuple[Any, ...]]:
+    def _decode(
+        self, msg: Message, topic: str, partition: int, offset: int
+    ) -> tuple[str, tuple[Any, ...]]:
+        """A row for the message's table; an undecodable message becomes a dead-letter row."""
         try:
-            return self._decoders[msg.topic()](msg)
+            return self._decoders[topic](msg.value() or b"")
         except InvalidRecord as exc:
             self.stats.undecodable += 1
             letter = DeadLetter(
-                source_topic=msg.topic(), partition=msg.partition(), offset=msg.offset(),
-                key=msg.key(), payload=msg.value() or b"", reason=exc.reason,
-                error_type=exc.error_type, stage="sink",
+                source_topic=topic,
+                partition=partition,
+                offset=offset,
+                key=msg.key(),
+                payload=msg.value() or b"",
+                reason=exc.reason,
+                error_type=exc.error_type,
+                stage="sink",
             )
             return "dead_letters", dead_letter_row(letter)
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from stream_processors.errors import RuntimeFailure
 
 
 def ensure_topics(
-    bootstrap: str, names: Iterable[str], partitions: int, replication_factor: int = 1,
+    bootstrap: str,
+    names: Iterable[str],
+    partitions: int,
+    replication_factor: int = 1,
     timeout_s: float = 30.0,
 ) -> None:
     """Create missing topics; fail if an existing one has another partition count.

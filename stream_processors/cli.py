@@ -28,9 +28,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     pipeline = Pipeline(_settings(args), workers=args.workers).start()
     s = pipeline.settings
-    print(f"meterline up: kafka {s.kafka_bootstrap}  clickhouse {s.effective_clickhouse_url}  "
-          f"database {s.database}\nProduce to {', '.join(s.topics.raw)}. Ctrl-C to stop.",
-          flush=True)
+    print(
+        f"meterline up: kafka {s.kafka_bootstrap}  clickhouse {s.effective_clickhouse_url}  "
+        f"database {s.database}\nProduce to {', '.join(s.topics.raw)}. Ctrl-C to stop.",
+        flush=True,
+    )
     try:
         while not stop.wait(1.0):
             pipeline.check()
@@ -61,7 +63,9 @@ def cmd_sink(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     if not settings.kafka_bootstrap:
-        print("meterline sink: set METERLINE_KAFKA_BOOTSTRAP (or --kafka-bootstrap)", file=sys.stderr)
+        print(
+            "meterline sink: set METERLINE_KAFKA_BOOTSTRAP (or --kafka-bootstrap)", file=sys.stderr
+        )
         return 2
     ensure_topics(settings.kafka_bootstrap, settings.topics.all, settings.partitions)
     writer = ClickHouseWriter(connect(settings.effective_clickhouse_url), settings.database)
@@ -69,8 +73,9 @@ def cmd_sink(args: argparse.Namespace) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    ClickHouseSink(settings.kafka_bootstrap, settings.topics, writer,
-                   group_id=settings.sink_group).run(stop)
+    ClickHouseSink(
+        settings.kafka_bootstrap, settings.topics, writer, group_id=settings.sink_group
+    ).run(stop)
     return 0
 
 
@@ -79,12 +84,20 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     def common(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--kafka-bootstrap", help="Kafka bootstrap servers "
-                        "(env METERLINE_KAFKA_BOOTSTRAP; unset = embedded Tansu broker)")
-        sp.add_argument("--clickhouse-url", help="http(s)://... or chdb:///abs/path "
-                        "(env METERLINE_CLICKHOUSE_URL; unset = chDB under the data dir)")
-        sp.add_argument("--data-dir", help="embedded data directory (env METERLINE_DATA_DIR, "
-                        "default ./.meterline)")
+        sp.add_argument(
+            "--kafka-bootstrap",
+            help="Kafka bootstrap servers "
+            "(env METERLINE_KAFKA_BOOTSTRAP; unset = embedded Tansu broker)",
+        )
+        sp.add_argument(
+            "--clickhouse-url",
+            help="http(s)://... or chdb:///abs/path "
+            "(env METERLINE_CLICKHOUSE_URL; unset = chDB under the data dir)",
+        )
+        sp.add_argument(
+            "--data-dir",
+            help="embedded data directory (env METERLINE_DATA_DIR, default ./.meterline)",
+        )
 
     up = sub.add_parser("up", help="run the pipeline (embedded by default) until Ctrl-C")
     common(up)
@@ -104,7 +117,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     return int(args.func(args))
 
 

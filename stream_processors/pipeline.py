@@ -24,7 +24,7 @@ from typing import Any
 
 import faust
 from faust.streams import _current_event
-from faust.types import EventT
+from faust.types import EventT as _EventT
 
 from schemas import DeadLetter, TrajectoryRecord, encode
 from stream_processors.errors import InvalidMessage
@@ -34,6 +34,8 @@ from stream_processors.steps.join import TrajectoryJoiner
 from stream_processors.steps.validate import dead_letter_for, validate
 
 log = logging.getLogger(__name__)
+
+EventT = _EventT[bytes]
 
 BATCH_MAX = 2_000
 BATCH_WITHIN_S = 0.2
@@ -81,8 +83,11 @@ class BatchProcessor:
                     continue
                 if isinstance(record, TrajectoryRecord):
                     state, late = self.joiner.apply_trajectory(record)
-                    pending.append(await self.out.trajectory_state.send(
-                        key=record.routing_key.encode(), value=encode(state), force=True))
+                    pending.append(
+                        await self.out.trajectory_state.send(
+                            key=record.routing_key.encode(), value=encode(state), force=True
+                        )
+                    )
                     for enriched in late:
                         pending.append(await self._send_enriched(enriched))
                     continue
@@ -105,7 +110,8 @@ class BatchProcessor:
             letter: DeadLetter = dead_letter_for(exc, msg.key, msg.value)
             log.warning("dead-lettered %s", exc)
             pending.append(
-                await self.out.dead_letters.send(key=msg.key, value=encode(letter), force=True))
+                await self.out.dead_letters.send(key=msg.key, value=encode(letter), force=True)
+            )
             return None
 
     async def _send_enriched(self, enriched: Any) -> Any:
@@ -122,8 +128,12 @@ def build_pipeline(app: faust.App, settings: Settings) -> BatchProcessor:
         # "raw" serializers: Faust must hand over the bytes untouched. With its default
         # JSON value serializer, one non-JSON record stalls the whole stream unacked.
         return app.topic(
-            *names, key_type=bytes, value_type=bytes, key_serializer="raw",
-            value_serializer="raw", partitions=n,
+            *names,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=n,
         )
 
     outputs = Outputs(
@@ -138,7 +148,7 @@ def build_pipeline(app: faust.App, settings: Settings) -> BatchProcessor:
     source = raw_topic(*topics.raw)
 
     @app.agent(source, name="meterline-process")
-    async def process(stream: faust.StreamT[bytes]) -> None:
+    async def process(stream: Any) -> None:  # faust.Stream: take_events is not on StreamT
         async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
             await processor.process(list(events))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from schemas import Topics
 
@@ -46,7 +47,8 @@ class Settings:
     def faust_datadir(self) -> Path:
         return self.data_dir / "faust"
 
-    def with_overrides(self, **changes: object) -> Settings:
+    def with_overrides(self, **changes: Any) -> Settings:
+        """A copy with every non-None keyword applied (CLI flags over environment)."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     @classmethod

@@ -60,9 +60,7 @@ def settings(tansu: TansuBroker, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def pipeline_factory(
-    settings: Settings, clickhouse: Any
-) -> Iterator[Callable[..., Pipeline]]:
+def pipeline_factory(settings: Settings, clickhouse: Any) -> Iterator[Callable[..., Pipeline]]:
     started: list[Pipeline] = []
 
     def start(workers: int = 1, **overrides: Any) -> Pipeline:
@@ -76,7 +74,10 @@ def pipeline_factory(
 
 
 def wait_until(
-    check: Callable[[], bool], timeout_s: float, *, pipeline: Pipeline | None = None,
+    check: Callable[[], bool],
+    timeout_s: float,
+    *,
+    pipeline: Pipeline | None = None,
     interval_s: float = 0.3,
 ) -> bool:
     deadline = time.monotonic() + timeout_s

@@ -8,24 +8,67 @@ from typing import Any
 
 import orjson
 
-from schemas import ActionEvent, DeadLetter, EnrichedEvent, TrajectoryState
+from schemas import ActionEvent, DeadLetter, EnrichedEvent, TelemetryEvent, TrajectoryState
 
 COLUMNS: dict[str, Sequence[str]] = {
     "events": (
-        "project", "event_id", "record_type", "kind", "name", "trace_id", "session_id",
-        "trajectory_id", "user_id", "anonymous_id", "agent_id", "status", "timestamp",
-        "started_at", "ended_at", "duration_ms", "model", "provider", "input_tokens",
-        "output_tokens", "cached_tokens", "cost_usd", "error_type", "error_message",
-        "parent_event_id", "source", "properties", "metadata", "joined", "version",
+        "project",
+        "event_id",
+        "record_type",
+        "kind",
+        "name",
+        "trace_id",
+        "session_id",
+        "trajectory_id",
+        "user_id",
+        "anonymous_id",
+        "agent_id",
+        "status",
+        "timestamp",
+        "started_at",
+        "ended_at",
+        "duration_ms",
+        "model",
+        "provider",
+        "input_tokens",
+        "output_tokens",
+        "cached_tokens",
+        "cost_usd",
+        "error_type",
+        "error_message",
+        "parent_event_id",
+        "source",
+        "properties",
+        "metadata",
+        "joined",
+        "version",
         "processed_at",
     ),
     "trajectories": (
-        "project", "trace_id", "trajectory_id", "user_id", "anonymous_id", "agent_id",
-        "status", "started_at", "ended_at", "timestamp", "metadata", "version",
+        "project",
+        "trace_id",
+        "trajectory_id",
+        "user_id",
+        "anonymous_id",
+        "agent_id",
+        "status",
+        "started_at",
+        "ended_at",
+        "timestamp",
+        "metadata",
+        "version",
     ),
     "dead_letters": (
-        "source_topic", "partition", "offset", "key", "payload_base64", "payload_preview",
-        "reason", "error_type", "stage", "received_at",
+        "source_topic",
+        "partition",
+        "offset",
+        "key",
+        "payload_base64",
+        "payload_preview",
+        "reason",
+        "error_type",
+        "stage",
+        "received_at",
     ),
 }
 
@@ -38,41 +81,83 @@ def _json(value: dict[str, Any]) -> str:
 
 def event_row(enriched: EnrichedEvent) -> tuple[Any, ...]:
     ev, traj = enriched.event, enriched.trajectory
-    is_action = isinstance(ev, ActionEvent)
     user_id = ev.user_id or (traj.user_id if traj else None)
     anonymous_id = ev.anonymous_id or (traj.anonymous_id if traj else None)
     agent_id = ev.agent_id or (traj.agent_id if traj else None)
-    trajectory_id = (None if is_action else ev.trajectory_id) or (traj.trajectory_id if traj else None)  # type: ignore[union-attr]
+    own_trajectory_id = ev.trajectory_id if isinstance(ev, TelemetryEvent) else None
+    trajectory_id = own_trajectory_id or (traj.trajectory_id if traj else None)
     if isinstance(ev, ActionEvent):
         kind, name, status = ev.kind.value, ev.name, ev.status.value
-        llm = (ev.started_at, ev.ended_at, ev.duration_ms, ev.model or "", ev.provider or "",
-               ev.input_tokens, ev.output_tokens, ev.cached_tokens, ev.cost_usd,
-               ev.error_type or "", ev.error_message or "", ev.parent_event_id or "")
+        llm = (
+            ev.started_at,
+            ev.ended_at,
+            ev.duration_ms,
+            ev.model or "",
+            ev.provider or "",
+            ev.input_tokens,
+            ev.output_tokens,
+            ev.cached_tokens,
+            ev.cost_usd,
+            ev.error_type or "",
+            ev.error_message or "",
+            ev.parent_event_id or "",
+        )
     else:
         kind, name, status = "telemetry", ev.event_type, ""
         llm = (None, None, None, "", "", 0, 0, 0, 0.0, "", "", "")
     return (
-        ev.project, ev.event_id, ev.type, kind, name, ev.trace_id or "", ev.session_id or "",
-        trajectory_id or "", user_id or "", anonymous_id or "", agent_id or "", status,
-        ev.timestamp, *llm, ev.source, _json(ev.properties), _json(ev.metadata),
-        1 if traj is not None else 0, enriched.version, enriched.processed_at,
+        ev.project,
+        ev.event_id,
+        ev.type,
+        kind,
+        name,
+        ev.trace_id or "",
+        ev.session_id or "",
+        trajectory_id or "",
+        user_id or "",
+        anonymous_id or "",
+        agent_id or "",
+        status,
+        ev.timestamp,
+        *llm,
+        ev.source,
+        _json(ev.properties),
+        _json(ev.metadata),
+        1 if traj is not None else 0,
+        enriched.version,
+        enriched.processed_at,
     )
 
 
 def trajectory_row(state: TrajectoryState) -> tuple[Any, ...]:
     t = state.trajectory
     return (
-        t.project, t.trace_id, t.trajectory_id or "", t.user_id or "", t.anonymous_id or "",
-        t.agent_id or "", t.status.value, t.started_at, t.ended_at, t.timestamp,
-        _json(t.metadata), state.version,
+        t.project,
+        t.trace_id,
+        t.trajectory_id or "",
+        t.user_id or "",
+        t.anonymous_id or "",
+        t.agent_id or "",
+        t.status.value,
+        t.started_at,
+        t.ended_at,
+        t.timestamp,
+        _json(t.metadata),
+        state.version,
     )
 
 
 def dead_letter_row(letter: DeadLetter) -> tuple[Any, ...]:
     preview = letter.payload[:_PREVIEW_CHARS].decode("utf-8", errors="replace")
     return (
-        letter.source_topic, letter.partition, letter.offset,
+        letter.source_topic,
+        letter.partition,
+        letter.offset,
         (letter.key or b"").decode("utf-8", errors="replace"),
-        base64.b64encode(letter.payload).decode(), preview, letter.reason,
-        letter.error_type, letter.stage, letter.received_at,
+        base64.b64encode(letter.payload).decode(),
+        preview,
+        letter.reason,
+        letter.error_type,
+        letter.stage,
+        letter.received_at,
     )

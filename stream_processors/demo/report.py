@@ -27,8 +27,9 @@ def counts(client: Any, database: str, project: str) -> Counts:
         parameters={"p": project},
     ).result_rows[0]
     dl = client.query(f"SELECT count() FROM {db}.dead_letters FINAL").result_rows[0]
-    return Counts(events=int(ev[0]), joined=int(ev[1]), trajectories=int(tr[0]),
-                  dead_letters=int(dl[0]))
+    return Counts(
+        events=int(ev[0]), joined=int(ev[1]), trajectories=int(tr[0]), dead_letters=int(dl[0])
+    )
 
 
 def by_kind(client: Any, database: str, project: str) -> list[tuple[str, int]]:
@@ -43,18 +44,26 @@ def by_kind(client: Any, database: str, project: str) -> list[tuple[str, int]]:
 
 def llm_usage_by_user(client: Any, database: str, project: str) -> list[tuple[Any, ...]]:
     db = check_identifier(database)
-    return list(client.query(
-        f"SELECT user_id, count(), sum(input_tokens), sum(output_tokens), round(sum(cost_usd), 4) "
-        f"FROM {db}.events FINAL WHERE project = %(p)s AND kind = 'llm_call' "
-        "GROUP BY user_id ORDER BY user_id",
-        parameters={"p": project},
-    ).result_rows)
+    return list(
+        client.query(
+            "SELECT user_id, count(), sum(input_tokens), sum(output_tokens), "
+            f"round(sum(cost_usd), 4) FROM {db}.events FINAL "
+            "WHERE project = %(p)s AND kind = 'llm_call' "
+            "GROUP BY user_id ORDER BY user_id",
+            parameters={"p": project},
+        ).result_rows
+    )
 
 
 def table(headers: list[str], rows: list[tuple[Any, ...]] | list[list[Any]]) -> str:
     cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.rjust(w) if j else c.ljust(w) for j, (c, w) in enumerate(zip(row, widths, strict=True)))
-             for row in cells]
+    lines = [
+        "  ".join(
+            c.rjust(w) if j else c.ljust(w)
+            for j, (c, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in cells
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)

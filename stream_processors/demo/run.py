@@ -19,7 +19,11 @@ def wait_for(pipeline: Pipeline, traffic: Traffic, timeout_s: float) -> report.C
     while True:
         pipeline.check()
         got = report.counts(pipeline.clickhouse, pipeline.settings.database, traffic.project)
-        done = got.events == want_events and got.joined == want_events and got.trajectories == want_traj
+        done = (
+            got.events == want_events
+            and got.joined == want_events
+            and got.trajectories == want_traj
+        )
         if done or time.monotonic() > deadline:
             return got
         time.sleep(0.5)
@@ -31,16 +35,22 @@ def run_demo(settings: Settings, *, events: int = 5_000, timeout_s: float = 150.
     t0 = time.monotonic()
     print(f"meterline demo: starting the embedded pipeline (data dir {settings.data_dir}) ...")
     with Pipeline(settings) as pipeline:
-        print(f"  broker {pipeline.settings.kafka_bootstrap}, ClickHouse "
-              f"{pipeline.settings.effective_clickhouse_url}")
+        print(
+            f"  broker {pipeline.settings.kafka_bootstrap}, ClickHouse "
+            f"{pipeline.settings.effective_clickhouse_url}"
+        )
         assert pipeline.settings.kafka_bootstrap
-        producer = MeterlineProducer(pipeline.settings.kafka_bootstrap, topics=pipeline.settings.topics)
+        producer = MeterlineProducer(
+            pipeline.settings.kafka_bootstrap, topics=pipeline.settings.topics
+        )
         producer.send_many(traffic.records)
         left = producer.close()
-        print(f"  sent {len(traffic.records)} records: {traffic.events_sent} events "
-              f"({traffic.duplicates_sent} duplicates, {traffic.early_events} before their "
-              f"trajectory) in {len(traffic.trajectories)} trajectories; "
-              f"delivery failures {producer.stats.failed + left}")
+        print(
+            f"  sent {len(traffic.records)} records: {traffic.events_sent} events "
+            f"({traffic.duplicates_sent} duplicates, {traffic.early_events} before their "
+            f"trajectory) in {len(traffic.trajectories)} trajectories; "
+            f"delivery failures {producer.stats.failed + left}"
+        )
         got = wait_for(pipeline, traffic, timeout_s)
         ch, db = pipeline.clickhouse, pipeline.settings.database
         kinds = report.by_kind(ch, db, project)
@@ -50,20 +60,27 @@ def run_demo(settings: Settings, *, events: int = 5_000, timeout_s: float = 150.
     print(report.table(["kind", "events"], kinds))
     print()
     dropped = traffic.events_sent - got.events
-    print(report.table(["", "count"], [
-        ("events sent", traffic.events_sent),
-        ("unique events in ClickHouse", got.events),
-        ("duplicates dropped", dropped),
-        ("joined to trajectory", got.joined),
-        ("unjoined", got.events - got.joined),
-        ("trajectories", got.trajectories),
-    ]))
+    print(
+        report.table(
+            ["", "count"],
+            [
+                ("events sent", traffic.events_sent),
+                ("unique events in ClickHouse", got.events),
+                ("duplicates dropped", dropped),
+                ("joined to trajectory", got.joined),
+                ("unjoined", got.events - got.joined),
+                ("trajectories", got.trajectories),
+            ],
+        )
+    )
     print()
     print(report.table(["user", "llm calls", "input tokens", "output tokens", "cost usd"], usage))
     want = len(traffic.unique_events)
     ok = got.events == want and got.joined == want and got.trajectories == len(traffic.trajectories)
     verdict = "OK" if ok else "MISMATCH"
-    print(f"\n{verdict}: ClickHouse holds {got.events} unique events ({got.joined} joined) and "
-          f"{got.trajectories} trajectories; sent {want} unique events in "
-          f"{len(traffic.trajectories)} trajectories.")
+    print(
+        f"\n{verdict}: ClickHouse holds {got.events} unique events ({got.joined} joined) and "
+        f"{got.trajectories} trajectories; sent {want} unique events in "
+        f"{len(traffic.trajectories)} trajectories."
+    )
     return 0 if ok else 1

@@ -11,6 +11,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from schemas import (
     ActionEvent,
@@ -82,12 +83,21 @@ def generate(
         steps = _trajectory_events(rng, project, trace_id, user, start, rng.randint(3, 12))
         steps = steps[: events - len(traffic.unique_events)]
         start_rec = TrajectoryRecord(
-            project=project, trace_id=trace_id, trajectory_id=f"traj-{t}", user_id=user,
-            agent_id="demo-agent", status=TrajectoryStatus.RUNNING, started_at=start, timestamp=start,
+            project=project,
+            trace_id=trace_id,
+            trajectory_id=f"traj-{t}",
+            user_id=user,
+            agent_id="demo-agent",
+            status=TrajectoryStatus.RUNNING,
+            started_at=start,
+            timestamp=start,
         )
         end_rec = TrajectoryRecord(
-            project=project, trace_id=trace_id, status=TrajectoryStatus.SUCCESS,
-            ended_at=start + timedelta(seconds=6), timestamp=start + timedelta(seconds=6),
+            project=project,
+            trace_id=trace_id,
+            status=TrajectoryStatus.SUCCESS,
+            ended_at=start + timedelta(seconds=6),
+            timestamp=start + timedelta(seconds=6),
         )
         early = rng.random() < early_rate
         n_early = rng.randint(1, len(steps)) if early else 0
@@ -111,30 +121,60 @@ def _trajectory_events(
     out: list[Event] = []
     for i in range(n):
         ts = start + timedelta(milliseconds=400 * i)
-        common = {"project": project, "event_id": uuid.UUID(int=rng.getrandbits(128)).hex,
-                  "trace_id": trace_id, "user_id": user, "timestamp": ts}
+        common: dict[str, Any] = {
+            "project": project,
+            "event_id": uuid.UUID(int=rng.getrandbits(128)).hex,
+            "trace_id": trace_id,
+            "user_id": user,
+            "timestamp": ts,
+        }
         roll = rng.random()
         if roll < 0.45:
             provider, model, p_in, p_out = rng.choice(MODELS)
             tin, tout = rng.randint(200, 4000), rng.randint(20, 800)
-            out.append(ActionEvent(
-                **common, kind=ActionKind.LLM_CALL, name="chat.completions", model=model,
-                provider=provider, input_tokens=tin, output_tokens=tout,
-                cost_usd=round((tin * p_in + tout * p_out) / 1e6, 8),
-                duration_ms=rng.uniform(300, 4000), started_at=ts,
-            ))
+            out.append(
+                ActionEvent(
+                    **common,
+                    kind=ActionKind.LLM_CALL,
+                    name="chat.completions",
+                    model=model,
+                    provider=provider,
+                    input_tokens=tin,
+                    output_tokens=tout,
+                    cost_usd=round((tin * p_in + tout * p_out) / 1e6, 8),
+                    duration_ms=rng.uniform(300, 4000),
+                    started_at=ts,
+                )
+            )
         elif roll < 0.75:
             failed = rng.random() < 0.05
-            out.append(ActionEvent(
-                **common, kind=ActionKind.TOOL_CALL, name=rng.choice(TOOLS),
-                status=Status.ERROR if failed else Status.SUCCESS,
-                error_message="upstream timeout" if failed else None,
-                duration_ms=rng.uniform(5, 900), properties={"attempt": 1},
-            ))
+            out.append(
+                ActionEvent(
+                    **common,
+                    kind=ActionKind.TOOL_CALL,
+                    name=rng.choice(TOOLS),
+                    status=Status.ERROR if failed else Status.SUCCESS,
+                    error_message="upstream timeout" if failed else None,
+                    duration_ms=rng.uniform(5, 900),
+                    properties={"attempt": 1},
+                )
+            )
         elif roll < 0.92:
-            out.append(ActionEvent(**common, kind=ActionKind.ACTION, name=rng.choice(ACTIONS),
-                                   duration_ms=rng.uniform(10, 2000)))
+            out.append(
+                ActionEvent(
+                    **common,
+                    kind=ActionKind.ACTION,
+                    name=rng.choice(ACTIONS),
+                    duration_ms=rng.uniform(10, 2000),
+                )
+            )
         else:
-            out.append(TelemetryEvent(**common, event_type="user.accept",
-                                      session_id=trace_id, properties={"score": rng.randint(1, 5)}))
+            out.append(
+                TelemetryEvent(
+                    **common,
+                    event_type="user.accept",
+                    session_id=trace_id,
+                    properties={"score": rng.randint(1, 5)},
+                )
+            )
     return out

@@ -60,7 +60,8 @@ class Pipeline:
             self.stop()
             raise
         log.info(
-            "pipeline up: kafka=%s clickhouse=%s", self.settings.kafka_bootstrap,
+            "pipeline up: kafka=%s clickhouse=%s",
+            self.settings.kafka_bootstrap,
             redact_url(self.settings.effective_clickhouse_url),
         )
         return self
@@ -81,7 +82,9 @@ class Pipeline:
     def _start_sink(self) -> None:
         assert self.settings.kafka_bootstrap
         self.sink = ClickHouseSink(
-            self.settings.kafka_bootstrap, self.settings.topics, self.writer,
+            self.settings.kafka_bootstrap,
+            self.settings.topics,
+            self.writer,
             group_id=self.settings.sink_group,
             consumer_config={
                 "session.timeout.ms": int(self.settings.session_timeout_s * 1000),
@@ -104,7 +107,11 @@ class Pipeline:
         """Raise :class:`RuntimeFailure` if a component died."""
         if self._sink_error is not None:
             raise RuntimeFailure(f"sink crashed: {self._sink_error!r}")
-        if self._sink_thread is not None and not self._sink_thread.is_alive() and not self._stop.is_set():
+        if (
+            self._sink_thread is not None
+            and not self._sink_thread.is_alive()
+            and not self._stop.is_set()
+        ):
             raise RuntimeFailure("sink thread stopped")
         for w in self.workers:
             if not w.alive():

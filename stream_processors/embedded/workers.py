@@ -30,7 +30,10 @@ class WorkerProcess:
         env["METERLINE_DATA_DIR"] = str(self.settings.data_dir / f"worker-{self.index}")
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "stream_processors.worker"],
-            env=env, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
         )
         return self
 

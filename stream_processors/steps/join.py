@@ -122,7 +122,9 @@ class TrajectoryJoiner:
         self._remember(key, version, merged)
         released = self._pending.pop(key, None) or []
         late = [
-            EnrichedEvent(event=_EVENT.validate_python(e), trajectory=merged, version=VERSION_JOINED)
+            EnrichedEvent(
+                event=_EVENT.validate_python(e), trajectory=merged, version=VERSION_JOINED
+            )
             for e in released
         ]
         self.late_joined += len(late)

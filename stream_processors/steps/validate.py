@@ -23,19 +23,32 @@ def validate(
         InvalidMessage: empty, oversized, not JSON, or not a valid record; carries where it
             came from and a reason naming the field.
     """
-    where = {"topic": topic, "partition": partition, "offset": offset}
     if not value:
-        raise InvalidMessage("empty record (no value)", error_type="empty", **where)
+        raise InvalidMessage(
+            "empty record (no value)",
+            error_type="empty",
+            topic=topic,
+            partition=partition,
+            offset=offset,
+        )
     if len(value) > max_bytes:
         raise InvalidMessage(
             f"record of {len(value)} bytes exceeds the {max_bytes}-byte limit",
             error_type="oversized",
-            **where,
+            topic=topic,
+            partition=partition,
+            offset=offset,
         )
     try:
         return decode_raw(value)
     except InvalidRecord as exc:
-        raise InvalidMessage(exc.reason, error_type=exc.error_type, **where) from None
+        raise InvalidMessage(
+            exc.reason,
+            error_type=exc.error_type,
+            topic=topic,
+            partition=partition,
+            offset=offset,
+        ) from None
 
 
 def dead_letter_for(exc: InvalidMessage, key: bytes | None, value: bytes | None) -> DeadLetter:

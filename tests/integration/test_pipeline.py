@@ -26,7 +26,9 @@ def test_10k_events_with_duplicates_and_early_events_land_once_each_joined(
     pipeline_factory: Any,
 ) -> None:
     pipeline = pipeline_factory()
-    traffic = generate(project="it-10k", events=9_000, duplicate_rate=0.11, early_rate=0.10, seed=11)
+    traffic = generate(
+        project="it-10k", events=9_000, duplicate_rate=0.11, early_rate=0.10, seed=11
+    )
     # ~10% duplicates and ~10% of events sent before their trajectory record
     assert traffic.events_sent >= 9_900
     assert traffic.duplicates_sent >= 900
@@ -45,10 +47,13 @@ def test_10k_events_with_duplicates_and_early_events_land_once_each_joined(
     ch = pipeline.clickhouse
     ids = {r[0] for r in ch.query(f"SELECT event_id FROM {db}.events FINAL").result_rows}
     assert ids == set(traffic.unique_events)
-    unjoined = ch.query(f"SELECT count() FROM {db}.events FINAL WHERE trajectory_id = ''").result_rows
+    unjoined = ch.query(
+        f"SELECT count() FROM {db}.events FINAL WHERE trajectory_id = ''"
+    ).result_rows
     assert unjoined[0][0] == 0  # every event carries its trajectory's id
-    per_trace = dict(ch.query(
-        f"SELECT trace_id, count() FROM {db}.events FINAL GROUP BY trace_id").result_rows)
+    per_trace = dict(
+        ch.query(f"SELECT trace_id, count() FROM {db}.events FINAL GROUP BY trace_id").result_rows
+    )
     expected: dict[str, int] = {}
     for e in traffic.unique_events.values():
         assert e.trace_id
@@ -62,8 +67,10 @@ def test_invalid_records_are_dead_lettered_and_the_rest_of_the_batch_arrives(
     pipeline = pipeline_factory()
     topics = pipeline.settings.topics
     producer = _producer(pipeline)
-    good = [ActionEvent(project="dlq", event_id=f"ok-{i}", name="tool", kind=ActionKind.TOOL_CALL)
-            for i in range(200)]
+    good = [
+        ActionEvent(project="dlq", event_id=f"ok-{i}", name="tool", kind=ActionKind.TOOL_CALL)
+        for i in range(200)
+    ]
     bad_json = b'{"type": "action", "event_id": '
     missing_id = b'{"type": "action", "name": "no_id"}'
     for i, ev in enumerate(good):
@@ -84,7 +91,8 @@ def test_invalid_records_are_dead_lettered_and_the_rest_of_the_batch_arrives(
     assert wait_until(done, 90, pipeline=pipeline), counts(ch, db, "dlq")
     rows = ch.query(
         f"SELECT source_topic, reason, error_type, payload_base64 FROM {db}.dead_letters FINAL "
-        "ORDER BY offset").result_rows
+        "ORDER BY offset"
+    ).result_rows
     by_payload = {base64.b64decode(r[3]): r for r in rows}
     assert set(by_payload) == {bad_json, missing_id}
     assert by_payload[bad_json][2] == "invalid_json"
