@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import pytest
+
+from schemas import ActionEvent, encode
+from stream_processors.errors import InvalidMessage
+from stream_processors.steps.validate import dead_letter_for, validate
+
+WHERE = {"topic": "raw", "partition": 2, "offset": 41}
+
+
+def test_valid_record_is_parsed() -> None:
+    ev = ActionEvent(event_id="e", name="a")
+    assert validate(encode(ev), **WHERE) == ev
+
+
+@pytest.mark.parametrize(
+    ("value", "error_type"),
+    [(None, "empty"), (b"", "empty"), (b"x" * 2_000, "oversized"), (b"nope", "invalid_json")],
+)
+def test_invalid_records_raise_with_their_origin(value: bytes | None, error_type: str) -> None:
+    with pytest.raises(InvalidMessage) as info:
+        validate(value, max_bytes=1_000, **WHERE)
+    exc = info.value
+    assert (exc.topic, exc.partition, exc.offset, exc.error_type) == ("raw", 2, 41, error_type)
+
+
+def test_dead_letter_points_back_at_the_record() -> None:
+    with pytest.raises(InvalidMessage) as info:
+        validate(b'{"type": "action"}', **WHERE)
+    letter = dead_letter_for(info.value, b"key", b'{"type": "action"}')
+    assert letter.payload == b'{"type": "action"}'
+    assert letter.key == b"key"
+    assert (letter.source_topic, letter.partition, letter.offset) == ("raw", 2, 41)
+    assert "event_id: Field required" in letter.reason
