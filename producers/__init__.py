@@ -1,16 +1,77 @@
-"""meterline producers: publish agent records to Kafka.
+"""meterline producers: the SDK agents use to publish events to Kafka.
 
 Importable with only ``confluent-kafka`` and ``pydantic`` installed (the minimal install).
+
+Five tracking APIs, one wire format (``schemas``), one non-blocking client:
+
+- :mod:`producers.valmi`: ``action`` context manager, ``send_outcome``
+- :mod:`producers.agentsight`: ``AgentSightTracker.track_action``
+- :mod:`producers.tracer`: ``ActionTracer``, ``TraceEntry``, ``JSONLExporter``,
+  ``MeterlinePublisher``
+- :mod:`producers.telemetry`: ``TelemetryEvent`` (SDK dataclass), ``push_events``,
+  ``TraceContext``, ``upload_trace``
+- :mod:`producers.agentops`: ``ActionEvent`` / ``LLMEvent`` / ``ToolEvent`` / ``ErrorEvent``
+  (SDK dataclasses), ``record``, ``record_action``, ``record_tool``
+
+The SDK classes that share a name with a wire model (``TelemetryEvent``, ``ActionEvent``) are
+exported from their modules only.
 """
 
+from producers.agentops import ErrorEvent, LLMEvent, ToolEvent, record_action, record_tool
+from producers.agentsight import AgentSightTracker, load_display_names, track_action
 from producers.client import DEFAULT_CONFIG, DeliveryStats, MeterlineProducer
-from producers.errors import DeliveryFailed, ProducerError, QueueFull
+from producers.errors import DeliveryFailed, NotConfigured, ProducerError, QueueFull
+from producers.redact import DEFAULT_REDACTOR, REDACTED, Redactor
+from producers.sdk import (
+    MeterlineClient,
+    SdkStats,
+    Sink,
+    flush,
+    get_client,
+    init,
+    set_client,
+    stable_id,
+)
+from producers.telemetry import PushResult, TraceContext, push_events, upload_trace
+from producers.tracer import ActionTracer, JSONLExporter, MeterlinePublisher, TraceEntry
+from producers.valmi import Action, action, send_outcome
 
 __all__ = [
     "DEFAULT_CONFIG",
+    "DEFAULT_REDACTOR",
+    "REDACTED",
+    "Action",
+    "ActionTracer",
+    "AgentSightTracker",
     "DeliveryFailed",
     "DeliveryStats",
+    "ErrorEvent",
+    "JSONLExporter",
+    "LLMEvent",
+    "MeterlineClient",
     "MeterlineProducer",
+    "MeterlinePublisher",
+    "NotConfigured",
     "ProducerError",
+    "PushResult",
     "QueueFull",
+    "Redactor",
+    "SdkStats",
+    "Sink",
+    "ToolEvent",
+    "TraceContext",
+    "TraceEntry",
+    "action",
+    "flush",
+    "get_client",
+    "init",
+    "load_display_names",
+    "push_events",
+    "record_action",
+    "record_tool",
+    "send_outcome",
+    "set_client",
+    "stable_id",
+    "track_action",
+    "upload_trace",
 ]

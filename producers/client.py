@@ -90,9 +90,15 @@ class MeterlineProducer:
             return self.topics.trajectories
         raise TypeError(f"not a meterline raw record: {type(record).__name__}")
 
-    def send(self, record: RawRecord) -> None:
-        """Enqueue one record for delivery. See the class docstring for the contract."""
-        self.send_bytes(self.topic_for(record), record.routing_key, encode(record), record)
+    def send(self, record: RawRecord, on_delivery: DeliveryCallback | None = None) -> None:
+        """Enqueue one record for delivery. See the class docstring for the contract.
+
+        ``on_delivery``, when given, is called for this record only (after the producer-wide
+        callback), from librdkafka's delivery report: ``(record, None)`` or ``(record, error)``.
+        """
+        self.send_bytes(
+            self.topic_for(record), record.routing_key, encode(record), record, on_delivery
+        )
 
     def send_many(self, records: Iterable[RawRecord]) -> int:
         n = 0
@@ -102,10 +108,15 @@ class MeterlineProducer:
         return n
 
     def send_bytes(
-        self, topic: str, key: str | bytes | None, value: bytes, record: RawRecord | None = None
+        self,
+        topic: str,
+        key: str | bytes | None,
+        value: bytes,
+        record: RawRecord | None = None,
+        on_delivery: DeliveryCallback | None = None,
     ) -> None:
         """Enqueue pre-serialised bytes (also used by tests to send invalid records)."""
-        callback = self._callback_for(record)
+        callback = self._callback_for(record, on_delivery)
         deadline = time.monotonic() + self._block_timeout_s
         while True:
             try:
@@ -121,7 +132,7 @@ class MeterlineProducer:
         self._producer.poll(0)
 
     def _callback_for(
-        self, record: RawRecord | None
+        self, record: RawRecord | None, per_record: DeliveryCallback | None = None
     ) -> Callable[[KafkaError | None, Message], None]:
         stats, user_cb = self.stats, self._on_delivery
 
@@ -133,8 +144,14 @@ class MeterlineProducer:
                 log.warning("meterline: delivery failed: %s", err)
             if user_cb is not None and record is not None:
                 user_cb(record, err)
+            if per_record is not None and record is not None:
+                per_record(record, err)
 
         return _report
+
+    def poll(self, timeout: float = 0.0) -> int:
+        """Serve pending delivery reports (callbacks); return how many were served."""
+        return int(self._producer.poll(timeout))
 
     def flush(self, timeout: float = 30.0) -> int:
         """Wait up to ``timeout`` seconds for delivery; return how many are still queued."""

@@ -16,3 +16,7 @@ class QueueFull(ProducerError):
 
 class DeliveryFailed(ProducerError):
     """The broker did not acknowledge a record (reported through callbacks and counters)."""
+
+
+class NotConfigured(ProducerError):
+    """No meterline client: call ``producers.init(...)`` or set ``METERLINE_KAFKA_BOOTSTRAP``."""

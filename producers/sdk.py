@@ -1,0 +1,378 @@
+"""The SDK client: a bounded in-memory queue in front of a Kafka producer.
+
+Hot path (every tracking API): capture the caller's arguments, append a small work item to a
+bounded ``deque`` and return. A daemon thread turns items into wire records (model
+construction, redaction, serialisation) and hands them to the sink (librdkafka's queue).
+
+Overflow (queue holds ``max_queue`` items): ``overflow="drop"`` (default) drops the new item,
+counts it in ``stats.dropped`` and logs a warning (first drop, then every 1000th);
+``overflow="block"`` waits up to ``block_timeout_s`` for room, then drops the same way.
+Either way the recording call returns ``False`` / reports status ``"error"``; it never raises.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from confluent_kafka import KafkaError
+
+from producers.client import MeterlineProducer
+from producers.errors import NotConfigured
+from producers.redact import DEFAULT_REDACTOR, Redactor
+from schemas import ActionEvent, RawRecord, TelemetryEvent, Topics, TrajectoryRecord
+
+log = logging.getLogger("producers")
+
+DeliveryCallback = Callable[[RawRecord, KafkaError | None], None]
+ErrorCallback = Callable[[str, BaseException | None], None]
+Built = RawRecord | Iterable[RawRecord] | None
+Overflow = Literal["drop", "block"]
+
+#: Namespace of deterministic ids (``stable_id``).
+METERLINE_NAMESPACE = uuid.UUID("6f1c2d8e-5b7a-4c1e-9a53-0e7d1f6a2b44")
+
+
+def stable_id(*parts: object) -> str:
+    """A deterministic event id (uuid5 hex) from a caller's natural key."""
+    return uuid.uuid5(METERLINE_NAMESPACE, "\x1f".join(str(p) for p in parts)).hex
+
+
+class Sink(Protocol):
+    """Where built records go: :class:`MeterlineProducer` in production, a fake in unit tests."""
+
+    def send(self, record: RawRecord, on_delivery: DeliveryCallback | None = None) -> None: ...
+
+    def poll(self, timeout: float = 0.0) -> int: ...
+
+    def flush(self, timeout: float = 30.0) -> int: ...
+
+    def close(self, timeout: float = 30.0) -> int: ...
+
+
+@dataclass
+class SdkStats:
+    """Counters, readable at any time. ``dropped + build_errors + send_errors + failed`` is
+    everything recorded that did not reach the broker."""
+
+    processed: int = 0  # work items taken off the queue by the sender thread
+    dropped: int = 0  # refused on the hot path: queue full (or client closed)
+    build_errors: int = 0  # item could not become a valid wire record
+    sent: int = 0  # records handed to the sink
+    send_errors: int = 0  # the sink refused a record (e.g. librdkafka queue full)
+    delivered: int = 0  # acknowledged by the broker
+    failed: int = 0  # delivery reported as failed
+    last_error: str | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def bump(self, name: str, error: str | None = None) -> None:
+        with self._lock:
+            setattr(self, name, getattr(self, name) + 1)
+            if error is not None:
+                self.last_error = error
+
+
+class _Marker:
+    """Queued behind pending items by ``flush``; set when the sender thread reaches it."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+
+class MeterlineClient:
+    """Records agent events without blocking the agent. Thread-safe.
+
+    ``record(event)`` is the generic emit hook (used by LLM auto-instrumentation): it enqueues
+    a ready ``schemas`` record. Every record is redacted (``properties``, ``metadata``,
+    ``error_message``) and stamped with ``project`` (when it carries the default project)
+    on the sender thread, before the sink sees it.
+
+    Delivery failures: counted in :attr:`stats`, passed to ``on_delivery(record, error)``;
+    build and send errors to ``on_error(message, exception)``.
+    """
+
+    def __init__(
+        self,
+        sink: Sink,
+        *,
+        project: str = "default",
+        agent_id: str | None = None,
+        redactor: Redactor = DEFAULT_REDACTOR,
+        max_queue: int = 10_000,
+        overflow: Overflow = "drop",
+        block_timeout_s: float = 0.5,
+        on_delivery: DeliveryCallback | None = None,
+        on_error: ErrorCallback | None = None,
+        flush_at_exit: bool = True,
+    ) -> None:
+        if max_queue < 1:
+            raise ValueError("max_queue must be >= 1")
+        self.sink = sink
+        self.project = project
+        self.agent_id = agent_id
+        self.redactor = redactor
+        self.stats = SdkStats()
+        self._max = max_queue
+        self._block = overflow == "block"
+        self._block_timeout_s = block_timeout_s
+        self._on_delivery = on_delivery
+        self._on_error = on_error
+        self._queue: deque[Any] = deque()
+        self._wake = threading.Event()
+        self._sleeping = False
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="meterline-sender", daemon=True)
+        self._thread.start()
+        if flush_at_exit:
+            atexit.register(self._close_at_exit)
+
+    @classmethod
+    def from_kafka(
+        cls,
+        bootstrap_servers: str,
+        *,
+        topic_prefix: str = "meterline",
+        config: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> MeterlineClient:
+        """A client whose sink is a :class:`MeterlineProducer` (librdkafka)."""
+        producer = MeterlineProducer(bootstrap_servers, topics=Topics(topic_prefix), config=config)
+        return cls(producer, **options)
+
+    # -- hot path -------------------------------------------------------------------------
+
+    def submit(self, build: Callable[..., Built], *args: Any) -> bool:
+        """Enqueue ``build(*args)`` to run on the sender thread; never raises.
+
+        Returns False when the item was dropped (queue full after the overflow policy,
+        or client closed).
+        """
+        q = self._queue
+        if len(q) >= self._max and not self._wait_for_room():
+            return self._drop()
+        if self._closed:
+            return self._drop()
+        q.append((build, args))
+        if self._sleeping:
+            self._wake.set()
+        return True
+
+    def record(self, event: RawRecord) -> bool:
+        """Enqueue a ready wire record (``schemas.ActionEvent`` / ``TelemetryEvent`` /
+        ``TrajectoryRecord``). The emit hook for instrumentation. Never raises."""
+        return self.submit(_identity, event)
+
+    emit = record
+
+    def _wait_for_room(self) -> bool:
+        if not self._block:
+            return False
+        deadline = time.monotonic() + self._block_timeout_s
+        while len(self._queue) >= self._max:
+            if time.monotonic() >= deadline:
+                return False
+            self._wake.set()
+            time.sleep(0.0005)
+        return True
+
+    def _drop(self) -> bool:
+        self.stats.bump("dropped")
+        n = self.stats.dropped
+        if n == 1 or n % 1000 == 0:
+            why = "client closed" if self._closed else f"queue full ({self._max} items)"
+            log.warning("meterline: %s; %d event(s) dropped so far", why, n)
+        return False
+
+    # -- sender thread --------------------------------------------------------------------
+
+    def _run(self) -> None:
+        q, wake = self._queue, self._wake
+        while True:
+            try:
+                item = q.popleft()
+            except IndexError:
+                if self._closed:
+                    return
+                self._sleeping = True
+                if not q:
+                    self._poll_sink()
+                    wake.wait(0.05)
+                    wake.clear()
+                self._sleeping = False
+                continue
+            if isinstance(item, _Marker):
+                item.done.set()
+                continue
+            self._process(*item)
+
+    def _process(self, build: Callable[..., Built], args: tuple[Any, ...]) -> None:
+        self.stats.processed += 1
+        try:
+            built = build(*args)
+            records: list[RawRecord] = (
+                [] if built is None
+                else [built] if isinstance(built, ActionEvent | TelemetryEvent | TrajectoryRecord)
+                else list(built)
+            )
+            prepared = [self.prepare(r) for r in records]
+        except Exception as exc:
+            self._report("build_errors", f"could not build a meterline record: {exc}", exc)
+            return
+        for rec in prepared:
+            try:
+                self.sink.send(rec, self._delivery_report)
+                self.stats.sent += 1
+            except Exception as exc:
+                self._report("send_errors", f"record {_id(rec)} not sent: {exc}", exc)
+
+    def _poll_sink(self) -> None:
+        try:
+            self.sink.poll(0)  # serve delivery reports while idle
+        except Exception:
+            log.exception("meterline: sink poll failed")
+
+    def prepare(self, record: RawRecord) -> RawRecord:
+        """Redact and stamp one record (runs on the sender thread, or in ``push_events``)."""
+        red = self.redactor
+        update: dict[str, Any] = {"metadata": red.mapping(record.metadata)}
+        if record.project == "default" and self.project != "default":
+            update["project"] = self.project
+        if isinstance(record, ActionEvent | TelemetryEvent):
+            update["properties"] = red.mapping(record.properties)
+        if isinstance(record, ActionEvent) and record.error_message:
+            update["error_message"] = red.text(record.error_message)
+        return record.model_copy(update=update)
+
+    def _delivery_report(self, record: RawRecord, err: KafkaError | None) -> None:
+        if err is None:
+            self.stats.bump("delivered")
+        else:
+            self.stats.bump("failed", str(err))
+        if self._on_delivery is not None:
+            try:
+                self._on_delivery(record, err)
+            except Exception:
+                log.exception("meterline: on_delivery callback failed")
+
+    def _report(self, counter: str, message: str, exc: BaseException | None) -> None:
+        self.stats.bump(counter, message)
+        log.warning("meterline: %s", message)
+        if self._on_error is not None:
+            try:
+                self._on_error(message, exc)
+            except Exception:
+                log.exception("meterline: on_error callback failed")
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def flush(self, timeout: float = 30.0) -> int:
+        """Block until everything recorded so far is built and delivered, or ``timeout``.
+
+        Returns how many items are still pending (queued + undelivered); 0 means done.
+        """
+        deadline = time.monotonic() + timeout
+        marker = _Marker()
+        self._queue.append(marker)
+        self._wake.set()
+        if not marker.done.wait(timeout) or not self._thread.is_alive():
+            return len(self._queue) + self.sink.flush(0)
+        return self.sink.flush(max(0.0, deadline - time.monotonic()))
+
+    def close(self, timeout: float = 30.0) -> int:
+        """Flush, stop the sender thread and close the sink. Later records are dropped."""
+        if self._closed:
+            return 0
+        remaining = self.flush(timeout)
+        self._closed = True
+        self._wake.set()
+        self._thread.join(timeout=1.0)
+        atexit.unregister(self._close_at_exit)
+        remaining = self.sink.close(timeout=min(timeout, 5.0)) if remaining else self.sink.close(0)
+        if remaining:
+            log.error("meterline: %d record(s) not delivered at close", remaining)
+        return remaining
+
+    def _close_at_exit(self) -> None:
+        self.close(timeout=10.0)
+
+    def __enter__(self) -> MeterlineClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _identity(record: RawRecord) -> RawRecord:
+    return record
+
+
+def _id(record: RawRecord) -> str:
+    return record.trace_id if isinstance(record, TrajectoryRecord) else record.event_id
+
+
+# -- the process-wide client ----------------------------------------------------------------
+
+_client: MeterlineClient | None = None
+_client_lock = threading.Lock()
+
+
+def init(
+    bootstrap_servers: str | None = None,
+    *,
+    project: str | None = None,
+    topic_prefix: str | None = None,
+    **options: Any,
+) -> MeterlineClient:
+    """Set up the process-wide client (replacing, and closing, any previous one).
+
+    Unset arguments come from ``METERLINE_KAFKA_BOOTSTRAP``, ``METERLINE_PROJECT`` and
+    ``METERLINE_TOPIC_PREFIX``. ``options`` go to :class:`MeterlineClient`.
+    """
+    bootstrap = bootstrap_servers or os.environ.get("METERLINE_KAFKA_BOOTSTRAP")
+    if not bootstrap:
+        raise NotConfigured(
+            "no Kafka bootstrap servers: pass producers.init(bootstrap_servers=...) "
+            "or set METERLINE_KAFKA_BOOTSTRAP"
+        )
+    client = MeterlineClient.from_kafka(
+        bootstrap,
+        topic_prefix=topic_prefix or os.environ.get("METERLINE_TOPIC_PREFIX", "meterline"),
+        project=project or os.environ.get("METERLINE_PROJECT", "default"),
+        **options,
+    )
+    old = set_client(client)
+    if old is not None:
+        old.close()
+    return client
+
+
+def set_client(client: MeterlineClient | None) -> MeterlineClient | None:
+    """Install ``client`` as the process-wide client; return (without closing) the old one."""
+    global _client
+    with _client_lock:
+        old, _client = _client, client
+    return old
+
+
+def get_client() -> MeterlineClient:
+    """The process-wide client, created from the environment on first use."""
+    client = _client
+    if client is None:
+        with _client_lock:
+            client = _client
+        if client is None:
+            client = init()
+    return client
+
+
+def flush(timeout: float = 30.0) -> int:
+    """Flush the process-wide client (see :meth:`MeterlineClient.flush`)."""
+    return get_client().flush(timeout)

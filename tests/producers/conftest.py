@@ -1,0 +1,3 @@
+from tests.producers.fixtures import client, sink
+
+__all__ = ["client", "sink"]
