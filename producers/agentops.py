@@ -55,6 +55,8 @@ class Event:
     end_timestamp: str = field(default_factory=get_iso_time)
     agent_id: uuid.UUID | None = None
     id: uuid.UUID = field(default_factory=uuid.uuid4)
+    #: Set by the decorators when the wrapped function raised: the wire status is "error".
+    exception: BaseException | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if type(self) is Event:
@@ -157,6 +159,9 @@ def to_wire(event: AnyEvent, default_agent_id: str | None = None) -> schemas.Act
         "timestamp": started, "agent_id": _agent(event.agent_id, default_agent_id),
         "source": SOURCE,
     }
+    if event.exception is not None:
+        common.update(status=Status.ERROR, error_type=type(event.exception).__name__,
+                      error_message=str(event.exception))
     props: dict[str, Any] = {"params": event.params, "returns": _text(event.returns)}
     if isinstance(event, LLMEvent):
         props.update(thread_id=event.thread_id, prompt=_text(event.prompt),
@@ -203,6 +208,7 @@ def _decorator(
 
         def finish(event: Event, result: Any, exc: BaseException | None) -> None:
             event.returns = result
+            event.exception = exc
             event.end_timestamp = get_iso_time()
             record(event, client=client)
             if exc is not None:

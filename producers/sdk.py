@@ -228,7 +228,7 @@ class MeterlineClient:
             return
         for rec in prepared:
             try:
-                self.sink.send(rec, self._delivery_report)
+                self.sink.send(rec, self.report_delivery)
                 self.stats.sent += 1
             except Exception as exc:
                 self._report("send_errors", f"record {_id(rec)} not sent: {exc}", exc)
@@ -251,7 +251,8 @@ class MeterlineClient:
             update["error_message"] = red.text(record.error_message)
         return record.model_copy(update=update)
 
-    def _delivery_report(self, record: RawRecord, err: KafkaError | None) -> None:
+    def report_delivery(self, record: RawRecord, err: KafkaError | None) -> None:
+        """Count one delivery report and pass it to ``on_delivery``."""
         if err is None:
             self.stats.bump("delivered")
         else:

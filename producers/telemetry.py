@@ -143,6 +143,7 @@ def _send_chunk(
 
         def report(record: RawRecord, err: KafkaError | None, _o: dict[int, Any] = outcome) -> None:
             _o[id(record)] = err
+            c.report_delivery(record, err)  # client counters and on_delivery callback
 
         for record in pending:
             try:

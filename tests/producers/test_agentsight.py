@@ -73,7 +73,8 @@ def test_documented_examples_run_unchanged_and_return_the_documented_shape(
     assert set(events) == {"calculator_multiply", "weather_lookup", "database_search"}
     calc = events["calculator_multiply"]
     assert calc.session_id == "math_help_123" and calc.duration_ms == 50
-    assert calc.started_at is not None and calc.started_at.isoformat() == "2024-01-15T10:30:00+00:00"
+    assert calc.started_at is not None
+    assert calc.started_at.isoformat() == "2024-01-15T10:30:00+00:00"
     assert calc.ended_at is not None and calc.ended_at.microsecond == 50_000
     assert calc.properties["tools_used"]["parameters"] == {"a": 12, "b": 5}
     assert calc.properties["response"] == "60"
