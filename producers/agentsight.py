@@ -12,13 +12,14 @@ needs ``pyyaml``: ``pip install 'meterline[sdk-config]'``).
 
 from __future__ import annotations
 
-import uuid
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from producers.sdk import MeterlineClient, get_client, stable_id
+from producers.ids import iso_z, new_id, stable_id
+from producers.sdk import MeterlineClient, get_client
 from schemas import ActionEvent, Status
 
 SOURCE = "agentsight"
@@ -79,9 +80,14 @@ class AgentSightTracker:
 
         With ``idempotency_key`` (a meterline extension) the event id is derived from it, so
         re-sending the same action is counted once."""
-        now = datetime.now(UTC)
-        cid = conversation_id or uuid.uuid4().hex
-        problem = _check(action_name, started_at, ended_at, duration_ms)
+        now = time.time()
+        cid = conversation_id or new_id()
+        fast = (  # the common case, checked inline (the hot path)
+            type(action_name) is str and action_name and started_at is None
+            and ended_at is None and (duration_ms is None or type(duration_ms) is int)
+            and (duration_ms is None or duration_ms >= 0)
+        )
+        problem = None if fast else _check(action_name, started_at, ended_at, duration_ms)
         if problem is None:
             client = self._client or get_client()
             queued = client.submit(
@@ -96,7 +102,7 @@ class AgentSightTracker:
         return {
             "status": "success" if problem is None else "error",
             "conversation_id": cid,
-            "timestamp": now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "timestamp": iso_z(now),
             "action_name": action_name,
             "message": SUCCESS_MESSAGE if problem is None else problem,
         }
@@ -105,7 +111,7 @@ class AgentSightTracker:
 def _check(
     action_name: object, started_at: str | None, ended_at: str | None, duration_ms: object
 ) -> str | None:
-    if not isinstance(action_name, str) or not action_name.strip():
+    if not isinstance(action_name, str) or not action_name:
         return "action_name is required (a non-empty string)"
     for field, value in (("started_at", started_at), ("ended_at", ended_at)):
         if value is not None:
@@ -124,7 +130,7 @@ def _check(
 def _build(
     action_name: str, started_at: str | None, ended_at: str | None, duration_ms: float | None,
     tools_used: dict[str, Any] | None, response: str | None, error_msg: str | None, cid: str,
-    metadata: dict[str, Any] | None, label: str | None, now: datetime, agent_id: str | None,
+    metadata: dict[str, Any] | None, label: str | None, now: float, agent_id: str | None,
     event_id: str | None,
 ) -> ActionEvent:
     props: dict[str, Any] = {}
@@ -135,7 +141,7 @@ def _build(
     if label is not None:
         props["display_name"] = label
     return ActionEvent(
-        event_id=event_id or uuid.uuid4().hex,
+        event_id=event_id or new_id(),
         name=action_name,
         status=Status.ERROR if error_msg else Status.SUCCESS,
         started_at=started_at,  # type: ignore[arg-type]  # pydantic parses ISO strings
@@ -144,7 +150,7 @@ def _build(
         error_message=error_msg,
         session_id=cid,
         agent_id=agent_id,
-        timestamp=now,
+        timestamp=datetime.fromtimestamp(now, UTC),
         properties=props,
         metadata=metadata or {},
         source=SOURCE,

@@ -17,7 +17,6 @@ import logging
 import os
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from confluent_kafka import KafkaError
 
 from producers.client import MeterlineProducer
 from producers.errors import NotConfigured
+from producers.ids import stable_id
 from producers.redact import DEFAULT_REDACTOR, Redactor
 from schemas import ActionEvent, RawRecord, TelemetryEvent, Topics, TrajectoryRecord
 
@@ -37,14 +37,8 @@ ErrorCallback = Callable[[str, BaseException | None], None]
 Built = RawRecord | Iterable[RawRecord] | None
 Overflow = Literal["drop", "block"]
 
-#: Namespace of deterministic ids (``stable_id``).
-METERLINE_NAMESPACE = uuid.UUID("6f1c2d8e-5b7a-4c1e-9a53-0e7d1f6a2b44")
-
-
-def stable_id(*parts: object) -> str:
-    """A deterministic event id (uuid5 hex) from a caller's natural key."""
-    return uuid.uuid5(METERLINE_NAMESPACE, "\x1f".join(str(p) for p in parts)).hex
-
+__all__ = ["MeterlineClient", "SdkStats", "Sink", "flush", "get_client", "init", "set_client",
+           "stable_id"]
 
 class Sink(Protocol):
     """Where built records go: :class:`MeterlineProducer` in production, a fake in unit tests."""

@@ -16,12 +16,12 @@ Explicit outcomes (``send_outcome``) travel as ``schemas.TelemetryEvent`` with
 from __future__ import annotations
 
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any
 
-from producers.sdk import MeterlineClient, get_client, stable_id
+from producers.ids import new_id, stable_id
+from producers.sdk import MeterlineClient, get_client
 from schemas import ActionEvent, Status, TelemetryEvent
 
 SOURCE = "valmi"
@@ -72,7 +72,7 @@ class Action:
     def event_id(self) -> str:
         """This action's event id (deterministic when an ``idempotency_key`` was given)."""
         if self._event_id is None:
-            self._event_id = uuid.uuid4().hex
+            self._event_id = new_id()
         return self._event_id
 
     def fail(self, message: str, error_type: str = "Failure") -> None:
@@ -153,7 +153,7 @@ def send_outcome(
     if not name:
         raise ValueError("outcome name must be a non-empty string")
     event_id = stable_id("valmi.outcome", name, idempotency_key) if idempotency_key \
-        else uuid.uuid4().hex
+        else new_id()
     c = client or get_client()
     payload = {**(properties or {}), "outcome": name, "status": status, "value": value}
     c.submit(

@@ -1,0 +1,121 @@
+"""Per-call cost of the SDK hot path against a bare ``confluent_kafka.Producer.produce``.
+
+Starts a Tansu broker (``stream_processors.embedded.broker.TansuBroker``), then, in one run:
+- bare:          ``Producer.produce(topic, value=<bytes of the same record>, key=...)``
+- track_action:  ``AgentSightTracker.track_action(...)`` (the weather example of the docs)
+- action:        ``with valmi.action("object_detection", user_id=...): pass``
+
+Each call is timed on its own (``perf_counter_ns``); medians, p99 and ratios are printed.
+Target: median under 20 us per call and under 3x the bare produce. Prints, never asserts.
+
+    python bench/bench_sdk.py [--calls 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import Producer
+
+from producers import AgentSightTracker, MeterlineClient, action
+from producers.client import DEFAULT_CONFIG
+from schemas import ActionEvent, Topics, encode
+from stream_processors.admin import ensure_topics
+from stream_processors.embedded.broker import TansuBroker
+
+TOOLS = {"api": "OpenWeatherMap", "location": "San Francisco, CA",
+         "parameters": {"units": "metric"}}
+META = {"location_query": "San Francisco", "units": "celsius"}
+
+
+def timed(n: int, call: Callable[[int], Any], between: Callable[[], Any] | None = None,
+          ) -> list[int]:
+    out = [0] * n
+    clock = time.perf_counter_ns
+    gc.disable()
+    try:
+        for i in range(n):
+            t0 = clock()
+            call(i)
+            out[i] = clock() - t0
+            if between is not None and i % 500 == 499:
+                between()
+    finally:
+        gc.enable()
+    return out
+
+
+def stats(ns: list[int]) -> tuple[float, float]:
+    s = sorted(ns)
+    return statistics.median(s) / 1000, s[int(len(s) * 0.99)] / 1000
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--calls", type=int, default=20_000)
+    args = ap.parse_args()
+    n = args.calls
+    broker = TansuBroker().start()
+    try:
+        topics = Topics("bench")
+        ensure_topics(broker.bootstrap, topics.raw, partitions=4)
+        value = encode(ActionEvent(
+            event_id="0" * 32, name="weather_lookup", duration_ms=800, session_id="1" * 32,
+            properties={"tools_used": TOOLS, "response": "Temperature: 18C, Conditions: Sunny"},
+            metadata=META, source="agentsight"))
+        bare = Producer({**DEFAULT_CONFIG, "bootstrap.servers": broker.bootstrap})
+        key = "1" * 32
+        bare.produce(topics.actions, value=value, key=key)
+        bare.flush(10)
+        rounds: dict[str, list[int]] = {"bare produce": [], "track_action": [], "action cm": []}
+
+        client = MeterlineClient.from_kafka(broker.bootstrap, topic_prefix="bench",
+                                            project="bench", max_queue=2 * n + 10)
+        tracker = AgentSightTracker(client)
+
+        def track(_i: int) -> None:
+            tracker.track_action(action_name="weather_lookup", duration_ms=800,
+                                 tools_used=TOOLS, response="Temperature: 18C, Conditions: Sunny",
+                                 metadata=META)
+
+        def act(_i: int) -> None:
+            with action("object_detection", user_id="user_123", client=client):
+                pass
+
+        def produce(_i: int) -> None:
+            bare.produce(topics.actions, value=value, key=key)
+
+        # Warm up, then interleave three rounds so each side sees the same machine state.
+        timed(1000, track)
+        timed(1000, act)
+        timed(1000, produce, lambda: bare.poll(0))
+        client.flush(30)
+        bare.flush(30)
+        for _ in range(3):
+            rounds["bare produce"] += timed(n // 3, produce, lambda: bare.poll(0))
+            bare.flush(30)
+            rounds["track_action"] += timed(n // 3, track)
+            client.flush(30)
+            rounds["action cm"] += timed(n // 3, act)
+            client.flush(30)
+        remaining = client.close(30)
+        bare_med, _ = stats(rounds["bare produce"])
+        print(f"{len(value)}-byte record, {n // 3 * 3} calls each, Tansu at {broker.bootstrap}")
+        print(f"{'':14} {'median us':>10} {'p99 us':>10} {'x bare (median)':>16}")
+        for name, ns in rounds.items():
+            med, p99 = stats(ns)
+            print(f"{name:14} {med:10.2f} {p99:10.2f} {med / bare_med:16.2f}")
+        s = client.stats
+        print(f"SDK: delivered={s.delivered} failed={s.failed} dropped={s.dropped} "
+              f"build_errors={s.build_errors} undelivered_at_close={remaining}")
+    finally:
+        broker.stop()
+
+
+if __name__ == "__main__":
+    main()
