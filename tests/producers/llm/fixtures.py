@@ -188,7 +188,7 @@ def responses_stream() -> str:
 
 # -- Anthropic messages --------------------------------------------------------------------
 
-CLAUDE = "claude-sonnet-4-20250514"
+CLAUDE = "claude-haiku-4-5-20251001"
 
 
 def anthropic_usage(**overrides: int) -> dict[str, Any]:

@@ -1,0 +1,110 @@
+"""Automatic LLM call tracking for the official ``openai`` and ``anthropic`` clients.
+
+Each call becomes one ``ActionEvent(kind="llm_call")`` handed to ``emit``: model, provider,
+tokens (input, output, cached), cost in USD, latency, status and error. Prompts and
+completions are not recorded unless ``capture_content=True``. See
+``docs/llm-instrumentation.md``.
+
+Importable without the clients: ``instrument_openai`` / ``instrument_anthropic`` import
+their client on first use and name the extra (``meterline[llm]``) when it is missing.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from producers.llm.context import LLMContext, current_context, llm_context
+from producers.llm.pricing import Cost, ModelPrice, PriceOverrides, TokenUsage, compute_cost
+from producers.llm.recorder import Emit, LLMStats, Recorder, stats
+
+if TYPE_CHECKING:
+    from producers.llm.anthropic import instrument_anthropic
+    from producers.llm.openai import instrument_openai
+
+__all__ = [
+    "Cost",
+    "Emit",
+    "LLMContext",
+    "LLMStats",
+    "ModelPrice",
+    "PriceOverrides",
+    "TokenUsage",
+    "compute_cost",
+    "current_context",
+    "instrument_all",
+    "instrument_anthropic",
+    "instrument_openai",
+    "llm_context",
+    "stats",
+    "uninstrument",
+]
+
+_PROVIDERS = ("openai", "anthropic")
+
+
+def __getattr__(name: str) -> Any:
+    # The provider modules import their client library: load them on first use only.
+    if name == "instrument_openai":
+        from producers.llm.openai import instrument_openai
+
+        return instrument_openai
+    if name == "instrument_anthropic":
+        from producers.llm.anthropic import instrument_anthropic
+
+        return instrument_anthropic
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def instrument_all(
+    emit: Emit,
+    *,
+    prices: PriceOverrides | None = None,
+    capture_content: bool = False,
+    max_summary_chars: int = 200,
+) -> list[str]:
+    """Patch the client libraries' resource classes: every client, existing or future, records.
+
+    Opt-in and process-wide; undo with :func:`uninstrument` (no argument). Providers whose
+    client is not installed are skipped; returns the providers patched. Ids come from
+    ``llm_context``. A client also instrumented per instance records each call once.
+    """
+    patched: list[str] = []
+    for provider in _PROVIDERS:
+        try:
+            module = importlib.import_module(f"producers.llm.{provider}")
+        except ImportError:
+            continue
+        recorder = Recorder(
+            emit, provider, prices, LLMContext(), capture_content, max_summary_chars
+        )
+        for cls in module.resource_classes():
+            module.patch_resource(cls, recorder)
+        patched.append(provider)
+    return patched
+
+
+def uninstrument(client: Any = None) -> bool:
+    """Undo instrumentation of ``client``, or of the classes (:func:`instrument_all`) if None.
+
+    Returns False when there was nothing to undo.
+    """
+    from producers.llm import patching
+
+    if client is not None:
+        module_name = type(client).__module__.split(".")[0]
+        if module_name not in _PROVIDERS:
+            return False
+        module = importlib.import_module(f"producers.llm.{module_name}")
+        undo = getattr(module, f"uninstrument_{module_name}")
+        return bool(undo(client))
+    undone = False
+    for provider in _PROVIDERS:
+        try:
+            module = importlib.import_module(f"producers.llm.{provider}")
+        except ImportError:
+            continue
+        for cls in module.resource_classes():
+            for attr in ("create", "stream"):
+                undone = patching.unpatch(cls, attr) or undone
+    return undone
