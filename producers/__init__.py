@@ -20,18 +20,10 @@ exported from their modules only.
 from producers.agentops import ErrorEvent, LLMEvent, ToolEvent, record_action, record_tool
 from producers.agentsight import AgentSightTracker, load_display_names, track_action
 from producers.client import DEFAULT_CONFIG, DeliveryStats, MeterlineProducer
+from producers.config import flush, get_client, init, set_client
 from producers.errors import DeliveryFailed, NotConfigured, ProducerError, QueueFull
 from producers.redact import DEFAULT_REDACTOR, REDACTED, Redactor
-from producers.sdk import (
-    MeterlineClient,
-    SdkStats,
-    Sink,
-    flush,
-    get_client,
-    init,
-    set_client,
-    stable_id,
-)
+from producers.sdk import MeterlineClient, SdkStats, Sink, stable_id
 from producers.telemetry import PushResult, TraceContext, push_events, upload_trace
 from producers.tracer import ActionTracer, JSONLExporter, MeterlinePublisher, TraceEntry
 from producers.valmi import Action, action, send_outcome

@@ -31,7 +31,8 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, ParamSpec, TypeVar, cast
 
 import schemas
-from producers.sdk import MeterlineClient, get_client
+from producers.config import get_client
+from producers.sdk import MeterlineClient
 from schemas import ActionKind, Status
 
 SOURCE = "agentops"

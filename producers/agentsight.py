@@ -18,8 +18,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from producers.config import get_client
 from producers.ids import iso_z, new_id, stable_id
-from producers.sdk import MeterlineClient, get_client
+from producers.sdk import MeterlineClient
 from schemas import ActionEvent, Status
 
 SOURCE = "agentsight"

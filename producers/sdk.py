@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import os
 import threading
 import time
 from collections import deque
@@ -25,7 +24,6 @@ from typing import Any, Literal, Protocol
 from confluent_kafka import KafkaError
 
 from producers.client import MeterlineProducer
-from producers.errors import NotConfigured
 from producers.ids import stable_id
 from producers.redact import DEFAULT_REDACTOR, Redactor
 from schemas import ActionEvent, RawRecord, TelemetryEvent, Topics, TrajectoryRecord
@@ -37,8 +35,7 @@ ErrorCallback = Callable[[str, BaseException | None], None]
 Built = RawRecord | Iterable[RawRecord] | None
 Overflow = Literal["drop", "block"]
 
-__all__ = ["MeterlineClient", "SdkStats", "Sink", "flush", "get_client", "init", "set_client",
-           "stable_id"]
+__all__ = ["MeterlineClient", "SdkStats", "Sink", "stable_id"]
 
 class Sink(Protocol):
     """Where built records go: :class:`MeterlineProducer` in production, a fake in unit tests."""
@@ -311,63 +308,3 @@ def _identity(record: RawRecord) -> RawRecord:
 
 def _id(record: RawRecord) -> str:
     return record.trace_id if isinstance(record, TrajectoryRecord) else record.event_id
-
-
-# -- the process-wide client ----------------------------------------------------------------
-
-_client: MeterlineClient | None = None
-_client_lock = threading.Lock()
-
-
-def init(
-    bootstrap_servers: str | None = None,
-    *,
-    project: str | None = None,
-    topic_prefix: str | None = None,
-    **options: Any,
-) -> MeterlineClient:
-    """Set up the process-wide client (replacing, and closing, any previous one).
-
-    Unset arguments come from ``METERLINE_KAFKA_BOOTSTRAP``, ``METERLINE_PROJECT`` and
-    ``METERLINE_TOPIC_PREFIX``. ``options`` go to :class:`MeterlineClient`.
-    """
-    bootstrap = bootstrap_servers or os.environ.get("METERLINE_KAFKA_BOOTSTRAP")
-    if not bootstrap:
-        raise NotConfigured(
-            "no Kafka bootstrap servers: pass producers.init(bootstrap_servers=...) "
-            "or set METERLINE_KAFKA_BOOTSTRAP"
-        )
-    client = MeterlineClient.from_kafka(
-        bootstrap,
-        topic_prefix=topic_prefix or os.environ.get("METERLINE_TOPIC_PREFIX", "meterline"),
-        project=project or os.environ.get("METERLINE_PROJECT", "default"),
-        **options,
-    )
-    old = set_client(client)
-    if old is not None:
-        old.close()
-    return client
-
-
-def set_client(client: MeterlineClient | None) -> MeterlineClient | None:
-    """Install ``client`` as the process-wide client; return (without closing) the old one."""
-    global _client
-    with _client_lock:
-        old, _client = _client, client
-    return old
-
-
-def get_client() -> MeterlineClient:
-    """The process-wide client, created from the environment on first use."""
-    client = _client
-    if client is None:
-        with _client_lock:
-            client = _client
-        if client is None:
-            client = init()
-    return client
-
-
-def flush(timeout: float = 30.0) -> int:
-    """Flush the process-wide client (see :meth:`MeterlineClient.flush`)."""
-    return get_client().flush(timeout)

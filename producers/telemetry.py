@@ -28,7 +28,8 @@ from confluent_kafka import KafkaError
 from pydantic import ValidationError
 
 import schemas
-from producers.sdk import MeterlineClient, get_client
+from producers.config import get_client
+from producers.sdk import MeterlineClient
 from schemas import RawRecord, TrajectoryRecord, TrajectoryStatus, describe
 
 log = logging.getLogger(__name__)

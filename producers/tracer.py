@@ -28,8 +28,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from producers.config import get_client
 from producers.redact import DEFAULT_REDACTOR, Redactor
-from producers.sdk import MeterlineClient, get_client
+from producers.sdk import MeterlineClient
 from schemas import ActionEvent, ActionKind, Status
 
 log = logging.getLogger(__name__)

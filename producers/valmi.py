@@ -20,8 +20,9 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any
 
+from producers.config import get_client
 from producers.ids import new_id, stable_id
-from producers.sdk import MeterlineClient, get_client
+from producers.sdk import MeterlineClient
 from schemas import ActionEvent, Status, TelemetryEvent
 
 SOURCE = "valmi"

@@ -6,7 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from producers.sdk import MeterlineClient, set_client
+from producers.config import set_client
+from producers.sdk import MeterlineClient
 from producers.testing import MemorySink
 
 

@@ -14,8 +14,9 @@ import pytest
 from confluent_kafka import KafkaError
 
 import producers
+from producers.config import init
 from producers.errors import NotConfigured
-from producers.sdk import MeterlineClient, init, stable_id
+from producers.sdk import MeterlineClient, stable_id
 from producers.testing import MemorySink
 from schemas import ActionEvent, RawRecord, TelemetryEvent
 
