@@ -23,6 +23,11 @@ def create_app(settings: Settings, *, store: str = "memory://") -> faust.App:
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=settings.heartbeat_interval_s,
         producer_acks=-1,
+        # batch the produce requests: with Faust's default linger of 0 every enriched event
+        # became its own request and the worker spent its time in socket writes
+        producer_linger_ms=20,
+        producer_max_batch_size=1_048_576,
+        producer_compression_type="lz4",
         web_enabled=False,
         autodiscover=False,
     )

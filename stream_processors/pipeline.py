@@ -14,7 +14,6 @@ its events meet in one worker, and table changelogs follow the source partition.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import weakref
@@ -25,9 +24,11 @@ from typing import Any
 import faust
 from faust.streams import _current_event
 from faust.types import EventT as _EventT
+from mode import CrashingSupervisor
 
-from schemas import DeadLetter, TrajectoryRecord, encode
+from schemas import EnrichedEvent, RawRecord, TrajectoryRecord, encode
 from stream_processors.errors import InvalidMessage
+from stream_processors.output import BatchOutput
 from stream_processors.settings import Settings
 from stream_processors.steps.dedupe import Deduplicator
 from stream_processors.steps.join import TrajectoryJoiner
@@ -52,18 +53,21 @@ def as_current(event: EventT) -> Iterator[None]:
         _current_event.reset(token)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Outputs:
-    enriched: faust.TopicT
-    trajectory_state: faust.TopicT
-    dead_letters: faust.TopicT
+    """Where the processor writes, and the producer that writes there."""
+
+    producer: BatchOutput
+    enriched: str
+    trajectory_state: str
+    dead_letters: str
 
 
 class BatchProcessor:
     """Runs one batch of Faust events through validate -> dedupe -> join -> produce -> mark.
 
-    Sends use ``force=True``: Faust would otherwise attach them to the source offset and
-    publish them only at commit time, and the batch could not wait for their acks.
+    Outputs go through :class:`BatchOutput` (librdkafka); the batch waits for all their
+    acks before marking events seen and before Faust may commit the source offsets.
     """
 
     def __init__(self, outputs: Outputs, dedupe: Deduplicator, joiner: TrajectoryJoiner) -> None:
@@ -73,50 +77,45 @@ class BatchProcessor:
         self.dead_letters = 0
 
     async def process(self, events: list[EventT]) -> None:
-        pending: list[Any] = []
+        out = self.out
         accepted: list[tuple[EventT, Any]] = []
         in_flight: set[str] = set()
         for fe in events:
             with as_current(fe):
-                record = await self._validate(fe, pending)
+                record = self._validate(fe)
                 if record is None:
                     continue
                 if isinstance(record, TrajectoryRecord):
                     state, late = self.joiner.apply_trajectory(record)
-                    pending.append(
-                        await self.out.trajectory_state.send(
-                            key=record.routing_key.encode(), value=encode(state), force=True
-                        )
+                    out.producer.send(
+                        out.trajectory_state, record.routing_key.encode(), encode(state)
                     )
                     for enriched in late:
-                        pending.append(await self._send_enriched(enriched))
+                        self._send_enriched(enriched)
                     continue
                 if self.dedupe.is_duplicate(record, in_flight):
                     continue
-                pending.append(await self._send_enriched(self.joiner.join(record)))
+                self._send_enriched(self.joiner.join(record))
                 accepted.append((fe, record))
-        if pending:
-            await asyncio.gather(*pending)  # raises if the broker refused: batch replays
+        await out.producer.flush()  # raises if the broker refused: the worker crashes, replays
         for fe, record in accepted:
             with as_current(fe):
                 self.dedupe.mark(record)
 
-    async def _validate(self, fe: EventT, pending: list[Any]) -> Any:
+    def _validate(self, fe: EventT) -> RawRecord | None:
         msg = fe.message
         try:
             return validate(msg.value, topic=msg.topic, partition=msg.partition, offset=msg.offset)
         except InvalidMessage as exc:
             self.dead_letters += 1
-            letter: DeadLetter = dead_letter_for(exc, msg.key, msg.value)
             log.warning("dead-lettered %s", exc)
-            pending.append(
-                await self.out.dead_letters.send(key=msg.key, value=encode(letter), force=True)
-            )
+            letter = dead_letter_for(exc, msg.key, msg.value)
+            self.out.producer.send(self.out.dead_letters, msg.key, encode(letter))
             return None
 
-    async def _send_enriched(self, enriched: Any) -> Any:
+    def _send_enriched(self, enriched: EnrichedEvent) -> None:
         key = enriched.event.routing_key.encode()
-        return await self.out.enriched.send(key=key, value=encode(enriched), force=True)
+        self.out.producer.send(self.out.enriched, key, encode(enriched))
 
 
 def build_pipeline(app: faust.App, settings: Settings) -> BatchProcessor:
@@ -136,10 +135,12 @@ def build_pipeline(app: faust.App, settings: Settings) -> BatchProcessor:
             partitions=n,
         )
 
+    assert settings.kafka_bootstrap
     outputs = Outputs(
-        enriched=raw_topic(topics.enriched),
-        trajectory_state=raw_topic(topics.trajectory_state),
-        dead_letters=raw_topic(topics.dead_letters),
+        producer=BatchOutput(settings.kafka_bootstrap),
+        enriched=topics.enriched,
+        trajectory_state=topics.trajectory_state,
+        dead_letters=topics.dead_letters,
     )
     seen = app.Table("dedupe-seen", partitions=n, key_type=str, value_type=float)
     trajectories = app.Table("trajectories", partitions=n, key_type=str)
@@ -147,7 +148,9 @@ def build_pipeline(app: faust.App, settings: Settings) -> BatchProcessor:
     processor = BatchProcessor(outputs, Deduplicator(seen), TrajectoryJoiner(trajectories, parked))
     source = raw_topic(*topics.raw)
 
-    @app.agent(source, name="meterline-process")
+    # an agent crash (e.g. undeliverable output) stops the worker: its partitions replay
+    # from the last commit on the next owner instead of continuing past a gap
+    @app.agent(source, name="meterline-process", supervisor_strategy=CrashingSupervisor)
     async def process(stream: Any) -> None:  # faust.Stream: take_events is not on StreamT
         async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
             await processor.process(list(events))

@@ -1,0 +1,165 @@
+"""Throughput of the full embedded pipeline vs a pass-through baseline, in one run.
+
+    python bench/bench_pipeline.py [--events 1000000]
+
+Baseline: raw consume -> ClickHouse insert, no processing (what the hardware and clients
+allow). Pipeline: producer -> Faust validate/dedupe/join -> sink -> ClickHouse, on generated
+traffic with 2% duplicates and 5% of events sent before their trajectory. Prints events/s per
+stage and end to end, and the ratio pipeline / baseline. Figures only; nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from producers import DEFAULT_CONFIG
+from schemas import TrajectoryRecord, encode
+from sinks import connect
+from stream_processors.admin import ensure_topics
+from stream_processors.demo.report import counts
+from stream_processors.demo.traffic import generate
+from stream_processors.embedded.broker import TansuBroker
+from stream_processors.embedded.runtime import Pipeline
+from stream_processors.settings import Settings
+
+PARTITIONS = 4
+
+
+def produce(bootstrap: str, items: list[tuple[str, bytes, bytes]]) -> float:
+    p = Producer({**DEFAULT_CONFIG, "bootstrap.servers": bootstrap})
+    t0 = time.perf_counter()
+    for i, (topic, key, value) in enumerate(items):
+        while True:
+            try:
+                p.produce(topic, value=value, key=key)
+                break
+            except BufferError:
+                p.poll(0.01)
+        if i % 10_000 == 0:
+            p.poll(0)
+    p.flush(120)
+    return time.perf_counter() - t0
+
+
+def end_offsets(bootstrap: str, topic: str) -> int:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-watermarks"})
+    total = sum(
+        c.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)[1]
+        for p in range(PARTITIONS)
+    )
+    c.close()
+    return int(total)
+
+
+def baseline(bootstrap: str, ch: Any, items: list[tuple[str, bytes, bytes]]) -> float:
+    """Raw consume -> ClickHouse insert of (key, payload) rows; returns events/s."""
+    topic = "bench.baseline"
+    ensure_topics(bootstrap, [topic], PARTITIONS)
+    produce(bootstrap, [(topic, k, v) for _, k, v in items])
+    ch.command("CREATE DATABASE IF NOT EXISTS bench")
+    ch.command(
+        "CREATE TABLE IF NOT EXISTS bench.raw (key String, payload String) "
+        "ENGINE = MergeTree ORDER BY key"
+    )
+    c = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "bench-baseline",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "session.timeout.ms": 6000,
+            "heartbeat.interval.ms": 500,
+        }
+    )
+    c.subscribe([topic])
+    n, t0 = 0, 0.0
+    while n < len(items):
+        msgs = c.consume(20_000, 1.0)
+        rows = [(m.key(), m.value()) for m in msgs if m.error() is None]
+        if rows:
+            t0 = t0 or time.perf_counter()  # from the first message: excludes the group join
+            ch.insert("raw", rows, column_names=["key", "payload"], database="bench")
+            c.commit(asynchronous=False)
+            n += len(rows)
+    elapsed = time.perf_counter() - t0
+    c.close()
+    return n / elapsed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--data-dir", help="keep processor logs and state here (default: a temp dir)")
+    args = ap.parse_args()
+
+    t = time.perf_counter()
+    traffic = generate(project="bench", events=args.events, duplicate_rate=0.02, early_rate=0.05)
+    print(
+        f"generated {len(traffic.records):,} records ({len(traffic.unique_events):,} unique "
+        f"events, {traffic.duplicates_sent:,} duplicates, {traffic.early_events:,} early) "
+        f"in {time.perf_counter() - t:.1f}s"
+    )
+    topics = Settings(topic_prefix="bench").topics
+    items = [
+        (
+            topics.trajectories
+            if isinstance(r, TrajectoryRecord)
+            else (topics.actions if r.type == "action" else topics.telemetry),
+            r.routing_key.encode(),
+            encode(r),
+        )
+        for r in traffic.records
+    ]
+    n_events = traffic.events_sent
+    with tempfile.TemporaryDirectory() as tmp, TansuBroker() as broker:
+        ch = connect(f"chdb://{Path(tmp) / 'ch'}")
+        base = baseline(broker.bootstrap, ch, items)
+        print(f"baseline  raw consume -> ClickHouse insert: {base:,.0f} events/s")
+
+        settings = Settings(
+            kafka_bootstrap=broker.bootstrap,
+            data_dir=Path(args.data_dir or tmp) / "ml",
+            topic_prefix="bench",
+            partitions=PARTITIONS,
+            database="benchdb",
+        )
+        with Pipeline(settings, workers=args.workers, clickhouse=ch) as pipeline:
+            time.sleep(1.0)
+            t0 = time.perf_counter()
+            produce_s = produce(broker.bootstrap, items)
+            print(f"producer  {len(items) / produce_s:,.0f} records/s ({produce_s:.1f}s)")
+            want = len(traffic.unique_events)
+            processed_at = None
+            while True:
+                pipeline.check()
+                now = time.perf_counter() - t0
+                if processed_at is None and end_offsets(broker.bootstrap, topics.enriched) >= want:
+                    processed_at = now
+                got = counts(ch, settings.database, "bench")
+                if got.events >= want and got.joined >= want:
+                    break
+                if now > 1800:
+                    print(f"timeout: {got}")
+                    break
+                time.sleep(0.5)
+            total = time.perf_counter() - t0
+        processed_at = processed_at or total
+        proc = n_events / processed_at
+        e2e = n_events / total
+        print(f"processor {proc:,.0f} events/s (all enriched produced after {processed_at:.1f}s)")
+        print(
+            f"end to end {e2e:,.0f} events/s ({n_events:,} events in {total:.1f}s; "
+            f"ClickHouse: {got.events:,} unique, {got.joined:,} joined)"
+        )
+        print(f"ratio end to end / baseline: {e2e / base:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""The processor's output producer: librdkafka, one Kafka message per record, batch acks.
+
+Faust's own ``topic.send`` costs one event-loop round trip per message (measured: the worker
+spent ~0.5 ms per event there). Here ``send`` is a non-blocking C call and ``flush`` waits
+for every acknowledgement of the batch in a thread, without blocking the event loop.
+Faust still owns consumption, offsets and the changelogged tables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+from confluent_kafka import KafkaError, Message, Producer
+
+from stream_processors.errors import ProcessorError
+
+CONFIG: dict[str, Any] = {
+    "enable.idempotence": True,
+    "linger.ms": 10,
+    "compression.type": "lz4",
+    "partitioner": "murmur2_random",  # same partitions as the raw topics' producers
+    "queue.buffering.max.messages": 500_000,
+}
+
+
+class OutputDeliveryError(ProcessorError):
+    """The broker refused an output record. The batch is not acknowledged: it replays."""
+
+
+class BatchOutput:
+    def __init__(self, bootstrap: str, config: dict[str, Any] | None = None) -> None:
+        self._producer = Producer({**CONFIG, "bootstrap.servers": bootstrap, **(config or {})})
+        self._lock = threading.Lock()
+        self._errors: list[str] = []
+
+    def _on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
+        if err is not None:
+            with self._lock:
+                self._errors.append(str(err))
+
+    def send(self, topic: str, key: bytes | None, value: bytes) -> None:
+        """Enqueue; never waits on the broker (polls the queue free when it is full)."""
+        while True:
+            try:
+                self._producer.produce(topic, value=value, key=key, on_delivery=self._on_delivery)
+                return
+            except BufferError:
+                self._producer.poll(0.05)
+
+    async def flush(self, timeout_s: float = 60.0) -> None:
+        """Wait until every record sent so far is acknowledged.
+
+        Raises:
+            OutputDeliveryError: a record was refused or not acknowledged within the timeout.
+        """
+        loop = asyncio.get_running_loop()
+        remaining = await loop.run_in_executor(None, self._producer.flush, timeout_s)
+        with self._lock:
+            errors, self._errors = self._errors, []
+        if remaining or errors:
+            detail = errors[0] if errors else f"{remaining} record(s) unacknowledged"
+            raise OutputDeliveryError(f"output not delivered ({len(errors)} errors): {detail}")
+
+    def close(self) -> None:
+        self._producer.flush(30)
