@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from producers.llm.context import LLMContext, current_context, llm_context
 from producers.llm.pricing import Cost, ModelPrice, PriceOverrides, TokenUsage, compute_cost
-from producers.llm.recorder import Emit, LLMStats, Recorder, stats
+from producers.llm.recorder import Emit, LLMStats, Recorder, sdk_emit, stats
 
 if TYPE_CHECKING:
     from producers.llm.anthropic import instrument_anthropic
@@ -36,6 +36,7 @@ __all__ = [
     "instrument_anthropic",
     "instrument_openai",
     "llm_context",
+    "sdk_emit",
     "stats",
     "uninstrument",
 ]
@@ -57,7 +58,7 @@ def __getattr__(name: str) -> Any:
 
 
 def instrument_all(
-    emit: Emit,
+    emit: Emit = sdk_emit,
     *,
     prices: PriceOverrides | None = None,
     capture_content: bool = False,

@@ -34,7 +34,7 @@ from producers.llm.patching import (
     wrap_method,
 )
 from producers.llm.pricing import PriceOverrides, TokenUsage
-from producers.llm.recorder import Call, Emit, Recorder
+from producers.llm.recorder import Call, Emit, Recorder, sdk_emit
 from producers.llm.streams import observe_async_stream, observe_stream
 
 PROVIDER = "anthropic"
@@ -44,7 +44,7 @@ C = TypeVar("C", anthropic.Anthropic, anthropic.AsyncAnthropic)
 
 def instrument_anthropic(
     client: C,
-    emit: Emit,
+    emit: Emit = sdk_emit,
     *,
     prices: PriceOverrides | None = None,
     project: str | None = None,

@@ -22,7 +22,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 from producers.llm.context import LLMContext
 from producers.llm.patching import Endpoint, last_user_message, patch, unpatch, wrap_method
 from producers.llm.pricing import PriceOverrides, TokenUsage
-from producers.llm.recorder import Call, Emit, Recorder
+from producers.llm.recorder import Call, Emit, Recorder, sdk_emit
 
 PROVIDER = "openai"
 
@@ -31,7 +31,7 @@ C = TypeVar("C", openai.OpenAI, openai.AsyncOpenAI)
 
 def instrument_openai(
     client: C,
-    emit: Emit,
+    emit: Emit = sdk_emit,
     *,
     prices: PriceOverrides | None = None,
     project: str | None = None,

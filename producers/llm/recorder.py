@@ -26,6 +26,15 @@ log = logging.getLogger(__name__)
 #: Receives each LLM event. Must not block (the SDK's emit only enqueues).
 Emit = Callable[[ActionEvent], None]
 
+
+def sdk_emit(event: ActionEvent) -> None:
+    """The default ``emit``: the process-wide SDK client (``producers.init``), looked up per
+    event so instrumenting before ``init`` works. Enqueue-only: never waits on the broker."""
+    from producers.config import get_client
+
+    get_client().record(event)
+
+
 _MAX_ERROR_CHARS = 1000
 
 

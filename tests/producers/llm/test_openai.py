@@ -314,3 +314,26 @@ def test_uninstrument_and_instrument_all_record_once(
     assert len(global_events) == 1 and len(events) == 1
     fresh.chat.completions.create(model=MINI, messages=MESSAGES)
     assert len(global_events) == 1 and len(events) == 2
+
+
+def test_without_emit_events_go_to_the_process_wide_sdk_client() -> None:
+    from producers.config import set_client
+    from producers.sdk import MeterlineClient
+    from producers.testing import MemorySink
+
+    sink = MemorySink()
+    previous = set_client(MeterlineClient(sink, project="proj", flush_at_exit=False))
+    try:
+        traffic = Traffic()
+        traffic.body = chat_completion(prompt=10, completion=5, cached=0)
+        http = traffic.sync_client()
+        client = instrument_openai(openai.OpenAI(api_key="test", max_retries=0, http_client=http))
+        client.chat.completions.create(model=MINI, messages=MESSAGES)
+        from producers.config import get_client
+
+        assert get_client().flush(5.0) == 0
+        (event,) = sink.of_type(ActionEvent)
+        assert event.kind is ActionKind.LLM_CALL and event.project == "proj"
+        assert (event.input_tokens, event.output_tokens) == (10, 5)
+    finally:
+        set_client(previous)
