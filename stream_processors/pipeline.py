@@ -26,11 +26,12 @@ from faust.streams import _current_event
 from faust.types import EventT as _EventT
 from mode import CrashingSupervisor
 
-from schemas import EnrichedEvent, RawRecord, TrajectoryRecord, encode
+from schemas import EnrichedEvent, Event, RawRecord, TrajectoryRecord, encode
+from stream_processors.dedupe_store import PersistentDedupe
 from stream_processors.errors import InvalidMessage
 from stream_processors.output import BatchOutput
 from stream_processors.settings import Settings
-from stream_processors.steps.dedupe import Deduplicator
+from stream_processors.steps.dedupe import DedupeWindow
 from stream_processors.steps.join import TrajectoryJoiner
 from stream_processors.steps.validate import dead_letter_for, validate
 
@@ -70,7 +71,9 @@ class BatchProcessor:
     acks before marking events seen and before Faust may commit the source offsets.
     """
 
-    def __init__(self, outputs: Outputs, dedupe: Deduplicator, joiner: TrajectoryJoiner) -> None:
+    def __init__(
+        self, outputs: Outputs, dedupe: PersistentDedupe, joiner: TrajectoryJoiner
+    ) -> None:
         self.out = outputs
         self.dedupe = dedupe
         self.joiner = joiner
@@ -78,8 +81,8 @@ class BatchProcessor:
 
     async def process(self, events: list[EventT]) -> None:
         out = self.out
-        accepted: list[tuple[EventT, Any]] = []
-        in_flight: set[str] = set()
+        accepted: list[tuple[int, int, Event]] = []
+        in_flight: set[bytes] = set()
         for fe in events:
             with as_current(fe):
                 record = self._validate(fe)
@@ -93,14 +96,12 @@ class BatchProcessor:
                     for enriched in late:
                         self._send_enriched(enriched)
                     continue
-                if self.dedupe.is_duplicate(record, in_flight):
+                if self.dedupe.window.is_duplicate(record, in_flight):
                     continue
                 self._send_enriched(self.joiner.join(record))
-                accepted.append((fe, record))
+                accepted.append((fe.message.partition, fe.message.offset, record))
         await out.producer.flush()  # raises if the broker refused: the worker crashes, replays
-        for fe, record in accepted:
-            with as_current(fe):
-                self.dedupe.mark(record)
+        self.dedupe.mark(accepted)
 
     def _validate(self, fe: EventT) -> RawRecord | None:
         msg = fe.message
@@ -142,11 +143,17 @@ def build_pipeline(app: faust.App, settings: Settings) -> BatchProcessor:
         trajectory_state=topics.trajectory_state,
         dead_letters=topics.dead_letters,
     )
-    seen = app.Table("dedupe-seen", partitions=n, key_type=str, value_type=float)
+    seen = app.Table("dedupe-window", partitions=n, key_type=str, value_type=bytes)
+    dedupe = PersistentDedupe(seen, DedupeWindow(window_s=settings.dedupe_window_s))
     trajectories = app.Table("trajectories", partitions=n, key_type=str)
     parked = app.Table("pending-events", partitions=n, key_type=str)
-    processor = BatchProcessor(outputs, Deduplicator(seen), TrajectoryJoiner(trajectories, parked))
+    processor = BatchProcessor(outputs, dedupe, TrajectoryJoiner(trajectories, parked))
     source = raw_topic(*topics.raw)
+
+    @seen.on_recover
+    async def _rebuild_dedupe_window() -> None:  # after every recovery: restart, rebalance
+        loaded = dedupe.rebuild()
+        log.info("dedupe window rebuilt: %d events remembered", loaded)
 
     # an agent crash (e.g. undeliverable output) stops the worker: its partitions replay
     # from the last commit on the next owner instead of continuing past a gap

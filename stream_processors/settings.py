@@ -29,6 +29,9 @@ class Settings:
     sink_group: str = "meterline-sink"
     database: str = "meterline"
     log_level: str = "warn"
+    # dedupe window in seconds of event time (default 7 days); older repeats are left to
+    # ClickHouse's ReplacingMergeTree
+    dedupe_window_s: int = 7 * 86_400
     # consumer-group timing; low values make group joins fast (a join waits ~half the session)
     session_timeout_s: float = 6.0
     heartbeat_interval_s: float = 0.5
@@ -70,6 +73,7 @@ class Settings:
             sink_group=get("SINK_GROUP") or base.sink_group,
             database=get("DATABASE") or base.database,
             log_level=get("LOG_LEVEL") or base.log_level,
+            dedupe_window_s=int(get("DEDUPE_WINDOW_S") or base.dedupe_window_s),
             session_timeout_s=float(get("SESSION_TIMEOUT_S") or base.session_timeout_s),
             heartbeat_interval_s=float(get("HEARTBEAT_INTERVAL_S") or base.heartbeat_interval_s),
         )
@@ -84,6 +88,7 @@ class Settings:
             "SINK_GROUP": self.sink_group,
             "DATABASE": self.database,
             "LOG_LEVEL": self.log_level,
+            "DEDUPE_WINDOW_S": str(self.dedupe_window_s),
             "SESSION_TIMEOUT_S": str(self.session_timeout_s),
             "HEARTBEAT_INTERVAL_S": str(self.heartbeat_interval_s),
         }

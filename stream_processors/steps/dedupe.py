@@ -1,13 +1,27 @@
-"""Dedupe step: drop events whose (project, event_id) was already emitted."""
+"""Dedupe step: drop events whose (project, event_id) was already emitted, within a window.
+
+State: 16-byte digests of ``project␟event_id`` grouped in buckets by the event's own time
+(``bucket_s``, a day by default). Buckets more than ``window_s`` (7 days by default) older
+than the newest event time seen are forgotten. An event older than the window is not
+checked here: it passes, and ClickHouse (ReplacingMergeTree on (project, event_id)) absorbs
+a repeat. Memory is bounded by the number of distinct events in one window.
+
+Contract: :meth:`DedupeWindow.add` must be called only after the event's output was durably
+produced. A crash in between replays the event (at-least-once) and ClickHouse absorbs the
+repeat; marking first would lose it instead (OpenMeter #5118, Langfuse #16017).
+"""
 
 from __future__ import annotations
 
-import time
-from collections.abc import MutableMapping
+from collections.abc import Iterable
+from hashlib import blake2b
 
 from schemas import Event
 
 SEP = "\x1f"
+DIGEST_SIZE = 16
+DAY_S = 86_400
+DEFAULT_WINDOW_S = 7 * DAY_S
 
 
 def dedupe_key(event: Event) -> str:
@@ -15,27 +29,69 @@ def dedupe_key(event: Event) -> str:
     return f"{event.project}{SEP}{event.event_id}"
 
 
-class Deduplicator:
-    """Remembers emitted events in ``seen`` (key -> first-emitted epoch seconds).
+def digest(event: Event) -> bytes:
+    return blake2b(dedupe_key(event).encode(), digest_size=DIGEST_SIZE).digest()
 
-    Contract: :meth:`mark` must be called only after the event's output was durably
-    produced. A crash in between re-emits the event on replay (at-least-once); the
-    ClickHouse ReplacingMergeTree keyed by event_id absorbs that repeat. Marking first
-    would lose the event instead (OpenMeter #5118, Langfuse #16017).
-    """
 
-    def __init__(self, seen: MutableMapping[str, float]) -> None:
-        self._seen = seen
+def split_digests(blob: bytes) -> Iterable[bytes]:
+    """The digests packed in one persisted blob (see :func:`pack`)."""
+    return (blob[i : i + DIGEST_SIZE] for i in range(0, len(blob), DIGEST_SIZE))
+
+
+def pack(digests: Iterable[bytes]) -> bytes:
+    return b"".join(digests)
+
+
+class DedupeWindow:
+    """In-memory window of emitted events, rebuilt from persisted blobs after a restart."""
+
+    def __init__(self, window_s: int = DEFAULT_WINDOW_S, bucket_s: int = DAY_S) -> None:
+        if window_s < bucket_s:
+            raise ValueError("the dedupe window must be at least one bucket long")
+        self.window_s = window_s
+        self.bucket_s = bucket_s
+        self._buckets: dict[int, set[bytes]] = {}
+        self._newest_bucket = 0
         self.duplicates = 0
+        self.outside_window = 0
 
-    def is_duplicate(self, event: Event, in_flight: set[str]) -> bool:
+    def bucket_of(self, event: Event) -> int:
+        return int(event.timestamp.timestamp()) // self.bucket_s
+
+    @property
+    def oldest_bucket(self) -> int:
+        """Events in older buckets are outside the window."""
+        return self._newest_bucket - self.window_s // self.bucket_s
+
+    def is_duplicate(self, event: Event, in_flight: set[bytes]) -> bool:
         """True if already emitted, or already accepted earlier in the same batch."""
-        key = dedupe_key(event)
-        if key in in_flight or key in self._seen:
+        d = digest(event)
+        if d in in_flight:
             self.duplicates += 1
             return True
-        in_flight.add(key)
+        bucket = self.bucket_of(event)
+        if bucket < self.oldest_bucket:
+            self.outside_window += 1  # ClickHouse is the backstop for these
+        elif d in self._buckets.get(bucket, ()):
+            self.duplicates += 1
+            return True
+        in_flight.add(d)
         return False
 
-    def mark(self, event: Event) -> None:
-        self._seen[dedupe_key(event)] = time.time()
+    def add(self, bucket: int, digests: Iterable[bytes]) -> None:
+        self._buckets.setdefault(bucket, set()).update(digests)
+        self._newest_bucket = max(self._newest_bucket, bucket)
+
+    def expire(self) -> list[int]:
+        """Forget buckets that fell out of the window; return them (to delete their blobs)."""
+        old = [b for b in self._buckets if b < self.oldest_bucket]
+        for b in old:
+            del self._buckets[b]
+        return old
+
+    def clear(self) -> None:
+        self._buckets.clear()
+        self._newest_bucket = 0
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self._buckets.values())

@@ -1,0 +1,58 @@
+"""Persistence of the dedupe window in a Faust table, one changelog record per batch.
+
+A per-event table write would cost one changelog message per event (tripling the broker's
+traffic: measured as the processor's bottleneck). Instead each batch writes, per source
+partition and event-time bucket, one blob of 16-byte digests under the key
+``"<partition>/<bucket>/<last offset>"``. After recovery (restart, rebalance) the in-memory
+window is rebuilt from the table; expired buckets are deleted (tombstones) so the compacted
+changelog stays bounded by the window.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from schemas import Event
+from stream_processors.steps.dedupe import DedupeWindow, digest, pack, split_digests
+
+
+class PersistentDedupe:
+    def __init__(self, table: Any, window: DedupeWindow) -> None:
+        self.table = table
+        self.window = window
+
+    def rebuild(self) -> int:
+        """Reload the window from every blob in the local table store; returns keys loaded."""
+        self.window.clear()
+        for key, blob in list(self.table.data.items()):
+            _, bucket, _ = str(key).split("/")
+            self.window.add(int(bucket), split_digests(bytes(blob)))
+        self.expire()
+        return len(self.window)
+
+    def mark(self, accepted: list[tuple[int, int, Event]]) -> None:
+        """Remember ``(partition, offset, event)`` triples whose output is acknowledged."""
+        groups: dict[tuple[int, int], list[bytes]] = defaultdict(list)
+        last: dict[tuple[int, int], int] = {}
+        for partition, offset, event in accepted:
+            gk = (partition, self.window.bucket_of(event))
+            groups[gk].append(digest(event))
+            last[gk] = max(offset, last.get(gk, -1))
+        for (partition, bucket), digests in groups.items():
+            key = f"{partition}/{bucket}/{last[(partition, bucket)]}"
+            blob = pack(digests)
+            self.table.data[key] = blob
+            self.table.send_changelog(partition, key, blob)
+            self.window.add(bucket, digests)
+        self.expire()
+
+    def expire(self) -> None:
+        expired = set(self.window.expire())
+        if not expired:
+            return
+        for key in list(self.table.data.keys()):
+            partition, bucket, _ = str(key).split("/")
+            if int(bucket) in expired:
+                del self.table.data[key]
+                self.table.send_changelog(int(partition), key, None)
