@@ -12,6 +12,17 @@ from pathlib import Path
 
 from stream_processors.settings import Settings
 
+#: METERLINE_LOG_LEVEL uses Faust's names (crit/error/warn/info/debug) for every process.
+LOG_LEVELS = {
+    "crit": logging.CRITICAL,
+    "critical": logging.CRITICAL,
+    "error": logging.ERROR,
+    "warn": logging.WARNING,
+    "warning": logging.WARNING,
+    "info": logging.INFO,
+    "debug": logging.DEBUG,
+}
+
 
 def _settings(args: argparse.Namespace) -> Settings:
     return Settings.from_env().with_overrides(
@@ -57,9 +68,25 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_sink(args: argparse.Namespace) -> int:
-    from sinks import ClickHouseSink, ClickHouseWriter, connect
+def cmd_topics(args: argparse.Namespace) -> int:
+    """Create meterline's topics (idempotent); fail if one has another partition count."""
     from stream_processors.admin import ensure_topics
+
+    settings = _settings(args)
+    if not settings.kafka_bootstrap:
+        print(
+            "meterline topics: set METERLINE_KAFKA_BOOTSTRAP (or --kafka-bootstrap)",
+            file=sys.stderr,
+        )
+        return 2
+    ensure_topics(settings.kafka_bootstrap, settings.topics.all, settings.partitions)
+    print(f"meterline topics ready: {', '.join(settings.topics.all)} x {settings.partitions}")
+    return 0
+
+
+def cmd_sink(args: argparse.Namespace) -> int:
+    from stream_processors.admin import ensure_topics
+    from stream_processors.services import build_sink, clickhouse_writer
 
     settings = _settings(args)
     if not settings.kafka_bootstrap:
@@ -68,14 +95,11 @@ def cmd_sink(args: argparse.Namespace) -> int:
         )
         return 2
     ensure_topics(settings.kafka_bootstrap, settings.topics.all, settings.partitions)
-    writer = ClickHouseWriter(connect(settings.effective_clickhouse_url), settings.database)
-    writer.ensure_schema()
+    sink = build_sink(settings, clickhouse_writer(settings))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    ClickHouseSink(
-        settings.kafka_bootstrap, settings.topics, writer, group_id=settings.sink_group
-    ).run(stop)
+    sink.run(stop)
     return 0
 
 
@@ -109,6 +133,9 @@ def parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
     worker = sub.add_parser("worker", help="run one stream-processor worker (Faust)")
     worker.set_defaults(func=cmd_worker)
+    topics = sub.add_parser("topics", help="create meterline's topics (idempotent)")
+    common(topics)
+    topics.set_defaults(func=cmd_topics)
     sink = sub.add_parser("sink", help="run the ClickHouse sink")
     common(sink)
     sink.set_defaults(func=cmd_sink)
@@ -118,7 +145,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(
-        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=LOG_LEVELS.get(Settings.from_env().log_level.lower(), logging.WARNING),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     return int(args.func(args))
 

@@ -12,11 +12,12 @@ import threading
 from dataclasses import replace
 from typing import Any
 
-from sinks import ClickHouseSink, ClickHouseWriter, connect, redact_url
+from sinks import ClickHouseSink, connect, redact_url
 from stream_processors.admin import ensure_topics
 from stream_processors.embedded.broker import TansuBroker
 from stream_processors.embedded.workers import WorkerProcess
 from stream_processors.errors import RuntimeFailure
+from stream_processors.services import build_sink, clickhouse_writer
 from stream_processors.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -51,8 +52,7 @@ class Pipeline:
             ensure_topics(
                 self.settings.kafka_bootstrap, self.settings.topics.all, self.settings.partitions
             )
-            self.writer = ClickHouseWriter(self.clickhouse, self.settings.database)
-            self.writer.ensure_schema()
+            self.writer = clickhouse_writer(self.settings, self.clickhouse)
             for i in range(self.n_workers):
                 self.add_worker(i)
             self._start_sink()
@@ -80,18 +80,7 @@ class Pipeline:
         return worker
 
     def _start_sink(self) -> None:
-        assert self.settings.kafka_bootstrap
-        self.sink = ClickHouseSink(
-            self.settings.kafka_bootstrap,
-            self.settings.topics,
-            self.writer,
-            group_id=self.settings.sink_group,
-            consumer_config={
-                "session.timeout.ms": int(self.settings.session_timeout_s * 1000),
-                "heartbeat.interval.ms": int(self.settings.heartbeat_interval_s * 1000),
-            },
-        )
-        sink = self.sink
+        self.sink = sink = build_sink(self.settings, self.writer)
 
         def run() -> None:
             try:
