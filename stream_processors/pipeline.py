@@ -14,10 +14,11 @@ its events meet in one worker, and table changelogs follow the source partition.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import weakref
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,16 +68,23 @@ class Outputs:
 class BatchProcessor:
     """Runs one batch of Faust events through validate -> dedupe -> join -> produce -> mark.
 
-    Outputs go through :class:`BatchOutput` (librdkafka); the batch waits for all their
-    acks before marking events seen and before Faust may commit the source offsets.
+    Outputs go through :class:`BatchOutput` (librdkafka). Before events are marked seen, the
+    batch waits for the acks of its outputs *and* of the join-state changelog (Faust's
+    producer, ``flush_state``): otherwise a crash could leave an early event marked seen but
+    not parked, and it would never be re-emitted joined.
     """
 
     def __init__(
-        self, outputs: Outputs, dedupe: PersistentDedupe, joiner: TrajectoryJoiner
+        self,
+        outputs: Outputs,
+        dedupe: PersistentDedupe,
+        joiner: TrajectoryJoiner,
+        flush_state: Callable[[], Awaitable[None]],
     ) -> None:
         self.out = outputs
         self.dedupe = dedupe
         self.joiner = joiner
+        self.flush_state = flush_state
         self.dead_letters = 0
 
     async def process(self, events: list[EventT]) -> None:
@@ -100,7 +108,8 @@ class BatchProcessor:
                     continue
                 self._send_enriched(self.joiner.join(record))
                 accepted.append((fe.message.partition, fe.message.offset, record))
-        await out.producer.flush()  # raises if the broker refused: the worker crashes, replays
+        # raises if the broker refused: the worker crashes and the batch replays
+        await asyncio.gather(out.producer.flush(), self.flush_state())
         self.dedupe.mark(accepted)
 
     def _validate(self, fe: EventT) -> RawRecord | None:
@@ -147,7 +156,8 @@ def build_pipeline(app: faust.App, settings: Settings) -> BatchProcessor:
     dedupe = PersistentDedupe(seen, DedupeWindow(window_s=settings.dedupe_window_s))
     trajectories = app.Table("trajectories", partitions=n, key_type=str)
     parked = app.Table("pending-events", partitions=n, key_type=str)
-    processor = BatchProcessor(outputs, dedupe, TrajectoryJoiner(trajectories, parked))
+    joiner = TrajectoryJoiner(trajectories, parked)
+    processor = BatchProcessor(outputs, dedupe, joiner, flush_state=app.producer.flush)
     source = raw_topic(*topics.raw)
 
     @seen.on_recover

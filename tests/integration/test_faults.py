@@ -72,7 +72,8 @@ def test_kill_9_of_a_processor_worker_mid_stream_loses_and_doubles_nothing(
     victim.kill()  # SIGKILL: no commit, no flush, no goodbye
     send(p, traffic.records[half:] + retries_of(traffic, 0.05))
     p.add_worker()
-    exactly_once(p, traffic)
+    # Counting is exact; the join tolerance is Tansu's (see the rebalance test below).
+    exactly_once(p, traffic, min_joined_share=0.99)
 
 
 def test_workers_joining_and_leaving_mid_stream_keep_totals_exact(pipeline_factory: Any) -> None:
