@@ -40,8 +40,8 @@ log = logging.getLogger(__name__)
 
 EventT = _EventT[bytes]
 
-BATCH_MAX = 2_000
-BATCH_WITHIN_S = 0.2
+BATCH_MAX = 10_000
+BATCH_WITHIN_S = 0.5
 
 
 @contextlib.contextmanager

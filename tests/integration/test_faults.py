@@ -109,3 +109,55 @@ def test_tansu_reports_the_last_batch_base_offset_as_highwater(pipeline_factory:
     _, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10, cached=False)
     consumer.close()
     assert high < 1_000  # Kafka would say 1000 (last offset + 1)
+
+
+def test_sink_crash_between_insert_and_commit_replays_without_doubles(
+    pipeline_factory: Any,
+) -> None:
+    """The sink's failure window: rows inserted, offsets not committed. The next sink in the
+    group replays the batch; ReplacingMergeTree keyed by event_id absorbs the repeat."""
+    from dataclasses import replace
+
+    from stream_processors.services import build_sink, clickhouse_writer
+
+    p = pipeline_factory()
+    traffic = generate(project="sinkcrash", events=5_000)
+    send(p, traffic.records)
+    exactly_once(p, traffic)  # the enriched topic now holds every event
+
+    crashed = replace(
+        p.settings, database=p.settings.database + "_b", sink_group=p.settings.sink_group + "-b"
+    )
+    writer = clickhouse_writer(crashed, p.clickhouse)
+    sink = build_sink(crashed, writer)
+    sink.batch_size = 500  # crash after the first small batch
+
+    class Crash(Exception):
+        pass
+
+    def crash(_offsets: Any) -> None:
+        raise Crash
+
+    sink._commit = crash  # type: ignore[method-assign]
+    with pytest.raises(Crash):
+        deadline = 0
+        while sink.poll_once() == 0 and deadline < 100:
+            deadline += 1
+    sink.close()  # leaves the group without committing
+    assert sum(sink.stats.rows.values()) > 0  # inserted, then crashed before the commit
+
+    replay = build_sink(crashed, writer)
+    empty_polls = 0
+    try:
+        for _ in range(300):  # until drained: 3 empty polls after the first data
+            got = replay.poll_once()
+            empty_polls = 0 if got or not replay.stats.batches else empty_polls + 1
+            if empty_polls >= 3:
+                break
+    finally:
+        replay.close()
+    # the replay re-read the crashed batch (never committed) and everything after it
+    assert replay.stats.rows["events"] >= len(traffic.unique_events)
+    c = counts(p.clickhouse, crashed.database, "sinkcrash")
+    want = len(traffic.unique_events)
+    assert (c.events, c.joined) == (want, want)
