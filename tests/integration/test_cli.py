@@ -1,0 +1,55 @@
+"""The ``meterline`` command line, run as users run it: a real process, embedded services."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def meterline(*args: str, data_dir: Path) -> tuple[list[str], dict[str, str]]:
+    """The command and an environment without METERLINE_* (the embedded default)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("METERLINE_")}
+    cmd = [sys.executable, "-m", "stream_processors.cli", *args, "--data-dir", str(data_dir)]
+    return cmd, env
+
+
+def test_demo_reports_counts_that_match_and_exits_zero(tmp_path: Path) -> None:
+    cmd, env = meterline("demo", "--events", "600", data_dir=tmp_path / "ml")
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "OK: ClickHouse holds 600 unique events (600 joined)" in done.stdout
+    assert "duplicates dropped" in done.stdout and "cost usd" in done.stdout
+
+
+def test_up_runs_until_interrupted_then_stops_every_child(tmp_path: Path) -> None:
+    cmd, env = meterline("up", data_dir=tmp_path / "ml")
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 60
+    lines: list[str] = []
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        lines.append(line)
+        if "Ctrl-C to stop" in line:
+            break
+    else:
+        proc.kill()
+        pytest.fail("meterline up did not come up:\n" + "".join(lines))
+    assert "kafka 127.0.0.1:" in "".join(lines)
+    children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True)
+    child_pids = [int(p) for p in children.stdout.split()]
+    assert len(child_pids) >= 2  # the Tansu broker and a processor worker
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 0
+    for pid in child_pids:  # reaped: gone, not orphaned
+        assert not Path(f"/proc/{pid}").exists(), f"child {pid} outlived meterline up"
