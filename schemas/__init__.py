@@ -50,3 +50,16 @@ __all__ = [
     "encode",
     "utc_now",
 ]
+
+from schemas.control_plane import ControlPlane, OutcomeRule, SeatRule
+from schemas.outcomes import Outcome, SeatCount, UserActivity, UserAttributes
+
+__all__ += [
+    "ControlPlane",
+    "Outcome",
+    "OutcomeRule",
+    "SeatCount",
+    "SeatRule",
+    "UserActivity",
+    "UserAttributes",
+]
