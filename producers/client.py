@@ -28,6 +28,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
     # partition whichever client (librdkafka, aiokafka/Faust, Java) produced them.
     "partitioner": "murmur2_random",
     "queue.buffering.max.messages": 200_000,
+    # brokers close idle connections routinely; librdkafka would log each one as a failure
+    "log.connection.close": False,
 }
 
 

@@ -71,6 +71,7 @@ class ClickHouseSink:
             "group.id": group_id,
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
+            "log.connection.close": False,
             "session.timeout.ms": 6000,
             "heartbeat.interval.ms": 500,
             **(consumer_config or {}),

@@ -21,7 +21,7 @@ def ensure_topics(
 
     Raw topics must share one partition count: the trace_id join relies on it.
     """
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log.connection.close": False})
     wanted = list(names)
     existing = admin.list_topics(timeout=timeout_s).topics
     missing = [n for n in wanted if n not in existing]

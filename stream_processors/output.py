@@ -22,6 +22,7 @@ CONFIG: dict[str, Any] = {
     "compression.type": "lz4",
     "partitioner": "murmur2_random",  # same partitions as the raw topics' producers
     "queue.buffering.max.messages": 500_000,
+    "log.connection.close": False,
 }
 
 

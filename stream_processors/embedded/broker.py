@@ -69,7 +69,9 @@ class TansuBroker:
                 raise RuntimeFailure(f"Tansu broker exited with code {self._proc.returncode}")
             try:  # a plain TCP probe first: librdkafka would log every refused attempt
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                AdminClient({"bootstrap.servers": self.bootstrap}).list_topics(timeout=5.0)
+                AdminClient(
+                    {"bootstrap.servers": self.bootstrap, "log.connection.close": False}
+                ).list_topics(timeout=5.0)
                 return
             except Exception:
                 time.sleep(0.05)
