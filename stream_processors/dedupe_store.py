@@ -11,10 +11,16 @@ changelog stays bounded by the window.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from schemas import Event
 from stream_processors.steps.dedupe import DedupeWindow, digest, pack, split_digests
+
+
+def _anywhere(_partition: int) -> AbstractContextManager[None]:
+    return nullcontext()
 
 
 class PersistentDedupe:
@@ -31,8 +37,16 @@ class PersistentDedupe:
         self.expire()
         return len(self.window)
 
-    def mark(self, accepted: list[tuple[int, int, Event]]) -> None:
-        """Remember ``(partition, offset, event)`` triples whose output is acknowledged."""
+    def mark(
+        self,
+        accepted: list[tuple[int, int, Event]],
+        in_partition: Callable[[int], AbstractContextManager[None]] = _anywhere,
+    ) -> None:
+        """Remember ``(partition, offset, event)`` triples whose output is acknowledged.
+
+        ``in_partition(p)`` enters the context in which the store may write partition ``p``
+        (Faust's RocksDB store picks the partition database from the current event).
+        """
         groups: dict[tuple[int, int], list[bytes]] = defaultdict(list)
         last: dict[tuple[int, int], int] = {}
         for partition, offset, event in accepted:
@@ -42,7 +56,8 @@ class PersistentDedupe:
         for (partition, bucket), digests in groups.items():
             key = f"{partition}/{bucket}/{last[(partition, bucket)]}"
             blob = pack(digests)
-            self.table.data[key] = blob
+            with in_partition(partition):
+                self.table.data[key] = blob
             self.table.send_changelog(partition, key, blob)
             self.window.add(bucket, digests)
         self.expire()

@@ -110,7 +110,8 @@ class BatchProcessor:
                 accepted.append((fe.message.partition, fe.message.offset, record))
         # raises if the broker refused: the worker crashes and the batch replays
         await asyncio.gather(out.producer.flush(), self.flush_state())
-        self.dedupe.mark(accepted)
+        by_partition = {fe.message.partition: fe for fe in events}
+        self.dedupe.mark(accepted, lambda p: as_current(by_partition[p]))
 
     def _validate(self, fe: EventT) -> RawRecord | None:
         msg = fe.message

@@ -32,6 +32,9 @@ class Settings:
     # dedupe window in seconds of event time (default 7 days); older repeats are left to
     # ClickHouse's ReplacingMergeTree
     dedupe_window_s: int = 7 * 86_400
+    # Faust table store: memory:// (state rebuilt from changelogs on start) or rocksdb://
+    # (on disk under data_dir, needs the `rocksdb` extra)
+    store: str = "memory://"
     # consumer-group timing; low values make group joins fast (a join waits ~half the session)
     session_timeout_s: float = 6.0
     heartbeat_interval_s: float = 0.5
@@ -74,6 +77,7 @@ class Settings:
             database=get("DATABASE") or base.database,
             log_level=get("LOG_LEVEL") or base.log_level,
             dedupe_window_s=int(get("DEDUPE_WINDOW_S") or base.dedupe_window_s),
+            store=get("STORE") or base.store,
             session_timeout_s=float(get("SESSION_TIMEOUT_S") or base.session_timeout_s),
             heartbeat_interval_s=float(get("HEARTBEAT_INTERVAL_S") or base.heartbeat_interval_s),
         )
@@ -89,6 +93,7 @@ class Settings:
             "DATABASE": self.database,
             "LOG_LEVEL": self.log_level,
             "DEDUPE_WINDOW_S": str(self.dedupe_window_s),
+            "STORE": self.store,
             "SESSION_TIMEOUT_S": str(self.session_timeout_s),
             "HEARTBEAT_INTERVAL_S": str(self.heartbeat_interval_s),
         }

@@ -15,7 +15,7 @@ from stream_processors.settings import Settings
 
 def main() -> None:
     settings = Settings.from_env()
-    app = create_app(settings)
+    app = create_app(settings, store=settings.store)
     build_pipeline(app, settings)
     sys.argv = [sys.argv[0], "worker", "--loglevel", settings.log_level, "--without-web"]
     app.main()

@@ -6,6 +6,7 @@ Each test gets its own topic prefix, consumer groups and ClickHouse database (uu
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -56,6 +57,7 @@ def settings(tansu: TansuBroker, tmp_path: Path) -> Settings:
         database=f"db_{uid}",
         partitions=4,
         log_level="warn",
+        store=os.environ.get("METERLINE_TEST_STORE", "memory://"),
     )
 
 
