@@ -33,6 +33,7 @@ from stream_processors.errors import InvalidMessage
 from stream_processors.output import BatchOutput
 from stream_processors.settings import Settings
 from stream_processors.steps.dedupe import DedupeWindow
+from stream_processors.steps.dlq_limit import DlqLimit
 from stream_processors.steps.join import TrajectoryJoiner
 from stream_processors.steps.validate import dead_letter_for, validate
 
@@ -80,11 +81,13 @@ class BatchProcessor:
         dedupe: PersistentDedupe,
         joiner: TrajectoryJoiner,
         flush_state: Callable[[], Awaitable[None]],
+        dlq_limit: DlqLimit | None = None,
     ) -> None:
         self.out = outputs
         self.dedupe = dedupe
         self.joiner = joiner
         self.flush_state = flush_state
+        self.dlq_limit = dlq_limit or DlqLimit()
         self.dead_letters = 0
 
     async def process(self, events: list[EventT]) -> None:
@@ -116,8 +119,13 @@ class BatchProcessor:
     def _validate(self, fe: EventT) -> RawRecord | None:
         msg = fe.message
         try:
-            return validate(msg.value, topic=msg.topic, partition=msg.partition, offset=msg.offset)
+            record = validate(
+                msg.value, topic=msg.topic, partition=msg.partition, offset=msg.offset
+            )
+            self.dlq_limit.record(True)
+            return record
         except InvalidMessage as exc:
+            self.dlq_limit.record(False, exc.reason)  # raises in a poison-message storm
             self.dead_letters += 1
             log.warning("dead-lettered %s", exc)
             letter = dead_letter_for(exc, msg.key, msg.value)
@@ -158,7 +166,8 @@ def build_pipeline(app: faust.App, settings: Settings) -> BatchProcessor:
     trajectories = app.Table("trajectories", partitions=n, key_type=str)
     parked = app.Table("pending-events", partitions=n, key_type=str)
     joiner = TrajectoryJoiner(trajectories, parked)
-    processor = BatchProcessor(outputs, dedupe, joiner, flush_state=app.producer.flush)
+    limit = DlqLimit(settings.dlq_max_ratio or None)
+    processor = BatchProcessor(outputs, dedupe, joiner, app.producer.flush, limit)
     source = raw_topic(*topics.raw)
 
     @seen.on_recover

@@ -35,6 +35,8 @@ class Settings:
     # Faust table store: memory:// (state rebuilt from changelogs on start) or rocksdb://
     # (on disk under data_dir, needs the `rocksdb` extra)
     store: str = "memory://"
+    # stop when more than this share of the last 1,000 records is invalid (0 = no limit)
+    dlq_max_ratio: float = 0.5
     # consumer-group timing; low values make group joins fast (a join waits ~half the session)
     session_timeout_s: float = 6.0
     heartbeat_interval_s: float = 0.5
@@ -78,6 +80,7 @@ class Settings:
             log_level=get("LOG_LEVEL") or base.log_level,
             dedupe_window_s=int(get("DEDUPE_WINDOW_S") or base.dedupe_window_s),
             store=get("STORE") or base.store,
+            dlq_max_ratio=float(get("DLQ_MAX_RATIO") or base.dlq_max_ratio),
             session_timeout_s=float(get("SESSION_TIMEOUT_S") or base.session_timeout_s),
             heartbeat_interval_s=float(get("HEARTBEAT_INTERVAL_S") or base.heartbeat_interval_s),
         )
@@ -94,6 +97,7 @@ class Settings:
             "LOG_LEVEL": self.log_level,
             "DEDUPE_WINDOW_S": str(self.dedupe_window_s),
             "STORE": self.store,
+            "DLQ_MAX_RATIO": str(self.dlq_max_ratio),
             "SESSION_TIMEOUT_S": str(self.session_timeout_s),
             "HEARTBEAT_INTERVAL_S": str(self.heartbeat_interval_s),
         }

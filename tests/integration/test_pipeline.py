@@ -99,3 +99,22 @@ def test_invalid_records_are_dead_lettered_and_the_rest_of_the_batch_arrives(
     assert by_payload[bad_json][2] == "invalid_json"
     assert "event_id: Field required" in by_payload[missing_id][1]
     assert all(r[0] == topics.actions for r in rows)
+
+
+def test_a_poison_message_storm_stops_the_processor_with_a_clear_message(
+    pipeline_factory: Any,
+) -> None:
+    from stream_processors.errors import RuntimeFailure
+
+    pipeline = pipeline_factory()
+    producer = _producer(pipeline)
+    for i in range(400):
+        producer.send_bytes(pipeline.settings.topics.actions, f"k{i}".encode(), b"\x00garbage")
+    assert producer.close() == 0
+
+    def stopped() -> bool:
+        pipeline.check()
+        return False
+
+    with pytest.raises(RuntimeFailure, match="poison-message storm"):
+        wait_until(stopped, 60)
