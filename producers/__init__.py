@@ -21,7 +21,14 @@ from producers.agentops import ErrorEvent, LLMEvent, ToolEvent, record_action, r
 from producers.agentsight import AgentSightTracker, load_display_names, track_action
 from producers.client import DEFAULT_CONFIG, DeliveryStats, MeterlineProducer
 from producers.config import flush, get_client, init, set_client
-from producers.errors import DeliveryFailed, NotConfigured, ProducerError, QueueFull
+from producers.errors import (
+    DeliveryFailed,
+    NotConfigured,
+    ProducerError,
+    QueueFull,
+    RecordTooLarge,
+)
+from producers.limits import DEFAULT_LIMITS, Limits
 from producers.redact import DEFAULT_REDACTOR, REDACTED, Redactor
 from producers.sdk import MeterlineClient, SdkStats, Sink, stable_id
 from producers.telemetry import PushResult, TraceContext, push_events, upload_trace
@@ -30,6 +37,7 @@ from producers.valmi import Action, action, send_outcome
 
 __all__ = [
     "DEFAULT_CONFIG",
+    "DEFAULT_LIMITS",
     "DEFAULT_REDACTOR",
     "REDACTED",
     "Action",
@@ -40,6 +48,7 @@ __all__ = [
     "ErrorEvent",
     "JSONLExporter",
     "LLMEvent",
+    "Limits",
     "MeterlineClient",
     "MeterlineProducer",
     "MeterlinePublisher",
@@ -47,6 +56,7 @@ __all__ = [
     "ProducerError",
     "PushResult",
     "QueueFull",
+    "RecordTooLarge",
     "Redactor",
     "SdkStats",
     "Sink",

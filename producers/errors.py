@@ -20,3 +20,18 @@ class DeliveryFailed(ProducerError):
 
 class NotConfigured(ProducerError):
     """No meterline client: call ``producers.init(...)`` or set ``METERLINE_KAFKA_BOOTSTRAP``."""
+
+
+class RecordTooLarge(ProducerError, ValueError):
+    """A record serialises to more than ``Limits.max_record_bytes`` (after truncation).
+
+    It is never sent. ``record`` names it (kind and event_id, or trace_id for a trajectory).
+    """
+
+    def __init__(self, record: str, size: int, limit: int) -> None:
+        super().__init__(
+            f"{record} is {size} bytes serialised, over the {limit}-byte limit; not sent"
+        )
+        self.record = record
+        self.size = size
+        self.limit = limit

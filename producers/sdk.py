@@ -8,6 +8,11 @@ Overflow (queue holds ``max_queue`` items): ``overflow="drop"`` (default) drops 
 counts it in ``stats.dropped`` and logs a warning (first drop, then every 1000th);
 ``overflow="block"`` waits up to ``block_timeout_s`` for room, then drops the same way.
 Either way the recording call returns ``False`` / reports status ``"error"``; it never raises.
+
+Limits (``producers.limits``): after redaction, on the sender thread, oversized attributes
+are truncated (counted in ``stats.truncated``) and a record still over
+``limits.max_record_bytes`` is not sent (counted in ``stats.oversized``, passed to
+``on_error``). The recording call has already returned ``True`` by then.
 """
 
 from __future__ import annotations
@@ -24,7 +29,9 @@ from typing import Any, Literal, Protocol
 from confluent_kafka import KafkaError
 
 from producers.client import MeterlineProducer
+from producers.errors import RecordTooLarge
 from producers.ids import stable_id
+from producers.limits import DEFAULT_LIMITS, Limits
 from producers.redact import DEFAULT_REDACTOR, Redactor
 from schemas import ActionEvent, RawRecord, TelemetryEvent, Topics, TrajectoryRecord
 
@@ -51,12 +58,14 @@ class Sink(Protocol):
 
 @dataclass
 class SdkStats:
-    """Counters, readable at any time. ``dropped + build_errors + send_errors + failed`` is
-    everything recorded that did not reach the broker."""
+    """Counters, readable at any time. ``dropped + build_errors + oversized + send_errors +
+    failed`` is everything recorded that did not reach the broker."""
 
     processed: int = 0  # work items taken off the queue by the sender thread
     dropped: int = 0  # refused on the hot path: queue full (or client closed)
     build_errors: int = 0  # item could not become a valid wire record
+    oversized: int = 0  # over limits.max_record_bytes after truncation: not sent
+    truncated: int = 0  # records sent with attributes cut by the limits (still sent)
     sent: int = 0  # records handed to the sink
     send_errors: int = 0  # the sink refused a record (e.g. librdkafka queue full)
     delivered: int = 0  # acknowledged by the broker
@@ -83,11 +92,12 @@ class MeterlineClient:
 
     ``record(event)`` is the generic emit hook (used by LLM auto-instrumentation): it enqueues
     a ready ``schemas`` record. Every record is redacted (``properties``, ``metadata``,
-    ``error_message``) and stamped with ``project`` (when it carries the default project)
-    on the sender thread, before the sink sees it.
+    ``error_message``), stamped with ``project`` (when it carries the default project)
+    and held to ``limits`` (truncated; not sent when still too large) on the sender thread,
+    before the sink sees it.
 
     Delivery failures: counted in :attr:`stats`, passed to ``on_delivery(record, error)``;
-    build and send errors to ``on_error(message, exception)``.
+    build, oversize and send errors to ``on_error(message, exception)``.
     """
 
     def __init__(
@@ -97,6 +107,7 @@ class MeterlineClient:
         project: str = "default",
         agent_id: str | None = None,
         redactor: Redactor = DEFAULT_REDACTOR,
+        limits: Limits = DEFAULT_LIMITS,
         max_queue: int = 10_000,
         overflow: Overflow = "drop",
         block_timeout_s: float = 0.5,
@@ -110,6 +121,7 @@ class MeterlineClient:
         self.project = project
         self.agent_id = agent_id
         self.redactor = redactor
+        self.limits = limits
         self.stats = SdkStats()
         self._max = max_queue
         self._block = overflow == "block"
@@ -213,11 +225,17 @@ class MeterlineClient:
                 else [built] if isinstance(built, ActionEvent | TelemetryEvent | TrajectoryRecord)
                 else list(built)
             )
-            prepared = [self.prepare(r) for r in records]
         except Exception as exc:
             self._report("build_errors", f"could not build a meterline record: {exc}", exc)
             return
-        for rec in prepared:
+        for rec in records:
+            try:
+                rec = self.prepare(rec)
+            except RecordTooLarge:
+                continue  # counted and reported by prepare
+            except Exception as exc:
+                self._report("build_errors", f"could not build a meterline record: {exc}", exc)
+                continue
             try:
                 self.sink.send(rec, self.report_delivery)
                 self.stats.sent += 1
@@ -231,7 +249,13 @@ class MeterlineClient:
             log.exception("meterline: sink poll failed")
 
     def prepare(self, record: RawRecord) -> RawRecord:
-        """Redact and stamp one record (runs on the sender thread, or in ``push_events``)."""
+        """Redact, stamp and limit one record (runs on the sender thread, or in
+        ``push_events`` / ``upload_trace``).
+
+        Raises:
+            RecordTooLarge: over ``limits.max_record_bytes`` after truncation; already
+                counted in ``stats.oversized``, logged and passed to ``on_error``.
+        """
         red = self.redactor
         update: dict[str, Any] = {"metadata": red.mapping(record.metadata)}
         if record.project == "default" and self.project != "default":
@@ -240,7 +264,18 @@ class MeterlineClient:
             update["properties"] = red.mapping(record.properties)
         if isinstance(record, ActionEvent) and record.error_message:
             update["error_message"] = red.text(record.error_message)
-        return record.model_copy(update=update)
+        try:
+            limited, cut = self.limits.enforce(record.model_copy(update=update))
+        except RecordTooLarge as exc:
+            self._report("oversized", str(exc), exc)
+            raise
+        if cut:
+            self.stats.bump("truncated")
+            n = self.stats.truncated
+            if n == 1 or n % 1000 == 0:
+                log.warning("meterline: attributes over the limits truncated in %d record(s) "
+                            "so far (latest: %s)", n, cut.as_dict())
+        return limited
 
     def report_delivery(self, record: RawRecord, err: KafkaError | None) -> None:
         """Count one delivery report and pass it to ``on_delivery``."""

@@ -29,6 +29,7 @@ from pydantic import ValidationError
 
 import schemas
 from producers.config import get_client
+from producers.errors import RecordTooLarge
 from producers.sdk import MeterlineClient
 from schemas import RawRecord, TrajectoryRecord, TrajectoryStatus, describe
 
@@ -255,8 +256,12 @@ def upload_trace(
     that could not be delivered adds one message to ``errors``.
     """
     c = client or get_client()
-    record = c.prepare(trace.to_record(c.project, c.agent_id))
-    _, traj_errors = _send_chunk(c, [record], max_retries, timeout_s)
+    try:
+        record = c.prepare(trace.to_record(c.project, c.agent_id))
+    except RecordTooLarge as exc:  # counted and reported by prepare; the events still go
+        traj_errors = [str(exc)]
+    else:
+        _, traj_errors = _send_chunk(c, [record], max_retries, timeout_s)
     result = push_events(
         trace.events, chunk_size=chunk_size, max_retries=max_retries, client=c,
         timeout_s=timeout_s,
