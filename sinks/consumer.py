@@ -150,10 +150,8 @@ class ClickHouseSink:
             except SinkWriteError as exc:
                 self.stats.write_failures += 1
                 log.error("sink: %s; retrying in %.1fs", exc, delay)
-                if stop is not None and stop.wait(delay):
-                    return False
-                if stop is None:
-                    threading.Event().wait(delay)
+                if (stop or threading.Event()).wait(delay):
+                    return False  # stopping: the batch is replayed by the next owner
                 delay = min(delay * 2, max_delay)
 
     def _commit(self, offsets: dict[tuple[str, int], int]) -> None:
