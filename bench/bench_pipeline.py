@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
-from producers import DEFAULT_CONFIG
-from schemas import TrajectoryRecord, encode
+from producers import MeterlineProducer
+from schemas import RawRecord, Topics, encode, framing
 from sinks import connect
 from stream_processors.admin import ensure_topics
 from stream_processors.demo.report import counts
@@ -31,19 +31,17 @@ from stream_processors.settings import Settings
 PARTITIONS = 4
 
 
-def produce(bootstrap: str, items: list[tuple[str, bytes, bytes]]) -> float:
-    p = Producer({**DEFAULT_CONFIG, "bootstrap.servers": bootstrap})
+def produce(bootstrap: str, topics: Topics, records: list[RawRecord]) -> float:
+    """Send through the SDK's producer (framed per-partition batches); returns seconds.
+    Records are serialised before the clock starts, as they would be in agent processes."""
+    p = MeterlineProducer(bootstrap, topics=topics)
+    encoded = [(p.topic_for(r), r.routing_key.encode(), encode(r)) for r in records]
     t0 = time.perf_counter()
-    for i, (topic, key, value) in enumerate(items):
-        while True:
-            try:
-                p.produce(topic, value=value, key=key)
-                break
-            except BufferError:
-                p.poll(0.01)
-        if i % 10_000 == 0:
-            p.poll(0)
-    p.flush(120)
+    for topic, key, value in encoded:
+        p.send_encoded(topic, key, value)
+    left = p.close(120)
+    if left or p.stats.failed:
+        raise SystemExit(f"producer: {left} undelivered, {p.stats.failed} failed")
     return time.perf_counter() - t0
 
 
@@ -57,11 +55,12 @@ def end_offsets(bootstrap: str, topic: str) -> int:
     return int(total)
 
 
-def baseline(bootstrap: str, ch: Any, items: list[tuple[str, bytes, bytes]]) -> float:
-    """Raw consume -> ClickHouse insert of (key, payload) rows; returns events/s."""
-    topic = "bench.baseline"
-    ensure_topics(bootstrap, [topic], PARTITIONS)
-    produce(bootstrap, [(topic, k, v) for _, k, v in items])
+def baseline(bootstrap: str, ch: Any, records: list[RawRecord]) -> float:
+    """Raw consume -> ClickHouse insert of (key, payload) rows, one per record (batch
+    messages unframed, nothing else); returns records/s."""
+    topics = Topics("benchbase")
+    ensure_topics(bootstrap, topics.raw, PARTITIONS)
+    produce(bootstrap, topics, records)
     ch.command("CREATE DATABASE IF NOT EXISTS bench")
     ch.command(
         "CREATE TABLE IF NOT EXISTS bench.raw (key String, payload String) "
@@ -77,11 +76,18 @@ def baseline(bootstrap: str, ch: Any, items: list[tuple[str, bytes, bytes]]) -> 
             "heartbeat.interval.ms": 500,
         }
     )
-    c.subscribe([topic])
+    c.subscribe(list(topics.raw))
     n, t0 = 0, 0.0
-    while n < len(items):
+    while n < len(records):
         msgs = c.consume(20_000, 1.0)
-        rows = [(m.key(), m.value()) for m in msgs if m.error() is None]
+        rows = [
+            (m.key(), value)
+            for m in msgs
+            if m.error() is None
+            for value in (
+                framing.split(m.value()) if framing.is_batch(m.headers()) else [m.value()]
+            )
+        ]
         if rows:
             t0 = t0 or time.perf_counter()  # from the first message: excludes the group join
             ch.insert("raw", rows, column_names=["key", "payload"], database="bench")
@@ -107,20 +113,11 @@ def main() -> None:
         f"in {time.perf_counter() - t:.1f}s"
     )
     topics = Settings(topic_prefix="bench").topics
-    items = [
-        (
-            topics.trajectories
-            if isinstance(r, TrajectoryRecord)
-            else (topics.actions if r.type == "action" else topics.telemetry),
-            r.routing_key.encode(),
-            encode(r),
-        )
-        for r in traffic.records
-    ]
+    records = traffic.records
     n_events = traffic.events_sent
     with tempfile.TemporaryDirectory() as tmp, TansuBroker() as broker:
         ch = connect(f"chdb://{Path(tmp) / 'ch'}")
-        base = baseline(broker.bootstrap, ch, items)
+        base = baseline(broker.bootstrap, ch, records)
         print(f"baseline  raw consume -> ClickHouse insert: {base:,.0f} events/s")
 
         settings = Settings(
@@ -133,8 +130,8 @@ def main() -> None:
         with Pipeline(settings, workers=args.workers, clickhouse=ch) as pipeline:
             time.sleep(1.0)
             t0 = time.perf_counter()
-            produce_s = produce(broker.bootstrap, items)
-            print(f"producer  {len(items) / produce_s:,.0f} records/s ({produce_s:.1f}s)")
+            produce_s = produce(broker.bootstrap, topics, records)
+            print(f"producer  {len(records) / produce_s:,.0f} records/s ({produce_s:.1f}s)")
             want = len(traffic.unique_events)
             processed_at = None
             while True:

@@ -19,6 +19,7 @@ exported from their modules only.
 
 from producers.agentops import ErrorEvent, LLMEvent, ToolEvent, record_action, record_tool
 from producers.agentsight import AgentSightTracker, load_display_names, track_action
+from producers.batching import BatchConfig
 from producers.client import DEFAULT_CONFIG, DeliveryStats, MeterlineProducer
 from producers.config import flush, get_client, init, set_client
 from producers.errors import (
@@ -43,6 +44,7 @@ __all__ = [
     "Action",
     "ActionTracer",
     "AgentSightTracker",
+    "BatchConfig",
     "DeliveryFailed",
     "DeliveryStats",
     "ErrorEvent",

@@ -10,10 +10,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from producers.batching import Batch, BatchConfig, Batcher
 from producers.errors import QueueFull
+from producers.partitioner import partition_for
 from schemas import ActionEvent, RawRecord, TelemetryEvent, Topics, TrajectoryRecord, encode
+from schemas.framing import BATCH_HEADERS, frameable, join
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +34,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
     # brokers close idle connections routinely; librdkafka would log each one as a failure
     "log.connection.close": False,
 }
+
+#: How long a failed partition-count lookup is remembered (records go out unframed meanwhile).
+_METADATA_RETRY_S = 5.0
 
 
 @dataclass
@@ -61,6 +67,11 @@ class MeterlineProducer:
       on librdkafka's thread. It blocks only when the queue is full, for at most
       ``block_timeout_s``, then raises :class:`QueueFull` (nothing is dropped silently).
     - Key = trace_id, else event_id, so a trajectory and its events share a partition.
+    - Framing (``batching``, on by default): records bound for the same partition within
+      ``linger_s`` go out as one NDJSON batch message (:mod:`schemas.framing`), on exactly
+      the partition each record's key maps to. Each record still gets its own delivery
+      report. When the topic's partition count is unknown (broker unreachable), records go
+      out one per message instead. ``batching=BatchConfig(max_records=1)`` turns it off.
     - Delivery failures are counted in :attr:`stats` and passed to ``on_delivery``.
     - ``flush()`` waits for outstanding records; it also runs at interpreter exit.
     """
@@ -73,6 +84,7 @@ class MeterlineProducer:
         config: dict[str, Any] | None = None,
         on_delivery: DeliveryCallback | None = None,
         block_timeout_s: float = 5.0,
+        batching: BatchConfig | None = None,
     ) -> None:
         self.topics = topics or Topics()
         self.stats = DeliveryStats()
@@ -81,6 +93,11 @@ class MeterlineProducer:
         conf = {**DEFAULT_CONFIG, "bootstrap.servers": bootstrap_servers, **(config or {})}
         self._producer = Producer(conf)
         self._closed = False
+        self._batcher = Batcher(batching or BatchConfig())
+        self._batch_lock = threading.RLock()
+        self._partitions: dict[str, tuple[int | None, float]] = {}
+        self._ticker: threading.Thread | None = None
+        self._stop_ticker = threading.Event()
         atexit.register(self._flush_at_exit)
 
     def topic_for(self, record: RawRecord) -> str:
@@ -98,9 +115,30 @@ class MeterlineProducer:
         ``on_delivery``, when given, is called for this record only (after the producer-wide
         callback), from librdkafka's delivery report: ``(record, None)`` or ``(record, error)``.
         """
-        self.send_bytes(
-            self.topic_for(record), record.routing_key, encode(record), record, on_delivery
+        self.send_encoded(
+            self.topic_for(record), record.routing_key.encode(), encode(record), record,
+            on_delivery,
         )
+
+    def send_encoded(
+        self,
+        topic: str,
+        key: bytes,
+        value: bytes,
+        record: RawRecord | None = None,
+        on_delivery: DeliveryCallback | None = None,
+    ) -> None:
+        """Enqueue one already-serialised record, framed into its partition's batch when
+        batching is on (``send`` is this after ``encode``)."""
+        if self._batcher.config.enabled and frameable(value):
+            partitions = self._partition_count(topic)
+            if partitions:
+                self._add_to_batch(
+                    topic, partition_for(key, partitions), key, value,
+                    self._callback_for(record, on_delivery),
+                )
+                return
+        self.send_bytes(topic, key, value, record, on_delivery)
 
     def send_many(self, records: Iterable[RawRecord]) -> int:
         n = 0
@@ -117,7 +155,8 @@ class MeterlineProducer:
         record: RawRecord | None = None,
         on_delivery: DeliveryCallback | None = None,
     ) -> None:
-        """Enqueue pre-serialised bytes (also used by tests to send invalid records)."""
+        """Enqueue pre-serialised bytes as one message of their own, never framed (also used
+        by tests to send invalid records)."""
         callback = self._callback_for(record, on_delivery)
         deadline = time.monotonic() + self._block_timeout_s
         while True:
@@ -132,6 +171,92 @@ class MeterlineProducer:
                 self._producer.poll(0.05)
         self.stats.enqueued += 1
         self._producer.poll(0)
+
+    # -- framing ------------------------------------------------------------------------------
+
+    def _partition_count(self, topic: str) -> int | None:
+        """The topic's partition count from broker metadata, cached (failures for a while)."""
+        known = self._partitions.get(topic)
+        now = time.monotonic()
+        if known is not None and (known[0] is not None or now < known[1]):
+            return known[0]
+        count: int | None = None
+        try:
+            meta = self._producer.list_topics(topic, timeout=2.0).topics.get(topic)
+            if meta is not None and meta.error is None and meta.partitions:
+                count = len(meta.partitions)
+        except KafkaException as exc:
+            log.info("meterline: no metadata for %s (%s); sending unframed for now", topic, exc)
+        self._partitions[topic] = (count, now + _METADATA_RETRY_S)
+        return count
+
+    def _add_to_batch(
+        self,
+        topic: str,
+        partition: int,
+        key: bytes,
+        value: bytes,
+        callback: Callable[[KafkaError | None, Message], None],
+    ) -> None:
+        with self._batch_lock:
+            ready = self._batcher.add(topic, partition, key, value, callback)
+            self.stats.enqueued += 1
+            for batch in ready:
+                self._produce_batch(batch)
+        if self._ticker is None:
+            self._start_ticker()
+
+    def _produce_batch(self, batch: Batch) -> None:
+        """Hand one framed batch to librdkafka (caller holds the batch lock). A batch that
+        cannot be queued within ``block_timeout_s`` is reported failed to every record."""
+        callbacks = batch.callbacks
+
+        def _report_all(err: KafkaError | None, msg: Message) -> None:
+            for cb in callbacks:
+                cb(err, msg)
+
+        deadline = time.monotonic() + self._block_timeout_s
+        while True:
+            try:
+                self._producer.produce(
+                    batch.topic,
+                    value=join(batch.values),
+                    key=batch.key,
+                    partition=batch.partition,
+                    headers=BATCH_HEADERS,
+                    on_delivery=_report_all,
+                )
+                return
+            except BufferError:
+                if time.monotonic() >= deadline:
+                    err = KafkaError(KafkaError._QUEUE_FULL, "producer queue full; batch not sent")
+                    _report_all(err, None)  # type: ignore[arg-type]
+                    return
+                self._producer.poll(0.05)
+
+    def _produce_due(self, *, everything: bool = False) -> None:
+        with self._batch_lock:
+            batches = self._batcher.drain() if everything else self._batcher.due()
+            for batch in batches:
+                self._produce_batch(batch)
+
+    def _start_ticker(self) -> None:
+        with self._batch_lock:
+            if self._ticker is not None:
+                return
+            self._ticker = threading.Thread(
+                target=self._tick, name="meterline-batcher", daemon=True
+            )
+            self._ticker.start()
+
+    def _tick(self) -> None:
+        interval = max(self._batcher.config.linger_s / 2, 0.001)
+        while not self._stop_ticker.wait(interval):
+            try:
+                self._produce_due()
+                self._producer.poll(0)
+            except Exception:  # never let the ticker die: flush() still drains
+                log.exception("meterline: producing a batch failed")
 
     def _callback_for(
         self, record: RawRecord | None, per_record: DeliveryCallback | None = None
@@ -153,13 +278,16 @@ class MeterlineProducer:
 
     def poll(self, timeout: float = 0.0) -> int:
         """Serve pending delivery reports (callbacks); return how many were served."""
+        self._produce_due()
         return int(self._producer.poll(timeout))
 
     def flush(self, timeout: float = 30.0) -> int:
         """Wait up to ``timeout`` seconds for delivery; return how many are still queued."""
+        self._produce_due(everything=True)
         return int(self._producer.flush(timeout))
 
     def close(self, timeout: float = 30.0) -> int:
+        self._stop_ticker.set()
         remaining = self.flush(timeout)
         self._closed = True
         atexit.unregister(self._flush_at_exit)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Annotated, TypeVar
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
-from schemas.common import SCHEMA_VERSION
+from schemas.common import SCHEMA_VERSION, UtcDatetime
 from schemas.errors import InvalidRecord, UnsupportedSchemaVersion
 from schemas.events import ActionEvent, RawRecord, TelemetryEvent, TrajectoryRecord
 
@@ -22,6 +23,40 @@ _MAX_ERRORS_IN_REASON = 5
 def encode(record: BaseModel) -> bytes:
     """Serialise any meterline model to its wire form (compact JSON, UTF-8)."""
     return record.model_dump_json(exclude_defaults=False).encode()
+
+
+_TIMESTAMP: TypeAdapter[datetime] = TypeAdapter(UtcDatetime)
+_ENRICHED_HEAD = b'{"schema_version":%d,"type":"enriched","event":' % SCHEMA_VERSION
+
+
+def encode_timestamp(value: datetime) -> bytes:
+    """A timestamp as it appears in wire JSON (quoted, UTC)."""
+    return _TIMESTAMP.dump_json(value)
+
+
+def encode_enriched(
+    event_json: bytes, trajectory_json: bytes | None, version: int, processed_at: bytes
+) -> bytes:
+    """The wire form of an :class:`~schemas.derived.EnrichedEvent`, assembled from parts
+    already serialised: the processor's hot path, which would otherwise re-serialise the
+    same event and trajectory for every output.
+
+    ``event_json`` is a validated raw event as received (or re-encoded), ``trajectory_json``
+    the trajectory's JSON (None: unjoined), ``processed_at`` from :func:`encode_timestamp`.
+    Decoding the result with ``decode_as(EnrichedEvent, ...)`` gives the same record as
+    building the model (a unit test holds both paths equal).
+    """
+    return b"".join(
+        (
+            _ENRICHED_HEAD,
+            event_json,
+            b',"trajectory":',
+            trajectory_json if trajectory_json is not None else b"null",
+            b',"version":%d,"processed_at":' % version,
+            processed_at,
+            b"}",
+        )
+    )
 
 
 def decode_raw(data: bytes | str) -> RawRecord:

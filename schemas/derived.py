@@ -44,7 +44,8 @@ class TrajectoryState(WireModel):
 class DeadLetter(WireModel):
     """A record that could not be processed, with the original bytes and why.
 
-    ``payload`` holds the original bytes exactly (base64 in JSON).
+    ``payload`` holds the original bytes exactly (base64 in JSON): for a record inside a
+    batch message (:mod:`schemas.framing`), that record's line; ``item`` is its index there.
     """
 
     model_config = WireModel.model_config | {"ser_json_bytes": "base64", "val_json_bytes": "base64"}
@@ -53,6 +54,7 @@ class DeadLetter(WireModel):
     source_topic: str
     partition: int
     offset: int
+    item: int = Field(default=0, ge=0)
     key: bytes | None = None
     payload: bytes
     reason: str
@@ -62,4 +64,5 @@ class DeadLetter(WireModel):
 
     @property
     def dead_letter_id(self) -> str:
-        return f"{self.source_topic}/{self.partition}/{self.offset}"
+        where = f"{self.source_topic}/{self.partition}/{self.offset}"
+        return f"{where}/{self.item}" if self.item else where

@@ -16,6 +16,7 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from schemas import Event
+from stream_processors.changelog import Changelog
 from stream_processors.steps.dedupe import DedupeWindow, digest, pack, split_digests
 
 
@@ -24,9 +25,14 @@ def _anywhere(_partition: int) -> AbstractContextManager[None]:
 
 
 class PersistentDedupe:
-    def __init__(self, table: Any, window: DedupeWindow) -> None:
+    def __init__(
+        self, table: Any, window: DedupeWindow, changelog: Changelog | None = None
+    ) -> None:
         self.table = table
         self.window = window
+        self._send: Callable[[int, str, bytes | None], Any] = (
+            changelog.send if changelog is not None else table.send_changelog
+        )
 
     def rebuild(self) -> int:
         """Reload the window from every blob in the local table store; returns keys loaded."""
@@ -58,7 +64,7 @@ class PersistentDedupe:
             blob = pack(digests)
             with in_partition(partition):
                 self.table.data[key] = blob
-            self.table.send_changelog(partition, key, blob)
+            self._send(partition, key, blob)
             self.window.add(bucket, digests)
         self.expire()
 
@@ -70,4 +76,4 @@ class PersistentDedupe:
             partition, bucket, _ = str(key).split("/")
             if int(bucket) in expired:
                 del self.table.data[key]
-                self.table.send_changelog(int(partition), key, None)
+                self._send(int(partition), key, None)

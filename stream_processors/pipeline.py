@@ -1,6 +1,7 @@
 """The processor chain, read top to bottom like the diagram:
 
     raw topics (actions, telemetry, trajectories; keyed by trace_id)
+      -> unframe            a batch message (NDJSON) is split into its records
       -> validate           invalid -> dead-letter topic (original bytes, reason, offset)
       -> dedupe             (project, event_id) already emitted -> dropped
       -> join               by trace_id against the trajectory table
@@ -15,19 +16,18 @@ its events meet in one worker, and table changelogs follow the source partition.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import weakref
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import faust
-from faust.streams import _current_event
 from faust.types import EventT as _EventT
 from mode import CrashingSupervisor
 
-from schemas import EnrichedEvent, Event, RawRecord, TrajectoryRecord, encode
+from schemas import EnrichedEvent, Event, RawRecord, TrajectoryRecord, encode, framing, utc_now
+from schemas.codec import encode_enriched, encode_timestamp
+from stream_processors.changelog import Changelog
 from stream_processors.dedupe_store import PersistentDedupe
 from stream_processors.errors import InvalidMessage
 from stream_processors.output import BatchOutput
@@ -36,6 +36,7 @@ from stream_processors.steps.dedupe import DedupeWindow
 from stream_processors.steps.dlq_limit import DlqLimit
 from stream_processors.steps.join import TrajectoryJoiner
 from stream_processors.steps.validate import dead_letter_for, validate
+from stream_processors.table_buffer import WriteBack, as_current
 
 log = logging.getLogger(__name__)
 
@@ -45,15 +46,15 @@ BATCH_MAX = 10_000
 BATCH_WITHIN_S = 0.5
 
 
-@contextlib.contextmanager
-def as_current(event: EventT) -> Iterator[None]:
-    """Make ``event`` Faust's current event, so table writes inside a ``take_events`` batch
-    changelog to the partition the event came from (Faust only sets it per single event)."""
-    token = _current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        _current_event.reset(token)
+def records_of(msg: Any) -> list[tuple[int, bytes | None]]:
+    """``(item, bytes)`` of each raw record in a Kafka message: the lines of an NDJSON batch
+    message (:mod:`schemas.framing`), else the message value as item 0. An empty batch is
+    one empty record, so it is dead-lettered rather than silently skipped."""
+    if framing.is_batch(msg.headers):
+        lines = framing.split(msg.value)
+        if lines:
+            return list(enumerate(lines))
+    return [(0, msg.value)]
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,9 @@ class BatchProcessor:
         joiner: TrajectoryJoiner,
         flush_state: Callable[[], Awaitable[None]],
         dlq_limit: DlqLimit | None = None,
+        buffers: Sequence[WriteBack] = (),
     ) -> None:
+        self.buffers = buffers
         self.out = outputs
         self.dedupe = dedupe
         self.joiner = joiner
@@ -94,33 +97,44 @@ class BatchProcessor:
         out = self.out
         accepted: list[tuple[int, int, Event]] = []
         in_flight: set[bytes] = set()
+        processed_at = encode_timestamp(utc_now())
         for fe in events:
+            msg = fe.message
             with as_current(fe):
-                record = self._validate(fe)
-                if record is None:
-                    continue
-                if isinstance(record, TrajectoryRecord):
-                    state, late = self.joiner.apply_trajectory(record)
+                for item, value in records_of(msg):
+                    record = self._validate(msg, value, item)
+                    if record is None:
+                        continue
+                    if isinstance(record, TrajectoryRecord):
+                        state, late = self.joiner.apply_trajectory(record)
+                        out.producer.send(
+                            out.trajectory_state, record.routing_key.encode(), encode(state)
+                        )
+                        for enriched in late:
+                            self._send_enriched(enriched)
+                        continue
+                    if self.dedupe.window.is_duplicate(record, in_flight):
+                        continue
+                    assert value is not None  # it validated
+                    trajectory_json, version = self.joiner.join_encoded(record)
+                    # the validated event as received: no re-serialisation per output
                     out.producer.send(
-                        out.trajectory_state, record.routing_key.encode(), encode(state)
+                        out.enriched,
+                        record.routing_key.encode(),
+                        encode_enriched(value, trajectory_json, version, processed_at),
                     )
-                    for enriched in late:
-                        self._send_enriched(enriched)
-                    continue
-                if self.dedupe.window.is_duplicate(record, in_flight):
-                    continue
-                self._send_enriched(self.joiner.join(record))
-                accepted.append((fe.message.partition, fe.message.offset, record))
+                    accepted.append((msg.partition, msg.offset, record))
+        for buffer in self.buffers:
+            buffer.flush()  # one changelog record per touched key, before waiting for acks
         # raises if the broker refused: the worker crashes and the batch replays
         await asyncio.gather(out.producer.flush(), self.flush_state())
         by_partition = {fe.message.partition: fe for fe in events}
         self.dedupe.mark(accepted, lambda p: as_current(by_partition[p]))
 
-    def _validate(self, fe: EventT) -> RawRecord | None:
-        msg = fe.message
+    def _validate(self, msg: Any, value: bytes | None, item: int) -> RawRecord | None:
         try:
             record = validate(
-                msg.value, topic=msg.topic, partition=msg.partition, offset=msg.offset
+                value, topic=msg.topic, partition=msg.partition, offset=msg.offset, item=item
             )
             self.dlq_limit.record(True)
             return record
@@ -128,7 +142,7 @@ class BatchProcessor:
             self.dlq_limit.record(False, exc.reason)  # raises in a poison-message storm
             self.dead_letters += 1
             log.warning("dead-lettered %s", exc)
-            letter = dead_letter_for(exc, msg.key, msg.value)
+            letter = dead_letter_for(exc, msg.key, value)
             self.out.producer.send(self.out.dead_letters, msg.key, encode(letter))
             return None
 
@@ -161,13 +175,19 @@ def build_pipeline(app: faust.App, settings: Settings) -> BatchProcessor:
         trajectory_state=topics.trajectory_state,
         dead_letters=topics.dead_letters,
     )
+    out = outputs.producer
     seen = app.Table("dedupe-window", partitions=n, key_type=str, value_type=bytes)
-    dedupe = PersistentDedupe(seen, DedupeWindow(window_s=settings.dedupe_window_s))
-    trajectories = app.Table("trajectories", partitions=n, key_type=str)
-    parked = app.Table("pending-events", partitions=n, key_type=str)
+    window = DedupeWindow(window_s=settings.dedupe_window_s)
+    dedupe = PersistentDedupe(seen, window, Changelog(seen, out))
+    trajectory_table = app.Table("trajectories", partitions=n, key_type=str)
+    trajectories = WriteBack(trajectory_table, Changelog(trajectory_table, out))
+    pending_table = app.Table("pending-events", partitions=n, key_type=str)
+    parked = WriteBack(pending_table, Changelog(pending_table, out))
     joiner = TrajectoryJoiner(trajectories, parked)
     limit = DlqLimit(settings.dlq_max_ratio or None)
-    processor = BatchProcessor(outputs, dedupe, joiner, app.producer.flush, limit)
+    processor = BatchProcessor(
+        outputs, dedupe, joiner, app.producer.flush, limit, buffers=(trajectories, parked)
+    )
     source = raw_topic(*topics.raw)
 
     @seen.on_recover

@@ -75,6 +75,7 @@ CREATE TABLE IF NOT EXISTS {{db}}.dead_letters (
     source_topic String,
     partition Int32,
     offset Int64,
+    item UInt32,
     key String,
     payload_base64 String,
     payload_preview String,
@@ -84,7 +85,7 @@ CREATE TABLE IF NOT EXISTS {{db}}.dead_letters (
     received_at {TS},
     inserted_at {TS} DEFAULT now64(6)
 ) ENGINE = ReplacingMergeTree
-ORDER BY (source_topic, partition, offset)
+ORDER BY (source_topic, partition, offset, item)
 """
 
 TABLES = {"events": EVENTS, "trajectories": TRAJECTORIES, "dead_letters": DEAD_LETTERS}

@@ -65,26 +65,45 @@ class TrajectoryJoiner:
         self._trajectories = trajectories
         self._pending = pending
         self._max_pending = max_pending_per_trace
-        self._cache: dict[str, tuple[int, TrajectoryRecord]] = {}
+        self._cache: dict[str, tuple[int, TrajectoryRecord, bytes]] = {}
         self.joined = self.unjoined = self.late_joined = self.pending_overflow = 0
 
     def trajectory_for(self, project: str, trace_id: str) -> TrajectoryRecord | None:
-        key = trace_key(project, trace_id)
+        found = self._lookup(trace_key(project, trace_id))
+        return found[1] if found is not None else None
+
+    def _lookup(self, key: str) -> tuple[int, TrajectoryRecord, bytes] | None:
+        """(version, record, record JSON) of a known trajectory, parsed once per version."""
         stored = self._trajectories.get(key)
         if stored is None:
             return None
         version = int(stored["version"])
         cached = self._cache.get(key)
         if cached is not None and cached[0] == version:
-            return cached[1]
-        record = TrajectoryRecord.model_validate(stored["trajectory"])
-        self._remember(key, version, record)
-        return record
+            return cached
+        return self._remember(key, version, TrajectoryRecord.model_validate(stored["trajectory"]))
 
-    def _remember(self, key: str, version: int, record: TrajectoryRecord) -> None:
+    def _remember(
+        self, key: str, version: int, record: TrajectoryRecord
+    ) -> tuple[int, TrajectoryRecord, bytes]:
         if len(self._cache) >= _CACHE_SIZE:
             self._cache.clear()  # a parse cache only; the table is the state
-        self._cache[key] = (version, record)
+        entry = self._cache[key] = (version, record, record.model_dump_json().encode())
+        return entry
+
+    def join_encoded(self, event: Event) -> tuple[bytes | None, int]:
+        """Like :meth:`join`, for the hot path: the trajectory's JSON (None: unjoined) and
+        the output version, without building the enriched model."""
+        if event.trace_id is None:
+            self.unjoined += 1
+            return None, VERSION_UNJOINED
+        found = self._lookup(trace_key(event.project, event.trace_id))
+        if found is not None:
+            self.joined += 1
+            return found[2], VERSION_JOINED
+        self.unjoined += 1
+        self._park(event)
+        return None, VERSION_UNJOINED
 
     def join(self, event: Event) -> EnrichedEvent:
         """Enrich one (deduplicated) event; an early event is also parked in ``pending``."""
@@ -120,7 +139,7 @@ class TrajectoryJoiner:
         version = (int(stored["version"]) if stored else 0) + 1
         self._trajectories[key] = {"version": version, "trajectory": merged.model_dump(mode="json")}
         self._remember(key, version, merged)
-        released = self._pending.pop(key, None) or []
+        released = self._pending.pop(key) if key in self._pending else []
         late = [
             EnrichedEvent(
                 event=_EVENT.validate_python(e), trajectory=merged, version=VERSION_JOINED

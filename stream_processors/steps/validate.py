@@ -15,9 +15,10 @@ def validate(
     topic: str,
     partition: int,
     offset: int,
+    item: int = 0,
     max_bytes: int = DEFAULT_MAX_RECORD_BYTES,
 ) -> RawRecord:
-    """Parse one raw record.
+    """Parse one raw record (``item``: its index inside a batch message, else 0).
 
     Raises:
         InvalidMessage: empty, oversized, not JSON, or not a valid record; carries where it
@@ -30,6 +31,7 @@ def validate(
             topic=topic,
             partition=partition,
             offset=offset,
+            item=item,
         )
     if len(value) > max_bytes:
         raise InvalidMessage(
@@ -38,6 +40,7 @@ def validate(
             topic=topic,
             partition=partition,
             offset=offset,
+            item=item,
         )
     try:
         return decode_raw(value)
@@ -48,6 +51,7 @@ def validate(
             topic=topic,
             partition=partition,
             offset=offset,
+            item=item,
         ) from None
 
 
@@ -57,6 +61,7 @@ def dead_letter_for(exc: InvalidMessage, key: bytes | None, value: bytes | None)
         source_topic=exc.topic,
         partition=exc.partition,
         offset=exc.offset,
+        item=exc.item,
         key=key,
         payload=value or b"",
         reason=exc.reason,

@@ -6,9 +6,10 @@ import base64
 from typing import Any
 
 import pytest
+from confluent_kafka import Producer
 
 from producers import MeterlineProducer
-from schemas import ActionEvent, ActionKind
+from schemas import ActionEvent, ActionKind, encode, framing
 from stream_processors.demo.report import counts
 from stream_processors.demo.traffic import generate
 from stream_processors.embedded.runtime import Pipeline
@@ -99,6 +100,38 @@ def test_invalid_records_are_dead_lettered_and_the_rest_of_the_batch_arrives(
     assert by_payload[bad_json][2] == "invalid_json"
     assert "event_id: Field required" in by_payload[missing_id][1]
     assert all(r[0] == topics.actions for r in rows)
+
+
+def test_a_bad_line_in_a_batch_message_is_dead_lettered_with_its_index_and_the_rest_arrive(
+    pipeline_factory: Any,
+) -> None:
+    pipeline = pipeline_factory()
+    topics = pipeline.settings.topics
+    assert pipeline.settings.kafka_bootstrap
+    lines = [
+        encode(ActionEvent(project="frame", event_id=f"f-{i}", name="t", kind=ActionKind.TOOL_CALL))
+        for i in range(5)
+    ]
+    lines.insert(2, b'{"type": "action", "name": "no_id"}')
+    raw = Producer({"bootstrap.servers": pipeline.settings.kafka_bootstrap})
+    raw.produce(topics.actions, key=b"k", value=framing.join(lines), headers=framing.BATCH_HEADERS)
+    raw.produce(topics.actions, key=b"k", value=b"", headers=framing.BATCH_HEADERS)  # empty
+    assert raw.flush(30) == 0
+
+    db, ch = pipeline.settings.database, pipeline.clickhouse
+
+    def done() -> bool:
+        c = counts(ch, db, "frame")
+        return c.events == 5 and c.dead_letters == 2
+
+    assert wait_until(done, 90, pipeline=pipeline), counts(ch, db, "frame")
+    rows = ch.query(
+        f"SELECT item, error_type, payload_base64 FROM {db}.dead_letters FINAL ORDER BY offset"
+    ).result_rows
+    assert [(r[0], r[1], base64.b64decode(r[2])) for r in rows] == [
+        (2, "invalid_record", lines[2]),
+        (0, "empty", b""),
+    ]
 
 
 def test_a_poison_message_storm_stops_the_processor_with_a_clear_message(

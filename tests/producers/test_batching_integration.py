@@ -1,0 +1,66 @@
+"""Framed batches on a real broker: each record lands where librdkafka would put it alone."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from producers import BatchConfig, MeterlineProducer
+from producers.partitioner import partition_for
+from schemas import ActionEvent, ActionKind, Topics, framing
+from stream_processors.admin import ensure_topics
+
+pytestmark = pytest.mark.integration
+
+
+def test_framed_records_land_on_the_partition_librdkafka_picks_for_their_key(tansu: Any) -> None:
+    topics = Topics(f"frame{uuid.uuid4().hex[:8]}")
+    ensure_topics(tansu.bootstrap, topics.raw, 5)
+    keys = [f"trace-{i}".encode() for i in range(200)]
+
+    # where librdkafka's murmur2_random puts each key on its own
+    plain = Producer({"bootstrap.servers": tansu.bootstrap, "partitioner": "murmur2_random"})
+    placed: dict[bytes, int] = {}
+
+    def on_delivery(err: Any, msg: Any) -> None:
+        assert err is None
+        placed[msg.key()] = msg.partition()
+
+    for k in keys:
+        plain.produce(topics.telemetry, key=k, value=b"{}", on_delivery=on_delivery)
+    assert plain.flush(30) == 0
+    assert all(placed[k] == partition_for(k, 5) for k in keys)
+
+    delivered: list[Any] = []
+    producer = MeterlineProducer(
+        tansu.bootstrap, topics=topics, batching=BatchConfig(max_records=50, linger_s=0.05),
+        on_delivery=lambda rec, err: delivered.append((rec, err)),
+    )
+    events = [
+        ActionEvent(project="f", event_id=f"e{i}", trace_id=k.decode(), name="x",
+                    kind=ActionKind.TOOL_CALL)
+        for i, k in enumerate(keys * 3)
+    ]
+    producer.send_many(events)
+    assert producer.close() == 0
+    assert len(delivered) == len(events) and all(err is None for _, err in delivered)
+    assert producer.stats.delivered == len(events)
+
+    c = Consumer({"bootstrap.servers": tansu.bootstrap, "group.id": "frame-check"})
+    c.assign([TopicPartition(topics.actions, p, 0) for p in range(5)])
+    seen, messages = 0, 0
+    while seen < len(events):
+        batch = c.consume(500, 5.0)
+        assert batch, f"only {seen} of {len(events)} records read back"
+        for m in batch:
+            assert m.error() is None and framing.is_batch(m.headers())
+            messages += 1
+            for line in framing.split(m.value()):
+                ev = ActionEvent.model_validate_json(line)
+                assert partition_for(ev.trace_id.encode(), 5) == m.partition()  # type: ignore[union-attr]
+                seen += 1
+    c.close()
+    assert seen == len(events) and messages < len(events) / 5
