@@ -11,6 +11,7 @@ stage and end to end, and the ratio pipeline / baseline. Figures only; nothing i
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -43,6 +44,16 @@ def produce(bootstrap: str, topics: Topics, records: list[RawRecord]) -> float:
     if left or p.stats.failed:
         raise SystemExit(f"producer: {left} undelivered, {p.stats.failed} failed")
     return time.perf_counter() - t0
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU seconds of a process (this one when ``pid`` is None), from /proc.
+    CPU per event holds steady on a busy machine, where events/s does not."""
+    if pid is None:
+        t = os.times()
+        return t.user + t.system
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def end_offsets(bootstrap: str, topic: str) -> int:
@@ -129,6 +140,9 @@ def main() -> None:
         )
         with Pipeline(settings, workers=args.workers, clickhouse=ch) as pipeline:
             time.sleep(1.0)
+            pids = [w.pid for w in pipeline.workers if w.pid]
+            workers_cpu0 = sum(cpu_seconds(p) for p in pids)
+            print(f"pipeline  {len(pids)} worker(s), pids {' '.join(map(str, pids))}", flush=True)
             t0 = time.perf_counter()
             produce_s = produce(broker.bootstrap, topics, records)
             print(f"producer  {len(records) / produce_s:,.0f} records/s ({produce_s:.1f}s)")
@@ -147,6 +161,7 @@ def main() -> None:
                     break
                 time.sleep(0.5)
             total = time.perf_counter() - t0
+            workers_cpu = sum(cpu_seconds(p) for p in pids) - workers_cpu0
         processed_at = processed_at or total
         proc = n_events / processed_at
         e2e = n_events / total
@@ -156,6 +171,11 @@ def main() -> None:
             f"ClickHouse: {got.events:,} unique, {got.joined:,} joined)"
         )
         print(f"ratio end to end / baseline: {e2e / base:.2f}")
+        print(
+            f"processor CPU {workers_cpu / n_events * 1e6:,.1f} µs/event "
+            f"({workers_cpu:.1f} CPU-s in {len(pids)} worker(s); 1e6 / that = "
+            f"{n_events / workers_cpu:,.0f} events/s per busy core)"
+        )
 
 
 if __name__ == "__main__":
