@@ -29,6 +29,7 @@ class TrajectoryStatus(StrEnum):
     SUCCESS = "success"
     ERROR = "error"
     CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"  # closed by the processor after its inactivity timeout
 
 
 class _Attributed(WireModel):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -86,6 +87,8 @@ class BatchProcessor:
         buffers: Sequence[WriteBack] = (),
     ) -> None:
         self.buffers = buffers
+        # batches and timer sweeps take turns: both touch the join state and the outputs
+        self.lock = asyncio.Lock()
         self.out = outputs
         self.dedupe = dedupe
         self.joiner = joiner
@@ -94,19 +97,26 @@ class BatchProcessor:
         self.dead_letters = 0
 
     async def process(self, events: list[EventT]) -> None:
+        async with self.lock:
+            await self._process(events)
+
+    async def _process(self, events: list[EventT]) -> None:
         out = self.out
         accepted: list[tuple[int, int, Event]] = []
         in_flight: set[bytes] = set()
         processed_at = encode_timestamp(utc_now())
+        now = time.time()
+        joiner = self.joiner
         for fe in events:
             msg = fe.message
+            partition = msg.partition
             with as_current(fe):
                 for item, value in records_of(msg):
                     record = self._validate(msg, value, item)
                     if record is None:
                         continue
                     if isinstance(record, TrajectoryRecord):
-                        state, late = self.joiner.apply_trajectory(record)
+                        state, late = joiner.apply_trajectory(record, partition, now)
                         out.producer.send(
                             out.trajectory_state, record.routing_key.encode(), encode(state)
                         )
@@ -115,21 +125,45 @@ class BatchProcessor:
                         continue
                     if self.dedupe.window.is_duplicate(record, in_flight):
                         continue
+                    # seen once output *or* parked: both are durable after the flush below
+                    accepted.append((partition, msg.offset, record))
+                    joined = joiner.join_encoded(record, partition, now)
+                    if joined is None:
+                        continue  # held for the grace period
                     assert value is not None  # it validated
-                    trajectory_json, version = self.joiner.join_encoded(record)
                     # the validated event as received: no re-serialisation per output
                     out.producer.send(
                         out.enriched,
                         record.routing_key.encode(),
-                        encode_enriched(value, trajectory_json, version, processed_at),
+                        encode_enriched(value, joined[0], joined[1], processed_at),
                     )
-                    accepted.append((msg.partition, msg.offset, record))
+        await self._flush()
+        by_partition = {fe.message.partition: fe for fe in events}
+        self.dedupe.mark(accepted, lambda p: as_current(by_partition[p]))
+
+    async def _flush(self) -> None:
         for buffer in self.buffers:
             buffer.flush()  # one changelog record per touched key, before waiting for acks
         # raises if the broker refused: the worker crashes and the batch replays
-        await asyncio.gather(out.producer.flush(), self.flush_state())
-        by_partition = {fe.message.partition: fe for fe in events}
-        self.dedupe.mark(accepted, lambda p: as_current(by_partition[p]))
+        await asyncio.gather(self.out.producer.flush(), self.flush_state())
+
+    async def sweep(self, partitions: set[int], *, idle: bool) -> tuple[int, int]:
+        """Timer work on the partitions this worker owns: send events held past the grace
+        period (unjoined), and with ``idle`` close and forget idle trajectories. Returns
+        (events sent, trajectories closed)."""
+        async with self.lock:
+            now = time.time()
+            late = self.joiner.sweep_pending(now, partitions)
+            closed = self.joiner.sweep_idle(now, partitions) if idle else []
+            if not late and not closed and not any(b.pending for b in self.buffers):
+                return 0, 0
+            for enriched in late:
+                self._send_enriched(enriched)
+            for state in closed:
+                key = state.trajectory.routing_key.encode()
+                self.out.producer.send(self.out.trajectory_state, key, encode(state))
+            await self._flush()
+            return len(late), len(closed)
 
     def _validate(self, msg: Any, value: bytes | None, item: int) -> RawRecord | None:
         try:
@@ -183,12 +217,29 @@ def build_pipeline(app: faust.App, settings: Settings) -> BatchProcessor:
     trajectories = WriteBack(trajectory_table, Changelog(trajectory_table, out))
     pending_table = app.Table("pending-events", partitions=n, key_type=str)
     parked = WriteBack(pending_table, Changelog(pending_table, out))
-    joiner = TrajectoryJoiner(trajectories, parked)
+    joiner = TrajectoryJoiner(
+        trajectories,
+        parked,
+        grace_s=settings.join_grace_s,
+        idle_timeout_s=settings.trajectory_idle_timeout_s,
+    )
     limit = DlqLimit(settings.dlq_max_ratio or None)
     processor = BatchProcessor(
         outputs, dedupe, joiner, app.producer.flush, limit, buffers=(trajectories, parked)
     )
     source = raw_topic(*topics.raw)
+
+    idle_every = max(1, int(settings.trajectory_idle_timeout_s // 60) or 1)
+    ticks = 0
+
+    @app.timer(interval=settings.join_sweep_interval_s)  # type: ignore[untyped-decorator]
+    async def _sweep_join_state() -> None:
+        nonlocal ticks
+        ticks += 1
+        raw = set(topics.raw)
+        owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic in raw}
+        if owned:
+            await processor.sweep(owned, idle=ticks % idle_every == 0)
 
     @seen.on_recover
     async def _rebuild_dedupe_window() -> None:  # after every recovery: restart, rebalance

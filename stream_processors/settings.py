@@ -32,6 +32,15 @@ class Settings:
     # dedupe window in seconds of event time (default 7 days); older repeats are left to
     # ClickHouse's ReplacingMergeTree
     dedupe_window_s: int = 7 * 86_400
+    # an event that arrives before its trajectory waits this long (processing time) to go
+    # out joined; after it, it goes out unjoined and is re-emitted joined if the trajectory
+    # comes later (0 = out at once)
+    join_grace_s: float = 10.0
+    # a trajectory not updated for this long is forgotten; if it never ended it is closed
+    # first (status timed_out)
+    trajectory_idle_timeout_s: float = 3_600.0
+    # how often the grace and idle timers run
+    join_sweep_interval_s: float = 1.0
     # Faust table store: memory:// (state rebuilt from changelogs on start) or rocksdb://
     # (on disk under data_dir, needs the `rocksdb` extra)
     store: str = "memory://"
@@ -79,6 +88,13 @@ class Settings:
             database=get("DATABASE") or base.database,
             log_level=get("LOG_LEVEL") or base.log_level,
             dedupe_window_s=int(get("DEDUPE_WINDOW_S") or base.dedupe_window_s),
+            join_grace_s=float(get("JOIN_GRACE_S") or base.join_grace_s),
+            trajectory_idle_timeout_s=float(
+                get("TRAJECTORY_IDLE_TIMEOUT_S") or base.trajectory_idle_timeout_s
+            ),
+            join_sweep_interval_s=float(
+                get("JOIN_SWEEP_INTERVAL_S") or base.join_sweep_interval_s
+            ),
             store=get("STORE") or base.store,
             dlq_max_ratio=float(get("DLQ_MAX_RATIO") or base.dlq_max_ratio),
             session_timeout_s=float(get("SESSION_TIMEOUT_S") or base.session_timeout_s),
@@ -96,6 +112,9 @@ class Settings:
             "DATABASE": self.database,
             "LOG_LEVEL": self.log_level,
             "DEDUPE_WINDOW_S": str(self.dedupe_window_s),
+            "JOIN_GRACE_S": str(self.join_grace_s),
+            "TRAJECTORY_IDLE_TIMEOUT_S": str(self.trajectory_idle_timeout_s),
+            "JOIN_SWEEP_INTERVAL_S": str(self.join_sweep_interval_s),
             "STORE": self.store,
             "DLQ_MAX_RATIO": str(self.dlq_max_ratio),
             "SESSION_TIMEOUT_S": str(self.session_timeout_s),

@@ -36,19 +36,42 @@ def as_current(event: EventT[Any] | None) -> Iterator[None]:
 _DELETED = object()
 
 
+class _At:
+    """Stands in for a Faust event where only the source partition matters: a store that
+    picks its partition database from the current event (RocksDB) gets ``partition``."""
+
+    __slots__ = ("__weakref__", "message")
+
+    def __init__(self, partition: int) -> None:
+        self.message = _Partition(partition)
+
+
+class _Partition:
+    __slots__ = ("partition",)
+
+    def __init__(self, partition: int) -> None:
+        self.partition = partition
+
+
+def _current_partition() -> int | None:
+    event = current_event()
+    return None if event is None else int(event.message.partition)
+
+
 class WriteBack(MutableMapping[str, Any]):
     """A write-back view of ``table`` for one batch; :meth:`flush` before awaiting acks.
 
-    Each buffered write remembers the current Faust event, and :meth:`flush` replays it
-    under that event, so the changelog partition is the one the write came from. With a
-    :class:`~stream_processors.changelog.Changelog`, flush writes the table's store and
-    produces the changelog record through the batch output (see that module).
+    Each buffered write remembers its partition: the current Faust event's, or the one given
+    to :meth:`put` / :meth:`remove` (timers run outside any event). With a
+    :class:`~stream_processors.changelog.Changelog`, :meth:`flush` writes the table's store
+    and produces the changelog record through the batch output (see that module); without
+    one, it assigns through the Faust table (which needs a current event).
     """
 
     def __init__(self, table: MutableMapping[str, Any], changelog: Changelog | None = None) -> None:
         self.table = table
         self.changelog = changelog
-        self._dirty: dict[str, tuple[Any, EventT[Any] | None]] = {}
+        self._dirty: dict[str, tuple[Any, int | None]] = {}
 
     def __getitem__(self, key: str) -> Any:
         hit = self._dirty.get(key)
@@ -72,12 +95,19 @@ class WriteBack(MutableMapping[str, Any]):
         return key in self.table
 
     def __setitem__(self, key: str, value: Any) -> None:
-        self._dirty[key] = (value, current_event())
+        self._dirty[key] = (value, _current_partition())
+
+    def put(self, key: str, value: Any, partition: int) -> None:
+        self._dirty[key] = (value, partition)
 
     def __delitem__(self, key: str) -> None:
         if key not in self:
             raise KeyError(key)
-        self._dirty[key] = (_DELETED, current_event())
+        self._dirty[key] = (_DELETED, _current_partition())
+
+    def remove(self, key: str, partition: int) -> None:
+        if key in self:
+            self._dirty[key] = (_DELETED, partition)
 
     def pop(self, key: str, *default: Any) -> Any:
         if key not in self:
@@ -104,17 +134,17 @@ class WriteBack(MutableMapping[str, Any]):
         """Apply the buffered writes to the table (each key once); return how many."""
         n = len(self._dirty)
         changelog = self.changelog
-        for key, (value, event) in self._dirty.items():
-            with as_current(event):
-                if changelog is None or event is None:  # Faust writes store + changelog
-                    if value is _DELETED:
-                        if key in self.table:
-                            del self.table[key]
-                    else:
-                        self.table[key] = value
-                    continue
+        for key, (value, partition) in self._dirty.items():
+            if changelog is None or partition is None:  # Faust writes store + changelog
+                if value is _DELETED:
+                    if key in self.table:
+                        del self.table[key]
+                else:
+                    self.table[key] = value
+                continue
+            at = _At(partition)
+            with as_current(at):  # type: ignore[arg-type]
                 store = self.table.data  # type: ignore[attr-defined]
-                partition = event.message.partition
                 if value is _DELETED:
                     if key in store:
                         del store[key]
