@@ -3,7 +3,9 @@
     poll a batch -> decode per topic -> insert per table -> commit offsets -> next batch
 
 Offsets are committed only after every insert of the batch returned, so a crash replays
-the batch (at-least-once); ReplacingMergeTree keyed by id absorbs the replay. A failed
+the batch (at-least-once); ReplacingMergeTree keyed by id absorbs the replay. Each insert
+carries a deduplication token derived from its messages, so ClickHouse drops a repeat of the
+identical insert (a retry after an ambiguous failure) before any merge. A failed
 insert is retried with backoff while the batch is held (no new polls): the sink applies
 backpressure instead of buffering without bound.
 """
@@ -20,7 +22,7 @@ from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from schemas import DeadLetter, EnrichedEvent, InvalidRecord, Topics, TrajectoryState, decode_as
 from sinks.clickhouse.rows import dead_letter_row, event_row, trajectory_row
-from sinks.clickhouse.writer import ClickHouseWriter
+from sinks.clickhouse.writer import ClickHouseWriter, InsertTokens
 from sinks.errors import SinkWriteError
 
 log = logging.getLogger(__name__)
@@ -98,6 +100,7 @@ class ClickHouseSink:
             "dead_letters": [],
         }
         offsets: dict[tuple[str, int], int] = {}
+        tokens = InsertTokens()
         for msg in messages:
             if msg.error() is not None:
                 log.warning("sink: consumer error: %s", msg.error())
@@ -109,8 +112,9 @@ class ClickHouseSink:
             )
             table, row = self._decode(msg, topic, partition, offset)
             rows[table].append(row)
+            tokens.add(table, topic, partition, offset, msg.value() or b"")
             offsets[(topic, partition)] = offset + 1
-        if not self._write_with_retry(rows, stop):
+        if not self._write_with_retry(rows, stop, tokens):
             return len(messages)  # stopping without commit: the batch is replayed later
         self._commit(offsets)
         self.stats.batches += 1
@@ -137,13 +141,18 @@ class ClickHouseSink:
             return "dead_letters", dead_letter_row(letter)
 
     def _write_with_retry(
-        self, rows: dict[str, list[tuple[Any, ...]]], stop: threading.Event | None
+        self,
+        rows: dict[str, list[tuple[Any, ...]]],
+        stop: threading.Event | None,
+        tokens: InsertTokens | None = None,
     ) -> bool:
+        """Insert every table's rows, retrying with the same dedup token per table."""
         delay, max_delay = self.retry_backoff_s
         while True:
             try:
                 for table, table_rows in rows.items():
-                    self.writer.insert(table, table_rows)
+                    token = tokens.token(table) if tokens else None
+                    self.writer.insert(table, table_rows, dedup_token=token)
                     self.stats.rows[table] += len(table_rows)
                     table_rows.clear()  # written: not re-inserted on retry of a later table
                 return True

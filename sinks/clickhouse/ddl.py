@@ -1,7 +1,13 @@
 """Tables the sink writes. Idempotent DDL; ReplacingMergeTree keyed by id as the backstop.
 
 Counting exactly: re-deliveries (at-least-once) and late joins write the same key again;
-``FINAL`` (or ``argMax`` by ``version``) reads one row per key.
+``FINAL`` (or ``argMax`` by ``version``) reads one row per key. The analytics views
+(``usage_daily``, ``event_counts``) do that per event on ``event_facts``, a narrow copy of
+``events`` sorted by (project, day, event_id) and fed by a materialized view, so a query never
+pays ``FINAL`` on the wide table (docs/architecture.md, "Counting exactly in ClickHouse").
+
+Sink tables keep a non-replicated deduplication window, so an insert repeated with the same
+``insert_deduplication_token`` is dropped by ClickHouse (``sinks/clickhouse/writer.py``).
 """
 
 from __future__ import annotations
@@ -11,6 +17,11 @@ import re
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 TS = "DateTime64(6, 'UTC')"
+
+#: Recent insert blocks per table whose tokens ClickHouse remembers (non-replicated tables;
+#: Replicated* tables use ``replicated_deduplication_window``, on by default).
+DEDUP_WINDOW = 1000
+_DEDUP = f"SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}"
 
 EVENTS = f"""
 CREATE TABLE IF NOT EXISTS {{db}}.events (
@@ -49,6 +60,7 @@ CREATE TABLE IF NOT EXISTS {{db}}.events (
 ) ENGINE = ReplacingMergeTree(version)
 PARTITION BY toYYYYMM(timestamp)
 ORDER BY (project, event_id)
+{_DEDUP}
 """
 
 TRAJECTORIES = f"""
@@ -68,6 +80,7 @@ CREATE TABLE IF NOT EXISTS {{db}}.trajectories (
     inserted_at {TS} DEFAULT now64(6)
 ) ENGINE = ReplacingMergeTree(version)
 ORDER BY (project, trace_id)
+{_DEDUP}
 """
 
 DEAD_LETTERS = f"""
@@ -86,9 +99,105 @@ CREATE TABLE IF NOT EXISTS {{db}}.dead_letters (
     inserted_at {TS} DEFAULT now64(6)
 ) ENGINE = ReplacingMergeTree
 ORDER BY (source_topic, partition, offset, item)
+{_DEDUP}
 """
 
-TABLES = {"events": EVENTS, "trajectories": TRAJECTORIES, "dead_letters": DEAD_LETTERS}
+# --- Exact analytics without FINAL (docs/architecture.md, "Counting exactly in ClickHouse") ---
+
+#: One narrow row per delivered copy of an event; every copy of an event has the same
+#: (project, day, event_id), so merges and the per-event ``argMax`` below collapse them. Its
+#: deduplication window lets an insert into ``events`` dropped by its token skip this too.
+EVENT_FACTS = f"""
+CREATE TABLE IF NOT EXISTS {{db}}.event_facts (
+    project LowCardinality(String),
+    day Date,
+    event_id String,
+    kind LowCardinality(String),
+    model LowCardinality(String),
+    user_id String,
+    anonymous_id String,
+    input_tokens UInt64,
+    output_tokens UInt64,
+    cached_tokens UInt64,
+    cost_usd Decimal(38, 12),
+    joined UInt8,
+    version UInt32,
+    processed_at DateTime64(6, 'UTC')
+) ENGINE = ReplacingMergeTree(version)
+PARTITION BY toYYYYMM(day)
+ORDER BY (project, day, event_id)
+{_DEDUP}
+"""
+
+#: Rows of ``events`` as ``event_facts`` rows: the materialized view and the backfill.
+FACTS_SELECT = """
+SELECT project, toDate(timestamp) AS day, event_id, kind, model, user_id, anonymous_id,
+       input_tokens, output_tokens, cached_tokens, toDecimal128(cost_usd, 12) AS cost_usd,
+       joined, version, processed_at
+FROM {db}.events
+"""
+
+EVENT_FACTS_MV = f"""
+CREATE MATERIALIZED VIEW IF NOT EXISTS {{db}}.event_facts_mv TO {{db}}.event_facts AS
+{FACTS_SELECT}
+"""
+
+#: One row per event: the copy with the highest version (ties: latest ``processed_at``), the
+#: row ``FINAL`` keeps. Filters on project and day reach the primary key of ``event_facts``;
+#: a query over a long range should add ``SETTINGS optimize_aggregation_in_order = 1`` (it
+#: groups in sort-key order, in bounded memory; a SETTINGS clause inside a view is ignored).
+EVENT_LATEST = """
+CREATE VIEW IF NOT EXISTS {db}.event_latest AS
+SELECT project, day, event_id,
+       argMax(kind, (version, processed_at)) AS kind_,
+       argMax(model, (version, processed_at)) AS model_,
+       argMax(user_id, (version, processed_at)) AS user_id_,
+       argMax(anonymous_id, (version, processed_at)) AS anonymous_id_,
+       argMax(input_tokens, (version, processed_at)) AS input_tokens_,
+       argMax(output_tokens, (version, processed_at)) AS output_tokens_,
+       argMax(cached_tokens, (version, processed_at)) AS cached_tokens_,
+       argMax(cost_usd, (version, processed_at)) AS cost_usd_,
+       argMax(joined, (version, processed_at)) AS joined_
+FROM {db}.event_facts
+GROUP BY project, day, event_id
+"""
+
+USAGE_DAILY = """
+CREATE VIEW IF NOT EXISTS {db}.usage_daily AS
+SELECT project, day, user_id_ AS user_id, anonymous_id_ AS anonymous_id, model_ AS model,
+       kind_ AS kind, count() AS events, sum(input_tokens_) AS input_tokens,
+       sum(output_tokens_) AS output_tokens, sum(cached_tokens_) AS cached_tokens,
+       sum(cost_usd_) AS cost_usd
+FROM {db}.event_latest
+GROUP BY project, day, user_id_, anonymous_id_, model_, kind_
+"""
+
+EVENT_COUNTS = """
+CREATE VIEW IF NOT EXISTS {db}.event_counts AS
+SELECT project, day, kind_ AS kind, count() AS events, countIf(joined_ = 1) AS joined,
+       countIf(joined_ = 0) AS unjoined
+FROM {db}.event_latest
+GROUP BY project, day, kind_
+"""
+
+#: Tables the sink inserts into (with an insert deduplication window).
+SINK_TABLES = ("events", "trajectories", "dead_letters")
+
+#: Statements in creation order (views after the tables they read).
+TABLES = {
+    "events": EVENTS,
+    "trajectories": TRAJECTORIES,
+    "dead_letters": DEAD_LETTERS,
+    "event_facts": EVENT_FACTS,
+    "event_facts_mv": EVENT_FACTS_MV,
+    "event_latest": EVENT_LATEST,
+    "usage_daily": USAGE_DAILY,
+    "event_counts": EVENT_COUNTS,
+}
+
+#: Tables fed by a materialized view, with the statement that fills them from what was
+#: written before the view existed (run once, when the table is created).
+BACKFILLS = {"event_facts": f"INSERT INTO {{db}}.event_facts {FACTS_SELECT}"}
 
 
 def check_identifier(name: str) -> str:
@@ -101,3 +210,18 @@ def check_identifier(name: str) -> str:
 def statements(database: str) -> list[str]:
     db = check_identifier(database)
     return [f"CREATE DATABASE IF NOT EXISTS {db}"] + [ddl.format(db=db) for ddl in TABLES.values()]
+
+
+def dedup_settings(database: str) -> list[str]:
+    """Turn on insert deduplication for sink tables created before it was in their DDL."""
+    db = check_identifier(database)
+    return [
+        f"ALTER TABLE {db}.{table} MODIFY SETTING non_replicated_deduplication_window = "
+        f"{DEDUP_WINDOW}"
+        for table in SINK_TABLES
+    ]
+
+
+def backfills(database: str) -> dict[str, str]:
+    db = check_identifier(database)
+    return {table: sql.format(db=db) for table, sql in BACKFILLS.items()}

@@ -2,15 +2,54 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from typing import Any
 
-from sinks.clickhouse.ddl import check_identifier, statements
+from sinks.clickhouse.ddl import backfills, check_identifier, dedup_settings, statements
 from sinks.clickhouse.rows import COLUMNS
 from sinks.errors import SinkWriteError
 
 log = logging.getLogger(__name__)
+
+
+class InsertTokens:
+    """``insert_deduplication_token`` per table for the messages of one consumed batch.
+
+    A token is a digest of the table name and, per source topic-partition, the first and last
+    offset and the bytes of every message whose row goes to that table. Equal tokens mean
+    byte-identical input, so ClickHouse drops only a true repeat (within the table's
+    deduplication window): the retry of an insert that failed on the client after the server
+    applied it, or a replay that consumed exactly the same messages. A replay split
+    differently (the usual case after a restart) gets new tokens and is absorbed by
+    ReplacingMergeTree instead. A topic recreated with reused offsets (the embedded broker
+    keeps topics in memory) has different bytes, hence different tokens.
+    """
+
+    def __init__(self) -> None:
+        self._ranges: dict[str, dict[tuple[str, int], list[Any]]] = {}
+
+    def add(self, table: str, topic: str, partition: int, offset: int, value: bytes) -> None:
+        """Record one message whose row goes to ``table`` (offsets ascend per partition)."""
+        entry = self._ranges.setdefault(table, {}).get((topic, partition))
+        if entry is None:
+            entry = [offset, offset, hashlib.blake2b(digest_size=16)]
+            self._ranges[table][(topic, partition)] = entry
+        entry[1] = offset
+        entry[2].update(len(value).to_bytes(8, "little"))
+        entry[2].update(value)
+
+    def token(self, table: str) -> str | None:
+        """The token for ``table``'s insert, or None when no message went to it."""
+        ranges = self._ranges.get(table)
+        if not ranges:
+            return None
+        digest = hashlib.blake2b(table.encode(), digest_size=16)
+        for (topic, partition), (first, last, content) in sorted(ranges.items()):
+            digest.update(f"\0{topic}\0{partition}\0{first}\0{last}\0".encode())
+            digest.update(content.digest())
+        return f"{table}-{digest.hexdigest()}"
 
 
 class ClickHouseWriter:
@@ -18,6 +57,9 @@ class ClickHouseWriter:
 
     Blocking: ``insert`` returns once ClickHouse acknowledged the insert, or raises
     :class:`SinkWriteError` (nothing is retried here; the caller keeps the batch).
+    Idempotency: an insert repeated with the same ``dedup_token`` is dropped by ClickHouse;
+    any other repeat of a row is collapsed by ReplacingMergeTree (read with ``FINAL`` or
+    through the analytics views).
     """
 
     def __init__(self, client: Any, database: str) -> None:
@@ -25,16 +67,36 @@ class ClickHouseWriter:
         self.database = check_identifier(database)
 
     def ensure_schema(self) -> None:
-        """Create the database and tables if missing (safe to run on every start)."""
-        for ddl in statements(self.database):
-            self.client.command(ddl)
+        """Create the database, tables and views if missing (safe to run on every start).
 
-    def insert(self, table: str, rows: Sequence[Sequence[Any]]) -> None:
+        A table fed by a materialized view is back-filled once, when it is created, from the
+        rows written before; rows inserted meanwhile arrive twice and collapse like any
+        other repeat.
+        """
+        fills = backfills(self.database)
+        created = [t for t in fills if not self._exists(t)]
+        for ddl in statements(self.database) + dedup_settings(self.database):
+            self.client.command(ddl)
+        for table in created:
+            log.info("sink: back-filling %s.%s", self.database, table)
+            self.client.command(fills[table])
+
+    def _exists(self, table: str) -> bool:
+        return bool(self.client.command(f"EXISTS TABLE {self.database}.{table}"))
+
+    def insert(
+        self, table: str, rows: Sequence[Sequence[Any]], *, dedup_token: str | None = None
+    ) -> None:
         if not rows:
             return
+        settings = {"insert_deduplication_token": dedup_token} if dedup_token else None
         try:
             self.client.insert(
-                table, rows, column_names=list(COLUMNS[table]), database=self.database
+                table,
+                rows,
+                column_names=list(COLUMNS[table]),
+                database=self.database,
+                settings=settings,
             )
         except Exception as exc:  # clickhouse-connect raises several unrelated types
             raise SinkWriteError(f"insert of {len(rows)} rows into {table} failed: {exc}") from exc
