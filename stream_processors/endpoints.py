@@ -2,8 +2,9 @@
 
 Runs on a daemon thread (``http.server.ThreadingHTTPServer``); a scrape or probe never
 touches the processing loop. The bound address is written to ``<run dir>/<name>.json``
-(``{"name", "pid", "url"}``) so ``meterline status`` and tests find ephemeral ports; the file
-is removed on :meth:`EndpointServer.stop` (a killed process leaves it: readers check the pid).
+(``{"name", "pid", "url", ...info}``) so ``meterline status`` and tests find ephemeral
+ports; :meth:`EndpointServer.stop` removes the file (a killed process leaves it behind:
+readers check the pid).
 """
 
 from __future__ import annotations
@@ -44,12 +45,14 @@ class EndpointServer:
         host: str = "127.0.0.1",
         port: int = 0,
         run_dir: Path | None = None,
+        info: dict[str, str] | None = None,
     ) -> None:
         self.registry = registry
         self.health = health
         self.name = name
         self._address = (host, port)
         self.run_dir = run_dir
+        self.info = info or {}
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -73,7 +76,8 @@ class EndpointServer:
         if self.endpoint_file is not None:
             self.endpoint_file.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.endpoint_file.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"name": self.name, "pid": os.getpid(), "url": self.url}))
+            entry = {**self.info, "name": self.name, "pid": os.getpid(), "url": self.url}
+            tmp.write_text(json.dumps(entry))
             tmp.replace(self.endpoint_file)
         log.info("metrics and health on %s (/metrics /healthz /readyz)", self.url)
         return self

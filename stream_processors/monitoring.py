@@ -16,6 +16,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from sinks import redact_url
 from stream_processors.endpoints import EndpointServer
 from stream_processors.health import Health, clickhouse_check, kafka_check, sink_checks
 from stream_processors.lag import OffsetReader
@@ -33,6 +34,10 @@ def _server(
 ) -> EndpointServer | None:
     if settings.metrics_port is None:
         return None
+    info = {  # for `meterline status` (no secrets: the URL is redacted)
+        "kafka_bootstrap": settings.kafka_bootstrap or "",
+        "clickhouse_url": redact_url(settings.effective_clickhouse_url),
+    }
     return EndpointServer(
         registry,
         health,
@@ -40,6 +45,7 @@ def _server(
         host=settings.metrics_host,
         port=settings.metrics_port,
         run_dir=settings.effective_run_dir,
+        info=info,
     ).start()
 
 

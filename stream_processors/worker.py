@@ -26,7 +26,9 @@ def main() -> None:
     server = worker_endpoints(app, settings, registry, processor)
     if server is not None:
         atexit.register(server.stop)
-    sys.argv = [sys.argv[0], "worker", "--loglevel", settings.log_level, "--without-web"]
+    # JSON logs: no banner on stdout (--quiet), so every line of the log is one JSON object
+    quiet = ["--quiet"] if settings.log_format == "json" else []
+    sys.argv = [sys.argv[0], *quiet, "worker", "--loglevel", settings.log_level, "--without-web"]
     app.main()
 
 
