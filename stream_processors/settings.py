@@ -119,8 +119,9 @@ class Settings:
             "METRICS_PORT": "off" if self.metrics_port is None else str(self.metrics_port),
             "METRICS_HOST": self.metrics_host,
             "LOG_FORMAT": self.log_format,
-            "RUN_DIR": str(self.effective_run_dir),
         }
+        if self.run_dir is not None:
+            env["RUN_DIR"] = str(self.run_dir)
         if self.kafka_bootstrap:
             env["KAFKA_BOOTSTRAP"] = self.kafka_bootstrap
         if self.clickhouse_url:
