@@ -3,22 +3,34 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from producers import MeterlineProducer
 from stream_processors.demo import report
 from stream_processors.demo.traffic import Traffic, generate
 from stream_processors.embedded.runtime import Pipeline
+from stream_processors.progress import progress_bar
 from stream_processors.settings import Settings
 
+SEND_CHUNK = 500
 
-def wait_for(pipeline: Pipeline, traffic: Traffic, timeout_s: float) -> report.Counts:
-    """Poll ClickHouse until it holds every unique event joined, or ``timeout_s`` passes."""
+
+def wait_for(
+    pipeline: Pipeline,
+    traffic: Traffic,
+    timeout_s: float,
+    on_progress: Callable[[float], None] | None = None,
+) -> report.Counts:
+    """Poll ClickHouse until it holds every unique event joined, or ``timeout_s`` passes.
+    ``on_progress(joined events so far)`` after each poll."""
     want_events, want_traj = len(traffic.unique_events), len(traffic.trajectories)
     deadline = time.monotonic() + timeout_s
     while True:
         pipeline.check()
         got = report.counts(pipeline.clickhouse, pipeline.settings.database, traffic.project)
+        if on_progress is not None:
+            on_progress(got.joined)
         done = (
             got.events == want_events
             and got.joined == want_events
@@ -43,7 +55,11 @@ def run_demo(settings: Settings, *, events: int = 5_000, timeout_s: float = 150.
         producer = MeterlineProducer(
             pipeline.settings.kafka_bootstrap, topics=pipeline.settings.topics
         )
-        producer.send_many(traffic.records)
+        records = traffic.records
+        with progress_bar("sending", len(records)) as sent:
+            for i in range(0, len(records), SEND_CHUNK):
+                producer.send_many(records[i : i + SEND_CHUNK])
+                sent(min(i + SEND_CHUNK, len(records)))
         left = producer.close()
         print(
             f"  sent {len(traffic.records)} records: {traffic.events_sent} events "
@@ -51,7 +67,8 @@ def run_demo(settings: Settings, *, events: int = 5_000, timeout_s: float = 150.
             f"trajectory) in {len(traffic.trajectories)} trajectories; "
             f"delivery failures {producer.stats.failed + left}"
         )
-        got = wait_for(pipeline, traffic, timeout_s)
+        with progress_bar("joined in ClickHouse", len(traffic.unique_events)) as joined:
+            got = wait_for(pipeline, traffic, timeout_s, joined)
         ch, db = pipeline.clickhouse, pipeline.settings.database
         kinds = report.by_kind(ch, db, project)
         usage = report.llm_usage_by_user(ch, db, project)
