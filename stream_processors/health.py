@@ -1,6 +1,6 @@
 """Liveness and readiness checks for the HTTP endpoints (``/healthz``, ``/readyz``).
 
-A check returns None when fine, else a one-line problem (no secrets: URLs are redacted).
+A check returns None when fine, else a one-line problem (passwords in URLs are masked).
 Liveness: the process's own loop is turning. Readiness: it can do its work now -- the broker
 answers, and for a sink ClickHouse answers and the last insert did not fail.
 """
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stream_processors.lag import OffsetReader
+from stream_processors.logs import mask_secrets
 
 Check = Callable[[], str | None]
 
@@ -50,7 +51,7 @@ def _run(checks: Sequence[Check]) -> list[str]:
         except Exception as exc:  # a check that raises is a failed check, not a 500
             problem = f"{getattr(check, '__name__', 'check')}: {type(exc).__name__}: {exc}"
         if problem:
-            problems.append(problem)
+            problems.append(mask_secrets(problem))
     return problems
 
 

@@ -57,3 +57,12 @@ def test_a_check_that_raises_is_a_problem_not_a_crash() -> None:
 def test_endpoint_files_of_dead_processes_are_ignored(tmp_path: Path) -> None:
     (tmp_path / "gone.json").write_text(json.dumps({"name": "gone", "pid": 2**22 + 1, "url": "x"}))
     assert read_endpoints(tmp_path) == []
+
+
+def test_problems_never_show_a_password() -> None:
+    def clickhouse() -> str | None:
+        return "insert failed on http://meterline:s3cret@ch:8123/"
+
+    assert Health(ready=[clickhouse]).readiness() == [
+        "insert failed on http://meterline:***@ch:8123/"
+    ]
