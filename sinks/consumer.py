@@ -7,9 +7,10 @@ the batch (at-least-once); ReplacingMergeTree keyed by id absorbs the replay. A 
 insert is retried with backoff while the batch is held (no new polls): the sink applies
 backpressure instead of buffering without bound.
 
-Operations: counters in :class:`SinkMetrics` (per batch), consumer lag per partition every
-``lag_interval_s`` (position vs high watermark), and :meth:`ClickHouseSink.health` for the
-liveness and readiness endpoints.
+Operations: counters in :class:`SinkMetrics` (per batch, never per message), consumer lag
+per assigned partition every ``lag_interval_s`` (position vs high watermark), and
+``last_loop`` / ``insert_error`` for the liveness and readiness checks
+(``stream_processors.health.sink_checks``).
 """
 
 from __future__ import annotations
