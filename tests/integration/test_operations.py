@@ -189,7 +189,7 @@ def test_readiness_is_false_while_inserts_fail_and_true_again_after(pipeline_fac
 def test_readiness_is_false_while_the_broker_is_unreachable(
     settings: Settings, clickhouse: Any
 ) -> None:
-    closed = Settings(**{**settings.__dict__, "kafka_bootstrap": f"127.0.0.1:{free_port()}"})
+    closed = settings.with_overrides(kafka_bootstrap=f"127.0.0.1:{free_port()}")  # nobody there
     writer = clickhouse_writer(closed, clickhouse)
     registry = new_registry("sink")
     sink = ClickHouseSink(
