@@ -27,6 +27,7 @@ from stream_processors.demo.report import counts
 from stream_processors.demo.traffic import generate
 from stream_processors.embedded.broker import TansuBroker
 from stream_processors.embedded.runtime import Pipeline
+from stream_processors.progress import ProgressBar
 from stream_processors.settings import Settings
 
 PARTITIONS = 4
@@ -148,18 +149,21 @@ def main() -> None:
             print(f"producer  {len(records) / produce_s:,.0f} records/s ({produce_s:.1f}s)")
             want = len(traffic.unique_events)
             processed_at = None
+            bar = ProgressBar("joined in ClickHouse", want)  # drawn on a terminal only
             while True:
                 pipeline.check()
                 now = time.perf_counter() - t0
                 if processed_at is None and end_offsets(broker.bootstrap, topics.enriched) >= want:
                     processed_at = now
                 got = counts(ch, settings.database, "bench")
+                bar.update(got.joined)
                 if got.events >= want and got.joined >= want:
                     break
                 if now > 1800:
                     print(f"timeout: {got}")
                     break
                 time.sleep(0.5)
+            bar.close()
             total = time.perf_counter() - t0
             workers_cpu = sum(cpu_seconds(p) for p in pids) - workers_cpu0
         processed_at = processed_at or total

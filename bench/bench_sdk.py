@@ -27,6 +27,7 @@ from producers.client import DEFAULT_CONFIG
 from schemas import ActionEvent, Topics, encode
 from stream_processors.admin import ensure_topics
 from stream_processors.embedded.broker import TansuBroker
+from stream_processors.progress import ProgressBar
 
 TOOLS = {"api": "OpenWeatherMap", "location": "San Francisco, CA",
          "parameters": {"units": "metric"}}
@@ -96,13 +97,16 @@ def main() -> None:
         timed(1000, produce, lambda: bare.poll(0))
         client.flush(30)
         bare.flush(30)
-        for _ in range(3):
+        bar = ProgressBar("rounds", 3)  # terminal only; updated between timed rounds
+        for r in range(3):
             rounds["bare produce"] += timed(n // 3, produce, lambda: bare.poll(0))
             bare.flush(30)
             rounds["track_action"] += timed(n // 3, track)
             client.flush(30)
             rounds["action cm"] += timed(n // 3, act)
             client.flush(30)
+            bar.update(r + 1)
+        bar.close()
         remaining = client.close(30)
         bare_med, _ = stats(rounds["bare produce"])
         print(f"{len(value)}-byte record, {n // 3 * 3} calls each, Tansu at {broker.bootstrap}")

@@ -73,6 +73,17 @@ class SdkStats:
     last_error: str | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
+    #: the counter fields, in the order :meth:`snapshot` reports them
+    COUNTERS = (
+        "processed", "dropped", "build_errors", "oversized", "truncated",
+        "sent", "send_errors", "delivered", "failed",
+    )
+
+    def snapshot(self) -> dict[str, int]:
+        """A consistent copy of the counters (for logs, health checks, metrics)."""
+        with self._lock:
+            return {name: int(getattr(self, name)) for name in self.COUNTERS}
+
     def bump(self, name: str, error: str | None = None) -> None:
         with self._lock:
             setattr(self, name, getattr(self, name) + 1)
@@ -149,6 +160,11 @@ class MeterlineClient:
         """A client whose sink is a :class:`MeterlineProducer` (librdkafka)."""
         producer = MeterlineProducer(bootstrap_servers, topics=Topics(topic_prefix), config=config)
         return cls(producer, **options)
+
+    @property
+    def queue_depth(self) -> int:
+        """Items recorded but not yet taken by the sender thread."""
+        return len(self._queue)
 
     # -- hot path -------------------------------------------------------------------------
 

@@ -8,12 +8,18 @@ carries a deduplication token derived from its messages, so ClickHouse drops a r
 identical insert (a retry after an ambiguous failure) before any merge. A failed
 insert is retried with backoff while the batch is held (no new polls): the sink applies
 backpressure instead of buffering without bound.
+
+Operations: counters in :class:`SinkMetrics` (per batch, never per message), consumer lag
+per assigned partition every ``lag_interval_s`` (position vs high watermark), and
+``last_loop`` / ``insert_error`` for the liveness and readiness checks
+(``stream_processors.health.sink_checks``).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +30,7 @@ from schemas import DeadLetter, EnrichedEvent, InvalidRecord, Topics, Trajectory
 from sinks.clickhouse.rows import dead_letter_row, event_row, trajectory_row
 from sinks.clickhouse.writer import ClickHouseWriter, InsertTokens
 from sinks.errors import SinkWriteError
+from sinks.metrics import SinkMetrics
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +57,8 @@ class ClickHouseSink:
         batch_timeout_s: float = 0.5,
         consumer_config: dict[str, Any] | None = None,
         retry_backoff_s: tuple[float, float] = (0.2, 10.0),
+        metrics: SinkMetrics | None = None,
+        lag_interval_s: float = 5.0,
     ) -> None:
         self.topics = topics
         self.writer = writer
@@ -57,6 +66,12 @@ class ClickHouseSink:
         self.batch_timeout_s = batch_timeout_s
         self.retry_backoff_s = retry_backoff_s
         self.stats = SinkStats()
+        self.metrics = metrics or SinkMetrics()
+        self.group_id = group_id
+        self.lag_interval_s = lag_interval_s
+        self._next_lag_at = 0.0
+        self.last_loop = time.monotonic()  # liveness: the loop came round recently
+        self.insert_error: str | None = None  # readiness: the last insert failed
         self._decoders: dict[str, Callable[[bytes], tuple[str, tuple[Any, ...]]]] = {
             topics.enriched: lambda v: ("events", event_row(decode_as(EnrichedEvent, v))),
             topics.trajectory_state: lambda v: (
@@ -86,14 +101,18 @@ class ClickHouseSink:
         try:
             while not stop.is_set():
                 self.poll_once(stop)
+                self._maybe_update_lag()
         finally:
             self.close()
 
     def poll_once(self, stop: threading.Event | None = None) -> int:
         """Process one batch. Returns the number of messages consumed."""
+        self.last_loop = time.monotonic()
         messages = self._consumer.consume(self.batch_size, self.batch_timeout_s)
         if not messages:
             return 0
+        self.metrics.messages_in.inc(len(messages))
+        self.metrics.batch_size.observe(len(messages))
         rows: dict[str, list[tuple[Any, ...]]] = {
             "events": [],
             "trajectories": [],
@@ -118,6 +137,7 @@ class ClickHouseSink:
             return len(messages)  # stopping without commit: the batch is replayed later
         self._commit(offsets)
         self.stats.batches += 1
+        self.metrics.batches.inc()
         return len(messages)
 
     def _decode(
@@ -128,6 +148,7 @@ class ClickHouseSink:
             return self._decoders[topic](msg.value() or b"")
         except InvalidRecord as exc:
             self.stats.undecodable += 1
+            self.metrics.dead_letter(exc.error_type)
             letter = DeadLetter(
                 source_topic=topic,
                 partition=partition,
@@ -151,13 +172,22 @@ class ClickHouseSink:
         while True:
             try:
                 for table, table_rows in rows.items():
+                    if not table_rows:
+                        continue
                     token = tokens.token(table) if tokens else None
+                    started = time.perf_counter()
                     self.writer.insert(table, table_rows, dedup_token=token)
+                    self.metrics.insert_seconds[table].observe(time.perf_counter() - started)
+                    self.metrics.rows[table].inc(len(table_rows))
                     self.stats.rows[table] += len(table_rows)
                     table_rows.clear()  # written: not re-inserted on retry of a later table
+                self.insert_error = None
                 return True
             except SinkWriteError as exc:
                 self.stats.write_failures += 1
+                self.metrics.write_failures.inc()
+                self.insert_error = str(exc)
+                self.last_loop = time.monotonic()
                 log.error("sink: %s; retrying in %.1fs", exc, delay)
                 if (stop or threading.Event()).wait(delay):
                     return False  # stopping: the batch is replayed by the next owner
@@ -170,7 +200,37 @@ class ClickHouseSink:
         try:
             self._consumer.commit(offsets=tps, asynchronous=False)
         except KafkaException as exc:  # e.g. partitions revoked: the next owner replays
+            self.metrics.commit_failures.inc()
             log.warning("sink: commit failed (%s); batch will be replayed", exc)
+
+    def _maybe_update_lag(self) -> None:
+        now = time.monotonic()
+        if now < self._next_lag_at:
+            return
+        self._next_lag_at = now + self.lag_interval_s
+        try:
+            self.metrics.set_lag(self.group_id, self.lag())
+        except KafkaException as exc:  # broker unreachable: keep the last values
+            log.warning("sink: consumer lag not updated: %s", exc)
+
+    def lag(self, timeout_s: float = 2.0) -> list[tuple[str, int, int]]:
+        """``(topic, partition, lag)`` for this consumer's assigned partitions: high watermark
+        minus the next offset to consume (the committed offset before the first message)."""
+        assigned = self._consumer.assignment()
+        if not assigned:
+            return []
+        positions = self._consumer.position(assigned)
+        unread = [tp for tp in positions if tp.offset < 0]
+        committed = {
+            (tp.topic, tp.partition): tp.offset
+            for tp in (self._consumer.committed(unread, timeout=timeout_s) if unread else [])
+        }
+        out = []
+        for tp in positions:
+            low, high = self._consumer.get_watermark_offsets(tp, timeout=timeout_s, cached=False)
+            at = tp.offset if tp.offset >= 0 else committed.get((tp.topic, tp.partition), -1)
+            out.append((tp.topic, tp.partition, max(0, high - (at if at >= 0 else low))))
+        return out
 
     def close(self) -> None:
         self._consumer.close()

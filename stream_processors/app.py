@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import faust
 
+from stream_processors.logs import faust_logging_config
 from stream_processors.settings import Settings
 
 
@@ -36,4 +37,5 @@ def create_app(settings: Settings, *, store: str = "memory://") -> faust.App:
         # from that very changelog), so the check is off.
         recovery_consistency_check=False,
         autodiscover=False,
+        logging_config=faust_logging_config(settings),  # METERLINE_LOG_FORMAT=json
     )

@@ -1,27 +1,18 @@
-"""The ``meterline`` command line: up, demo, worker, sink."""
+"""The ``meterline`` command line: up, demo, worker, topics, sink, status."""
 
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from stream_processors.logs import LOG_LEVELS, configure_logging
 from stream_processors.settings import Settings
 
-#: METERLINE_LOG_LEVEL uses Faust's names (crit/error/warn/info/debug) for every process.
-LOG_LEVELS = {
-    "crit": logging.CRITICAL,
-    "critical": logging.CRITICAL,
-    "error": logging.ERROR,
-    "warn": logging.WARNING,
-    "warning": logging.WARNING,
-    "info": logging.INFO,
-    "debug": logging.DEBUG,
-}
+__all__ = ["LOG_LEVELS", "main", "parser"]
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -41,9 +32,16 @@ def cmd_up(args: argparse.Namespace) -> int:
     s = pipeline.settings
     print(
         f"meterline up: kafka {s.kafka_bootstrap}  clickhouse {s.effective_clickhouse_url}  "
-        f"database {s.database}\nProduce to {', '.join(s.topics.raw)}. Ctrl-C to stop.",
+        f"database {s.database}",
         flush=True,
     )
+    if pipeline.metrics_url:
+        print(
+            f"metrics {pipeline.metrics_url}/metrics  health /healthz /readyz  "
+            f"(workers: {s.effective_run_dir}/processor-*.json)",
+            flush=True,
+        )
+    print(f"Produce to {', '.join(s.topics.raw)}. Ctrl-C to stop.", flush=True)
     try:
         while not stop.wait(1.0):
             pipeline.check()
@@ -85,7 +83,10 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
 
 def cmd_sink(args: argparse.Namespace) -> int:
+    from sinks.metrics import SinkMetrics
     from stream_processors.admin import ensure_topics
+    from stream_processors.endpoints import new_registry
+    from stream_processors.monitoring import sink_endpoints
     from stream_processors.services import build_sink, clickhouse_writer
 
     settings = _settings(args)
@@ -95,12 +96,25 @@ def cmd_sink(args: argparse.Namespace) -> int:
         )
         return 2
     ensure_topics(settings.kafka_bootstrap, settings.topics.all, settings.partitions)
-    sink = build_sink(settings, clickhouse_writer(settings))
+    writer = clickhouse_writer(settings)
+    registry = new_registry("sink")
+    sink = build_sink(settings, writer, SinkMetrics(registry))
+    server = sink_endpoints(settings, registry, sink, None, writer.client, "sink")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    sink.run(stop)
+    try:
+        sink.run(stop)
+    finally:
+        if server is not None:
+            server.stop()
     return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from stream_processors.status import run_status
+
+    return run_status(_settings(args))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -139,15 +153,17 @@ def parser() -> argparse.ArgumentParser:
     sink = sub.add_parser("sink", help="run the ClickHouse sink")
     common(sink)
     sink.set_defaults(func=cmd_sink)
+    status = sub.add_parser(
+        "status", help="topics, consumer lag, ClickHouse rows, control-plane version"
+    )
+    common(status)
+    status.set_defaults(func=cmd_status)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(
-        level=LOG_LEVELS.get(Settings.from_env().log_level.lower(), logging.WARNING),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(Settings.from_env())
     return int(args.func(args))
 
 

@@ -36,6 +36,7 @@ class BatchOutput:
         self._producer = Producer({**CONFIG, "bootstrap.servers": bootstrap, **(config or {})})
         self._lock = threading.Lock()
         self._errors: list[str] = []
+        self.sent: dict[str, int] = {}  # records sent per topic (read by metrics)
 
     def _on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
         if err is not None:
@@ -47,6 +48,7 @@ class BatchOutput:
     ) -> None:
         """Enqueue; never waits on the broker (polls the queue free when it is full).
         ``partition`` None: the key's partition (murmur2); ``value`` None: a tombstone."""
+        self.sent[topic] = self.sent.get(topic, 0) + 1  # per topic, read by metrics
         while True:
             try:
                 if partition is None:

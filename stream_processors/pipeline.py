@@ -31,6 +31,7 @@ from schemas.codec import encode_enriched, encode_timestamp
 from stream_processors.changelog import Changelog
 from stream_processors.dedupe_store import PersistentDedupe
 from stream_processors.errors import InvalidMessage
+from stream_processors.metrics import ProcessorMetrics
 from stream_processors.output import BatchOutput
 from stream_processors.settings import Settings
 from stream_processors.steps.dedupe import DedupeWindow
@@ -76,6 +77,8 @@ class BatchProcessor:
     producer, ``flush_state``): otherwise a crash could leave an early event marked seen but
     not parked, and it would never be re-emitted joined.
     """
+
+    metrics = ProcessorMetrics()  # build_pipeline sets the worker's (registered) metrics
 
     def __init__(
         self,
@@ -174,6 +177,7 @@ class BatchProcessor:
             return record
         except InvalidMessage as exc:
             self.dlq_limit.record(False, exc.reason)  # raises in a poison-message storm
+            self.metrics.dead_letter(exc.error_type)
             self.dead_letters += 1
             log.warning("dead-lettered %s", exc)
             letter = dead_letter_for(exc, msg.key, value)
@@ -185,8 +189,11 @@ class BatchProcessor:
         self.out.producer.send(self.out.enriched, key, encode(enriched))
 
 
-def build_pipeline(app: faust.App, settings: Settings) -> BatchProcessor:
-    """Declare topics, tables and the agent on ``app``; return the processor (for stats)."""
+def build_pipeline(
+    app: faust.App, settings: Settings, metrics: ProcessorMetrics | None = None
+) -> BatchProcessor:
+    """Declare topics, tables and the agent on ``app``; return the processor (for stats).
+    ``metrics``: counters registered in the worker's registry (None: not exported)."""
     topics = settings.topics
     n = settings.partitions
 
@@ -228,6 +235,7 @@ def build_pipeline(app: faust.App, settings: Settings) -> BatchProcessor:
         outputs, dedupe, joiner, app.producer.flush, limit, buffers=(trajectories, parked)
     )
     source = raw_topic(*topics.raw)
+    processor.metrics = metrics or ProcessorMetrics()
 
     idle_every = max(1, int(settings.trajectory_idle_timeout_s // 60) or 1)
     ticks = 0
@@ -251,6 +259,8 @@ def build_pipeline(app: faust.App, settings: Settings) -> BatchProcessor:
     @app.agent(source, name="meterline-process", supervisor_strategy=CrashingSupervisor)
     async def process(stream: Any) -> None:  # faust.Stream: take_events is not on StreamT
         async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
-            await processor.process(list(events))
+            batch = list(events)
+            with processor.metrics.batch(len(batch)):
+                await processor.process(batch)
 
     return processor

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sinks import ClickHouseSink, ClickHouseWriter, connect
+from sinks.metrics import SinkMetrics
 from stream_processors.settings import Settings
 
 
@@ -25,7 +26,9 @@ def clickhouse_writer(settings: Settings, client: Any | None = None) -> ClickHou
     return writer
 
 
-def build_sink(settings: Settings, writer: ClickHouseWriter) -> ClickHouseSink:
+def build_sink(
+    settings: Settings, writer: ClickHouseWriter, metrics: SinkMetrics | None = None
+) -> ClickHouseSink:
     if not settings.kafka_bootstrap:
         raise ValueError("kafka_bootstrap is required to build the sink")
     return ClickHouseSink(
@@ -34,4 +37,5 @@ def build_sink(settings: Settings, writer: ClickHouseWriter) -> ClickHouseSink:
         writer,
         group_id=settings.sink_group,
         consumer_config=consumer_timeouts(settings),
+        metrics=metrics,
     )

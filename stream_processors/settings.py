@@ -49,6 +49,14 @@ class Settings:
     # consumer-group timing; low values make group joins fast (a join waits ~half the session)
     session_timeout_s: float = 6.0
     heartbeat_interval_s: float = 0.5
+    # Prometheus metrics, /healthz and /readyz over HTTP: 0 = an ephemeral port (written to
+    # <run dir>/<process>.json), N = port N (embedded workers take N+1+index), None = off
+    metrics_port: int | None = 0
+    metrics_host: str = "127.0.0.1"
+    # "text" or "json" (one JSON object per line)
+    log_format: str = "text"
+    # where running processes write their endpoint files (default <data dir>/run)
+    run_dir: Path | None = None
 
     @property
     def topics(self) -> Topics:
@@ -59,6 +67,10 @@ class Settings:
         if self.clickhouse_url:
             return self.clickhouse_url
         return f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
+
+    @property
+    def effective_run_dir(self) -> Path:
+        return self.run_dir if self.run_dir is not None else self.data_dir / "run"
 
     @property
     def faust_datadir(self) -> Path:
@@ -99,6 +111,10 @@ class Settings:
             dlq_max_ratio=float(get("DLQ_MAX_RATIO") or base.dlq_max_ratio),
             session_timeout_s=float(get("SESSION_TIMEOUT_S") or base.session_timeout_s),
             heartbeat_interval_s=float(get("HEARTBEAT_INTERVAL_S") or base.heartbeat_interval_s),
+            metrics_port=parse_port(get("METRICS_PORT"), base.metrics_port),
+            metrics_host=get("METRICS_HOST") or base.metrics_host,
+            log_format=(get("LOG_FORMAT") or base.log_format).lower(),
+            run_dir=Path(run_dir) if (run_dir := get("RUN_DIR")) else None,
         )
 
     def to_env(self) -> dict[str, str]:
@@ -119,9 +135,26 @@ class Settings:
             "DLQ_MAX_RATIO": str(self.dlq_max_ratio),
             "SESSION_TIMEOUT_S": str(self.session_timeout_s),
             "HEARTBEAT_INTERVAL_S": str(self.heartbeat_interval_s),
+            "METRICS_PORT": "off" if self.metrics_port is None else str(self.metrics_port),
+            "METRICS_HOST": self.metrics_host,
+            "LOG_FORMAT": self.log_format,
         }
+        if self.run_dir is not None:
+            env["RUN_DIR"] = str(self.run_dir)
         if self.kafka_bootstrap:
             env["KAFKA_BOOTSTRAP"] = self.kafka_bootstrap
         if self.clickhouse_url:
             env["CLICKHOUSE_URL"] = self.clickhouse_url
         return {ENV_PREFIX + k: v for k, v in env.items()}
+
+
+def parse_port(value: str | None, default: int | None) -> int | None:
+    """``METERLINE_METRICS_PORT``: unset -> ``default``; ``off`` -> None; else a port number."""
+    if value is None:
+        return default
+    if value.strip().lower() in ("off", "none", "false", "-1"):
+        return None
+    port = int(value)
+    if not 0 <= port <= 65_535:
+        raise ValueError(f"METERLINE_METRICS_PORT must be 0-65535 or 'off', got {value!r}")
+    return port

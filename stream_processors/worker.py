@@ -1,14 +1,19 @@
 """Entry point of a stream-processor worker process: ``python -m stream_processors.worker``.
 
 Reads :class:`Settings` from ``METERLINE_*`` environment variables. Several workers with the
-same ``METERLINE_APP_ID`` form one consumer group and share the partitions.
+same ``METERLINE_APP_ID`` form one consumer group and share the partitions. Metrics and
+health are served on ``METERLINE_METRICS_PORT`` (see :mod:`stream_processors.monitoring`).
 """
 
 from __future__ import annotations
 
+import atexit
 import sys
 
 from stream_processors.app import create_app
+from stream_processors.endpoints import new_registry
+from stream_processors.metrics import ProcessorMetrics
+from stream_processors.monitoring import worker_endpoints
 from stream_processors.pipeline import build_pipeline
 from stream_processors.settings import Settings
 
@@ -16,8 +21,14 @@ from stream_processors.settings import Settings
 def main() -> None:
     settings = Settings.from_env()
     app = create_app(settings, store=settings.store)
-    build_pipeline(app, settings)
-    sys.argv = [sys.argv[0], "worker", "--loglevel", settings.log_level, "--without-web"]
+    registry = new_registry("processor")
+    processor = build_pipeline(app, settings, ProcessorMetrics(registry))
+    server = worker_endpoints(app, settings, registry, processor)
+    if server is not None:
+        atexit.register(server.stop)
+    # JSON logs: no banner on stdout (--quiet), so every line of the log is one JSON object
+    quiet = ["--quiet"] if settings.log_format == "json" else []
+    sys.argv = [sys.argv[0], *quiet, "worker", "--loglevel", settings.log_level, "--without-web"]
     app.main()
 
 

@@ -13,10 +13,13 @@ from dataclasses import replace
 from typing import Any
 
 from sinks import ClickHouseSink, connect, redact_url
+from sinks.metrics import SinkMetrics
 from stream_processors.admin import ensure_topics
 from stream_processors.embedded.broker import TansuBroker
 from stream_processors.embedded.workers import WorkerProcess
+from stream_processors.endpoints import EndpointServer, new_registry, read_endpoints
 from stream_processors.errors import RuntimeFailure
+from stream_processors.monitoring import sink_endpoints
 from stream_processors.services import build_sink, clickhouse_writer
 from stream_processors.settings import Settings
 
@@ -38,6 +41,8 @@ class Pipeline:
         self._stop = threading.Event()
         self._sink_thread: threading.Thread | None = None
         self._sink_error: BaseException | None = None
+        self.registry = new_registry("up")  # the sink's metrics; workers serve their own
+        self.endpoints: EndpointServer | None = None
 
     @property
     def clickhouse(self) -> Any:
@@ -80,7 +85,7 @@ class Pipeline:
         return worker
 
     def _start_sink(self) -> None:
-        self.sink = sink = build_sink(self.settings, self.writer)
+        self.sink = sink = build_sink(self.settings, self.writer, SinkMetrics(self.registry))
 
         def run() -> None:
             try:
@@ -91,6 +96,22 @@ class Pipeline:
 
         self._sink_thread = threading.Thread(target=run, name="meterline-sink", daemon=True)
         self._sink_thread.start()
+        self.endpoints = sink_endpoints(
+            self.settings, self.registry, sink, self._sink_thread, self.clickhouse, "up"
+        )
+
+    @property
+    def metrics_url(self) -> str | None:
+        """``http://host:port`` of this process's /metrics, /healthz, /readyz (None: off)."""
+        return self.endpoints.url if self.endpoints is not None else None
+
+    def worker_urls(self) -> dict[str, str]:
+        """Endpoint URL of each running worker, by name (``processor-0``, ...)."""
+        return {
+            e["name"]: e["url"]
+            for e in read_endpoints(self.settings.effective_run_dir)
+            if str(e["name"]).startswith("processor-")
+        }
 
     def check(self) -> None:
         """Raise :class:`RuntimeFailure` if a component died."""
@@ -115,6 +136,8 @@ class Pipeline:
         self._stop.set()
         if self._sink_thread is not None:
             self._sink_thread.join(timeout=30)
+        if self.endpoints is not None:
+            self.endpoints.stop()
         if self.broker is not None:
             self.broker.stop()
 

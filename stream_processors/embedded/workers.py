@@ -28,6 +28,10 @@ class WorkerProcess:
         env = {**os.environ, **self.settings.to_env()}
         # each worker keeps its own Faust data dir (table stores, lock files)
         env["METERLINE_DATA_DIR"] = str(self.settings.data_dir / f"worker-{self.index}")
+        env["METERLINE_WORKER_INDEX"] = str(self.index)  # names its endpoint file ...
+        env["METERLINE_RUN_DIR"] = str(self.settings.effective_run_dir)  # ... written here
+        if self.settings.metrics_port:  # a fixed port N: the workers take N+1, N+2, ...
+            env["METERLINE_METRICS_PORT"] = str(self.settings.metrics_port + 1 + self.index)
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "stream_processors.worker"],
             env=env,

@@ -1,0 +1,173 @@
+"""Prometheus metrics of a processor worker, and the list of every meterline metric name.
+
+Cost on the hot path: the steps already keep plain integer counters (duplicates, joined,
+unjoined, late joins); :class:`StepCounters` reads them when Prometheus scrapes, so the
+per-event loop pays nothing. The processor itself adds one increment per batch and one per
+dead letter (pre-bound children, no label lookup per event); the output producer counts
+its sends per topic in a plain dict.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any, Literal, get_args
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from sinks.metrics import REASONS
+
+MetricName = Literal[
+    # -- processor worker (one series set per worker process) --
+    "meterline_processor_batches",  # batches processed (and acknowledged by the broker)
+    "meterline_processor_messages_in",  # Kafka messages consumed from the raw topics
+    "meterline_processor_batch_size",  # histogram: Kafka messages per batch
+    "meterline_processor_batch_seconds",  # histogram: batch duration incl. waiting for acks
+    "meterline_processor_dead_letters",  # {reason}: records sent to the dead-letter topic
+    "meterline_processor_records_out",  # {output}: records produced to enriched,
+    # trajectory_state and dead_letters (enriched = events_out + late_joins)
+    "meterline_processor_events_out",  # unique events produced for the first time
+    "meterline_processor_events_joined",  # of those: joined to their trajectory on arrival
+    "meterline_processor_events_unjoined",  # of those: sent unjoined (trajectory not known yet)
+    "meterline_processor_late_joins",  # early events re-emitted joined when the trajectory came
+    "meterline_processor_duplicates_dropped",  # (project, event_id) already emitted: dropped
+    "meterline_processor_dedupe_outside_window",  # older than the dedupe window: passed on
+    "meterline_processor_pending_overflow",  # early events not parked (trace over its limit)
+    "meterline_processor_dedupe_window_events",  # gauge: events remembered by the window
+    # -- sink (one per sink process; the embedded sink lives in `meterline up`) --
+    "meterline_sink_messages_in",  # Kafka messages consumed
+    "meterline_sink_batches",  # batches inserted and committed
+    "meterline_sink_batch_size",  # histogram: messages per batch
+    "meterline_sink_rows_inserted",  # {table}: rows inserted into ClickHouse
+    "meterline_sink_insert_seconds",  # histogram {table}: one insert's duration
+    "meterline_sink_write_failures",  # failed inserts (retried with backoff)
+    "meterline_sink_commit_failures",  # offset commits that failed (batch replays)
+    "meterline_sink_dead_letters",  # {reason}: undecodable messages written to dead_letters
+    # -- both --
+    "meterline_consumer_lag",  # gauge {group, topic, partition}: messages behind
+    "meterline_up",  # gauge {component}: 1 while the process runs
+    # -- SDK, in the agent process (producers.metrics.register) --
+    "meterline_sdk_records",  # {outcome}: SdkStats counters (sent, delivered, failed, ...)
+    "meterline_sdk_queue_depth",  # gauge: items waiting in the SDK queue
+]
+METRIC_NAMES: tuple[str, ...] = get_args(MetricName)
+
+_SIZE_BUCKETS = (1, 10, 100, 500, 1_000, 2_000, 5_000, 10_000, 20_000)
+_SECONDS_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class ProcessorMetrics:
+    """Counters the processor increments itself. ``registry`` None: a private registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        r = registry if registry is not None else CollectorRegistry()
+        self.registry = r
+        self.batches = Counter("meterline_processor_batches", "batches processed", registry=r)
+        self.messages_in = Counter(
+            "meterline_processor_messages_in", "raw Kafka messages consumed", registry=r
+        )
+        self.batch_size = Histogram(
+            "meterline_processor_batch_size",
+            "messages per batch",
+            buckets=_SIZE_BUCKETS,
+            registry=r,
+        )
+        self.batch_seconds = Histogram(
+            "meterline_processor_batch_seconds",
+            "batch duration, including broker acks",
+            buckets=_SECONDS_BUCKETS,
+            registry=r,
+        )
+        self._dead_letters = Counter(
+            "meterline_processor_dead_letters", "records dead-lettered", ["reason"], registry=r
+        )
+        self._by_reason = {x: self._dead_letters.labels(reason=x) for x in REASONS}
+
+    def dead_letter(self, reason: str) -> None:
+        child = self._by_reason.get(reason)
+        if child is None:
+            child = self._by_reason[reason] = self._dead_letters.labels(reason=reason)
+        child.inc()
+
+    @contextmanager
+    def batch(self, messages: int) -> Iterator[None]:
+        """Wrap one batch: counts it and its messages, times it (only if it completes)."""
+        started = time.perf_counter()
+        yield
+        self.batch_seconds.observe(time.perf_counter() - started)
+        self.batch_size.observe(messages)
+        self.messages_in.inc(messages)
+        self.batches.inc()
+
+
+class StepCounters(Collector):
+    """Reads the steps' own counters at scrape time (``processor`` is a BatchProcessor)."""
+
+    def __init__(self, processor: Any) -> None:
+        self.processor = processor
+
+    def collect(self) -> Iterable[Metric]:
+        p = self.processor
+        window, joiner = p.dedupe.window, p.joiner
+        joined, unjoined = int(joiner.joined), int(joiner.unjoined)
+        counters: list[tuple[str, str, int]] = [
+            ("meterline_processor_events_out", "unique events produced", joined + unjoined),
+            ("meterline_processor_events_joined", "events joined on arrival", joined),
+            ("meterline_processor_events_unjoined", "events sent unjoined", unjoined),
+            ("meterline_processor_late_joins", "events re-emitted joined", joiner.late_joined),
+            ("meterline_processor_duplicates_dropped", "duplicates dropped", window.duplicates),
+            (
+                "meterline_processor_dedupe_outside_window",
+                "events older than the dedupe window",
+                window.outside_window,
+            ),
+            (
+                "meterline_processor_pending_overflow",
+                "early events not parked",
+                joiner.pending_overflow,
+            ),
+        ]
+        for name, doc, value in counters:
+            yield CounterMetricFamily(name, doc, value=int(value))
+        out = p.out
+        sent = out.producer.sent
+        records_out = CounterMetricFamily(
+            "meterline_processor_records_out", "records produced", labels=["output"]
+        )
+        for label, topic in (
+            ("enriched", out.enriched),
+            ("trajectory_state", out.trajectory_state),
+            ("dead_letters", out.dead_letters),
+        ):
+            records_out.add_metric([label], sent.get(topic, 0))
+        yield records_out
+        yield GaugeMetricFamily(
+            "meterline_processor_dedupe_window_events",
+            "events in the dedupe window",
+            value=len(window),
+        )
+
+
+class LagCollector(Collector):
+    """``meterline_consumer_lag`` computed when scraped, from ``lag()`` -> (topic, p, lag)."""
+
+    def __init__(self, group: str, lag: Callable[[], list[tuple[str, int, int]]]) -> None:
+        self.group = group
+        self.lag = lag
+
+    def collect(self) -> Iterable[Metric]:
+        family = GaugeMetricFamily(
+            "meterline_consumer_lag",
+            "messages behind the high watermark, per consumer group and partition",
+            labels=["group", "topic", "partition"],
+        )
+        try:
+            rows = self.lag()
+        except Exception:  # broker unreachable: no lag series (readiness says why)
+            rows = []
+        for topic, partition, lag in rows:
+            family.add_metric([self.group, topic, str(partition)], lag)
+        yield family

@@ -1,0 +1,85 @@
+"""Wire metrics and health endpoints into each long-running process.
+
+    processor worker  -> processor-<index|pid>.json  step counters, lag of its partitions
+    sink (standalone) -> sink.json                    sink counters, lag, ClickHouse health
+    meterline up      -> up.json                      the embedded sink's, plus the broker's
+
+``settings.metrics_port`` None turns the endpoints off; 0 picks a free port. Either way the
+chosen URL is written to ``<run dir>/<name>.json`` (see :mod:`stream_processors.endpoints`).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from sinks import redact_url
+from stream_processors.endpoints import EndpointServer
+from stream_processors.health import Health, clickhouse_check, kafka_check, sink_checks
+from stream_processors.lag import OffsetReader
+from stream_processors.metrics import LagCollector, StepCounters
+from stream_processors.settings import Settings
+
+
+def worker_name() -> str:
+    """``processor-<index>`` for embedded workers, else ``processor-<pid>``."""
+    return f"processor-{os.environ.get('METERLINE_WORKER_INDEX') or os.getpid()}"
+
+
+def _server(
+    settings: Settings, registry: CollectorRegistry, health: Health, name: str
+) -> EndpointServer | None:
+    if settings.metrics_port is None:
+        return None
+    info = {  # for `meterline status` (no secrets: the URL is redacted)
+        "kafka_bootstrap": settings.kafka_bootstrap or "",
+        "clickhouse_url": redact_url(settings.effective_clickhouse_url),
+    }
+    return EndpointServer(
+        registry,
+        health,
+        name=name,
+        host=settings.metrics_host,
+        port=settings.metrics_port,
+        run_dir=settings.effective_run_dir,
+        info=info,
+    ).start()
+
+
+def worker_endpoints(
+    app: Any, settings: Settings, registry: CollectorRegistry, processor: Any
+) -> EndpointServer | None:
+    """Endpoints of one Faust worker: its step counters and the lag of its partitions."""
+    assert settings.kafka_bootstrap
+    reader = OffsetReader(settings.kafka_bootstrap)
+    topics = settings.topics.raw
+
+    def assigned() -> set[tuple[str, int]]:
+        return {(tp.topic, tp.partition) for tp in app.assignor.assigned_actives()}
+
+    registry.register(StepCounters(processor))
+    registry.register(
+        LagCollector(settings.app_id, lambda: reader.group_lag(settings.app_id, topics, assigned))
+    )
+    health = Health(ready=[kafka_check(reader, topics)])
+    return _server(settings, registry, health, worker_name())
+
+
+def sink_endpoints(
+    settings: Settings,
+    registry: CollectorRegistry,
+    sink: Any,
+    thread: threading.Thread | None,
+    clickhouse: Any,
+    name: str,
+) -> EndpointServer | None:
+    """Endpoints of a sink process (``meterline sink``) or of ``meterline up``."""
+    assert settings.kafka_bootstrap
+    reader = OffsetReader(settings.kafka_bootstrap)
+    live, ready = sink_checks(sink, thread)
+    kafka = kafka_check(reader, settings.topics.sink_inputs)
+    health = Health(live=live, ready=[kafka, clickhouse_check(clickhouse), *ready])
+    return _server(settings, registry, health, name)

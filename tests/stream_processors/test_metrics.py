@@ -1,0 +1,64 @@
+"""Every exported metric is named in MetricName and documented in docs/operations.md."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
+from prometheus_client import CollectorRegistry
+
+from producers.metrics import register as register_sdk
+from producers.sdk import MeterlineClient
+from producers.testing import MemorySink
+from sinks.metrics import SinkMetrics
+from stream_processors.endpoints import new_registry
+from stream_processors.metrics import (
+    METRIC_NAMES,
+    LagCollector,
+    ProcessorMetrics,
+    StepCounters,
+)
+from stream_processors.steps.dedupe import DedupeWindow
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
+
+
+def fake_processor() -> SimpleNamespace:
+    joiner = SimpleNamespace(joined=3, unjoined=2, late_joined=1, pending_overflow=0)
+    out = SimpleNamespace(
+        producer=SimpleNamespace(sent={"e": 6}),
+        enriched="e",
+        trajectory_state="s",
+        dead_letters="d",
+    )
+    return SimpleNamespace(dedupe=SimpleNamespace(window=DedupeWindow()), joiner=joiner, out=out)
+
+
+def exported_names() -> set[str]:
+    registry = new_registry("x")
+    ProcessorMetrics(registry)
+    SinkMetrics(registry)  # shares meterline_consumer_lag with LagCollector: one per process
+    registry.register(StepCounters(fake_processor()))
+    register_sdk(MeterlineClient(MemorySink(), flush_at_exit=False), registry)
+    other = CollectorRegistry()
+    other.register(LagCollector("g", lambda: [("t", 0, 5)]))
+    names = {m.name for reg in (registry, other) for m in reg.collect()}
+    return {n for n in names if n.startswith("meterline_")}
+
+
+def test_every_exported_metric_is_in_the_literal_and_the_docs() -> None:
+    exported = exported_names()
+    assert exported == set(METRIC_NAMES)
+    documented = set(re.findall(r"`(meterline_[a-z_]+)`", DOCS.read_text()))
+    assert set(METRIC_NAMES) <= documented, set(METRIC_NAMES) - documented
+
+
+def test_step_counters_report_events_out_as_joined_plus_unjoined() -> None:
+    registry = CollectorRegistry()
+    registry.register(StepCounters(fake_processor()))
+    assert registry.get_sample_value("meterline_processor_events_out_total") == 5
+    assert (
+        registry.get_sample_value("meterline_processor_records_out_total", {"output": "enriched"})
+        == 6
+    )
