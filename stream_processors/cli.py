@@ -1,4 +1,4 @@
-"""The ``meterline`` command line: up, demo, worker, sink."""
+"""The ``meterline`` command line: up, demo, worker, topics, sink, report, sql, backfill."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
+from typing import Any
 
 from stream_processors.settings import Settings
 
@@ -29,6 +31,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         kafka_bootstrap=args.kafka_bootstrap,
         clickhouse_url=args.clickhouse_url,
         data_dir=Path(args.data_dir) if args.data_dir else None,
+        control_plane=Path(cp) if (cp := getattr(args, "control_plane", None)) else None,
     )
 
 
@@ -103,6 +106,52 @@ def cmd_sink(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from stream_processors.billing.commands import run_report
+
+    return run_report(_settings(args), project=args.project, start=args.start, end=args.end)
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    from stream_processors.billing.commands import run_sql
+
+    return run_sql(_settings(args), args.query)
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from stream_processors.billing.commands import run_backfill
+
+    return run_backfill(_settings(args), start=args.start, end=args.end, project=args.project)
+
+
+def _billing_parsers(sub: Any, common: Any) -> None:
+    def control(sp: argparse.ArgumentParser) -> None:
+        common(sp)
+        sp.add_argument("--control-plane", help="control-plane YAML (env METERLINE_CONTROL_PLANE)")
+
+    def day(text: str) -> date:
+        return date.fromisoformat(text)
+
+    report = sub.add_parser("report", help="print the billing tables from ClickHouse")
+    control(report)
+    report.add_argument("--project", help="only this project")
+    report.add_argument("--from", dest="start", type=day, help="first day (YYYY-MM-DD)")
+    report.add_argument("--to", dest="end", type=day, help="last day (YYYY-MM-DD)")
+    report.set_defaults(func=cmd_report)
+    sql = sub.add_parser("sql", help="run one SQL query on ClickHouse and print the result")
+    common(sql)
+    sql.add_argument("query", help='e.g. "SELECT * FROM meterline.seats"')
+    sql.set_defaults(func=cmd_sql)
+    backfill = sub.add_parser(
+        "backfill", help="recompute outcomes and seats for a period from ClickHouse events"
+    )
+    control(backfill)
+    backfill.add_argument("--from", dest="start", type=day, required=True)
+    backfill.add_argument("--to", dest="end", type=day, required=True)
+    backfill.add_argument("--project", help="only this project")
+    backfill.set_defaults(func=cmd_backfill)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="meterline", description="Metering pipeline for AI agents.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -126,6 +175,7 @@ def parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="run the pipeline (embedded by default) until Ctrl-C")
     common(up)
     up.add_argument("--workers", type=int, default=1, help="processor worker processes")
+    up.add_argument("--control-plane", help="control-plane YAML (env METERLINE_CONTROL_PLANE)")
     up.set_defaults(func=cmd_up)
     demo = sub.add_parser("demo", help="run the pipeline on synthetic agent traffic and report")
     common(demo)
@@ -139,6 +189,7 @@ def parser() -> argparse.ArgumentParser:
     sink = sub.add_parser("sink", help="run the ClickHouse sink")
     common(sink)
     sink.set_defaults(func=cmd_sink)
+    _billing_parsers(sub, common)
     return p
 
 

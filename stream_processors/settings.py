@@ -40,6 +40,10 @@ class Settings:
     # consumer-group timing; low values make group joins fast (a join waits ~half the session)
     session_timeout_s: float = 6.0
     heartbeat_interval_s: float = 0.5
+    # the control-plane YAML (METERLINE_CONTROL_PLANE); None: no rules, no seats
+    control_plane: Path | None = None
+    # seconds between seat recomputes (and display-name syncs) in `meterline up`
+    recompute_interval_s: float = 60.0
 
     @property
     def topics(self) -> Topics:
@@ -83,6 +87,8 @@ class Settings:
             dlq_max_ratio=float(get("DLQ_MAX_RATIO") or base.dlq_max_ratio),
             session_timeout_s=float(get("SESSION_TIMEOUT_S") or base.session_timeout_s),
             heartbeat_interval_s=float(get("HEARTBEAT_INTERVAL_S") or base.heartbeat_interval_s),
+            control_plane=Path(cp) if (cp := get("CONTROL_PLANE")) else None,
+            recompute_interval_s=float(get("RECOMPUTE_INTERVAL_S") or base.recompute_interval_s),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -100,7 +106,10 @@ class Settings:
             "DLQ_MAX_RATIO": str(self.dlq_max_ratio),
             "SESSION_TIMEOUT_S": str(self.session_timeout_s),
             "HEARTBEAT_INTERVAL_S": str(self.heartbeat_interval_s),
+            "RECOMPUTE_INTERVAL_S": str(self.recompute_interval_s),
         }
+        if self.control_plane:
+            env["CONTROL_PLANE"] = str(self.control_plane)
         if self.kafka_bootstrap:
             env["KAFKA_BOOTSTRAP"] = self.kafka_bootstrap
         if self.clickhouse_url:

@@ -14,6 +14,7 @@ from typing import Any
 
 from sinks import ClickHouseSink, connect, redact_url
 from stream_processors.admin import ensure_topics
+from stream_processors.billing.services import BillingServices
 from stream_processors.embedded.broker import TansuBroker
 from stream_processors.embedded.workers import WorkerProcess
 from stream_processors.errors import RuntimeFailure
@@ -38,6 +39,7 @@ class Pipeline:
         self._stop = threading.Event()
         self._sink_thread: threading.Thread | None = None
         self._sink_error: BaseException | None = None
+        self.billing: BillingServices | None = None
 
     @property
     def clickhouse(self) -> Any:
@@ -56,6 +58,7 @@ class Pipeline:
             for i in range(self.n_workers):
                 self.add_worker(i)
             self._start_sink()
+            self.billing = BillingServices(self.settings, self.writer).start()
         except BaseException:
             self.stop()
             raise
@@ -110,6 +113,8 @@ class Pipeline:
 
     def stop(self) -> None:
         """Stop workers (they commit), then the sink (it finishes its batch), then the broker."""
+        if self.billing is not None:
+            self.billing.stop()
         for w in self.workers:
             w.stop()
         self._stop.set()
