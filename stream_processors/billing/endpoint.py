@@ -4,7 +4,11 @@ chDB lets one process open a data path. ``meterline up`` (embedded chDB) therefo
 queries over HTTP on 127.0.0.1, on a random port, and writes ``<data dir>/query-endpoint.json``
 (mode 0600: url, bearer token, pid). ``meterline report``/``sql``/``backfill`` find the file
 and talk to it through :class:`RemoteClient` (the ``query`` subset of a clickhouse-connect
-client). Queries run with ``readonly=1``; ``/backfill`` runs a backfill inside ``up``.
+client). Only reading statements are served (first keyword SELECT, WITH, SHOW, DESCRIBE,
+EXPLAIN or EXISTS; one statement; no INTO OUTFILE) -- a guard against accidents, not a
+security boundary: that is the token in a file only the owner can read. (chDB's
+``readonly`` setting would stick to the shared session and stop the sink's inserts.)
+``/backfill`` runs a backfill inside ``up``.
 Blocking, one thread per request; the chDB client serialises queries itself.
 """
 
@@ -13,6 +17,7 @@ from __future__ import annotations
 import hmac
 import json
 import os
+import re
 import secrets
 import threading
 import urllib.error
@@ -71,10 +76,23 @@ class QueryServer:
         self._server.server_close()
 
     def _query(self, body: dict[str, Any]) -> dict[str, Any]:
-        result = self.client.query(
-            str(body["sql"]), parameters=body.get("parameters") or None, settings={"readonly": 1}
-        )
+        sql = reading(str(body["sql"]))
+        result = self.client.query(sql, parameters=body.get("parameters") or None)
         return {"columns": list(result.column_names), "rows": result.result_rows}
+
+
+_READING = re.compile(r"^\s*\(*\s*(SELECT|WITH|SHOW|DESCRIBE|DESC|EXPLAIN|EXISTS)\b", re.I)
+
+
+def reading(sql: str) -> str:
+    """``sql`` if it is one reading statement; else :class:`QueryFailed`."""
+    text = sql.strip().rstrip(";")
+    if not _READING.match(text) or ";" in text or re.search(r"\bINTO\s+OUTFILE\b", text, re.I):
+        raise QueryFailed(
+            "the query endpoint of `meterline up` runs one reading statement (SELECT, WITH, "
+            "SHOW, DESCRIBE, EXPLAIN, EXISTS); stop `meterline up` to run others"
+        )
+    return text
 
 
 def _handler(server: QueryServer) -> type[BaseHTTPRequestHandler]:
