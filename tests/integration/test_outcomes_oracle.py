@@ -9,13 +9,21 @@ English descriptions, not from the engine.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from producers import MeterlineProducer
-from schemas import ActionEvent, ActionKind, EnrichedEvent, Event, Status, TelemetryEvent
+from schemas import (
+    ActionEvent,
+    ActionKind,
+    EnrichedEvent,
+    Event,
+    Status,
+    TelemetryEvent,
+    encode,
+)
 from stream_processors.billing.backfill import backfill
 from stream_processors.demo.report import counts
 from stream_processors.demo.traffic import Traffic, generate
@@ -166,3 +174,45 @@ def test_backfilled_outcomes_and_seats_equal_the_oracle_and_the_stream_stage(
         parameters={"p": PROJECT},
     ).result_rows[0][0]
     assert n == len(rows)
+
+
+def test_outcome_records_on_the_outcomes_topic_land_in_clickhouse(pipeline_factory: Any) -> None:
+    """What the rule stage will emit: the sink writes it, later computed_at wins."""
+    pipeline = pipeline_factory()
+    assert pipeline.settings.kafka_bootstrap
+    producer = MeterlineProducer(pipeline.settings.kafka_bootstrap, topics=pipeline.settings.topics)
+    stage = RuleStage(example(), {})
+    for event in EVENTS:
+        stage.observe(event)
+    first = stage.drain()
+    stage.observe(
+        ActionEvent(project=PROJECT, event_id="x2", trace_id="tr", name="data_extraction",
+                    properties={"amount": 5000, "currency": "EUR"}, timestamp=T0)
+    )  # fmt: skip
+    second = stage.drain()
+    assert len(first) == 1 and len(second) == 1  # invoice, then a large invoice
+    for o in first + second + first:  # a replay of the first batch changes nothing
+        producer.send_bytes(pipeline.settings.topics.outcomes, o.outcome_id.encode(), encode(o))
+    assert producer.close() == 0
+    ch, db = pipeline.clickhouse, pipeline.settings.database
+
+    def landed() -> list[tuple[Any, ...]]:
+        return [
+            tuple(r)
+            for r in ch.query(
+                f"SELECT rule_id, value FROM {db}.outcomes FINAL WHERE retracted = 0 "
+                "ORDER BY rule_id"
+            ).result_rows
+        ]
+
+    assert wait_until(lambda: len(landed()) == 2, 60, pipeline=pipeline), landed()
+    assert landed() == [("invoice_processed", 1.0), ("large_invoice", 5000.0)]
+
+
+T0 = datetime(2026, 11, 2, tzinfo=UTC)
+EVENTS = [
+    ActionEvent(project=PROJECT, event_id="d", trace_id="tr", name="object_detection",
+                timestamp=T0),
+    ActionEvent(project=PROJECT, event_id="x", trace_id="tr", name="data_extraction",
+                timestamp=T0, properties={"amount": 10, "currency": "EUR"}),
+]  # fmt: skip
