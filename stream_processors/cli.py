@@ -89,6 +89,7 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
 def cmd_sink(args: argparse.Namespace) -> int:
     from stream_processors.admin import ensure_topics
+    from stream_processors.billing.services import BillingServices
     from stream_processors.services import build_sink, clickhouse_writer
 
     settings = _settings(args)
@@ -98,11 +99,16 @@ def cmd_sink(args: argparse.Namespace) -> int:
         )
         return 2
     ensure_topics(settings.kafka_bootstrap, settings.topics.all, settings.partitions)
-    sink = build_sink(settings, clickhouse_writer(settings))
+    writer = clickhouse_writer(settings)
+    sink = build_sink(settings, writer)
+    billing = BillingServices(settings, writer).start()  # seat recompute with a control plane
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    sink.run(stop)
+    try:
+        sink.run(stop)
+    finally:
+        billing.stop()
     return 0
 
 
@@ -188,6 +194,9 @@ def parser() -> argparse.ArgumentParser:
     topics.set_defaults(func=cmd_topics)
     sink = sub.add_parser("sink", help="run the ClickHouse sink")
     common(sink)
+    sink.add_argument(
+        "--control-plane", help="control-plane YAML: also recompute seats (METERLINE_CONTROL_PLANE)"
+    )
     sink.set_defaults(func=cmd_sink)
     _billing_parsers(sub, common)
     return p

@@ -40,8 +40,10 @@ def run_report(
     try:
         config = _config(settings.control_plane)
         client = open_client(settings)
-        if config is not None and not isinstance(client, RemoteClient):
-            sync_display_names(clickhouse_writer(settings, client), config)
+        if not isinstance(client, RemoteClient):  # tables and views exist, names current
+            writer = clickhouse_writer(settings, client)
+            if config is not None:
+                sync_display_names(writer, config)
         found = report.sections(
             client, settings.database, project=project,
             start=start or ALL_TIME[0], end=end or ALL_TIME[1],
