@@ -3,7 +3,7 @@
 Data types only; no I/O. JSON on the wire (:mod:`schemas.codec`).
 """
 
-from schemas.codec import decode_as, decode_raw, describe, encode
+from schemas.codec import DerivedRecord, decode_as, decode_derived, decode_raw, describe, encode
 from schemas.common import SCHEMA_VERSION, utc_now
 from schemas.derived import (
     VERSION_JOINED,
@@ -32,6 +32,7 @@ __all__ = [
     "ActionEvent",
     "ActionKind",
     "DeadLetter",
+    "DerivedRecord",
     "EnrichedEvent",
     "Event",
     "InvalidRecord",
@@ -45,6 +46,7 @@ __all__ = [
     "TrajectoryStatus",
     "UnsupportedSchemaVersion",
     "decode_as",
+    "decode_derived",
     "decode_raw",
     "describe",
     "encode",

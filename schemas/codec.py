@@ -9,11 +9,19 @@ from typing import Annotated, TypeVar
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from schemas.common import SCHEMA_VERSION, UtcDatetime
+from schemas.derived import DeadLetter, EnrichedEvent, TrajectoryState
 from schemas.errors import InvalidRecord, UnsupportedSchemaVersion
 from schemas.events import ActionEvent, RawRecord, TelemetryEvent, TrajectoryRecord
+from schemas.outcomes import Outcome, SeatCount
 
 _RAW: TypeAdapter[RawRecord] = TypeAdapter(
     Annotated[ActionEvent | TelemetryEvent | TrajectoryRecord, Field(discriminator="type")]
+)
+#: Records meterline's own processors write (type tags ``enriched``, ``trajectory_state``,
+#: ``dead_letter``, ``outcome``, ``seat_count``).
+DerivedRecord = EnrichedEvent | TrajectoryState | DeadLetter | Outcome | SeatCount
+_DERIVED: TypeAdapter[DerivedRecord] = TypeAdapter(
+    Annotated[DerivedRecord, Field(discriminator="type")]
 )
 M = TypeVar("M", bound=BaseModel)
 
@@ -72,6 +80,14 @@ def decode_raw(data: bytes | str) -> RawRecord:
         raise _to_invalid(exc, data) from None
 
 
+def decode_derived(data: bytes | str) -> DerivedRecord:
+    """Parse any record meterline's processors write, by its ``type`` tag."""
+    try:
+        return _DERIVED.validate_json(data)
+    except ValidationError as exc:
+        raise _to_invalid(exc, data) from None
+
+
 def decode_as(model: type[M], data: bytes | str) -> M:
     """Parse one known model type from JSON (used for meterline's own topics)."""
     try:
@@ -98,7 +114,10 @@ def describe(exc: ValidationError) -> str:
 
 
 def _is_union_tag(part: object) -> bool:
-    return part in ("action", "telemetry", "trajectory", "enriched")
+    return part in (
+        "action", "telemetry", "trajectory", "enriched", "trajectory_state", "dead_letter",
+        "outcome", "seat_count",
+    )  # fmt: skip
 
 
 def _to_invalid(exc: ValidationError, data: bytes | str) -> InvalidRecord:

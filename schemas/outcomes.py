@@ -33,6 +33,12 @@ class Outcome(WireModel):
     event_ids: tuple[Id, ...]
     value: float
     timestamp: UtcDatetime  # of the last contributing event
+    # True: an earlier emission of this id no longer holds (a late event changed the
+    # matches, or the rule's revision changed); views drop retracted rows.
+    retracted: bool = False
+    # When the stream or a backfill computed this row; the ClickHouse version (later wins).
+    # None in pure evaluation (same inputs, equal outputs); stamped by the stage/backfill.
+    computed_at: UtcDatetime | None = None
 
     @property
     def user(self) -> str | None:

@@ -41,12 +41,17 @@ class Topics:
         return f"{self.prefix}.dead-letters"
 
     @property
+    def outcomes(self) -> str:
+        """Outcomes derived by the rule stage (``schemas.Outcome``), keyed by outcome_id."""
+        return f"{self.prefix}.outcomes"
+
+    @property
     def raw(self) -> tuple[str, str, str]:
         return (self.actions, self.telemetry, self.trajectories)
 
     @property
-    def sink_inputs(self) -> tuple[str, str, str]:
-        return (self.enriched, self.trajectory_state, self.dead_letters)
+    def sink_inputs(self) -> tuple[str, str, str, str]:
+        return (self.enriched, self.trajectory_state, self.dead_letters, self.outcomes)
 
     @property
     def all(self) -> tuple[str, ...]:

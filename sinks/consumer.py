@@ -26,8 +26,16 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
-from schemas import DeadLetter, EnrichedEvent, InvalidRecord, Topics, TrajectoryState, decode_as
-from sinks.clickhouse.rows import dead_letter_row, event_row, trajectory_row
+from schemas import (
+    DeadLetter,
+    EnrichedEvent,
+    InvalidRecord,
+    Outcome,
+    Topics,
+    TrajectoryState,
+    decode_as,
+)
+from sinks.clickhouse.rows import dead_letter_row, event_row, outcome_row, trajectory_row
 from sinks.clickhouse.writer import ClickHouseWriter, InsertTokens
 from sinks.errors import SinkWriteError
 from sinks.metrics import SinkMetrics
@@ -39,7 +47,7 @@ log = logging.getLogger(__name__)
 class SinkStats:
     batches: int = 0
     rows: dict[str, int] = field(
-        default_factory=lambda: {"events": 0, "trajectories": 0, "dead_letters": 0}
+        default_factory=lambda: {"events": 0, "trajectories": 0, "dead_letters": 0, "outcomes": 0}
     )
     write_failures: int = 0
     undecodable: int = 0
@@ -82,6 +90,7 @@ class ClickHouseSink:
                 "dead_letters",
                 dead_letter_row(decode_as(DeadLetter, v)),
             ),
+            topics.outcomes: lambda v: ("outcomes", outcome_row(decode_as(Outcome, v))),
         }
         conf = {
             "bootstrap.servers": bootstrap_servers,
@@ -117,6 +126,7 @@ class ClickHouseSink:
             "events": [],
             "trajectories": [],
             "dead_letters": [],
+            "outcomes": [],
         }
         offsets: dict[tuple[str, int], int] = {}
         tokens = InsertTokens()

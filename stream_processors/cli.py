@@ -1,4 +1,5 @@
-"""The ``meterline`` command line: up, demo, worker, topics, sink, status."""
+"""The ``meterline`` command line: up, demo, worker, topics, sink, status, report, sql,
+backfill."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
+from typing import Any
 
 from stream_processors.logs import LOG_LEVELS, configure_logging
 from stream_processors.settings import Settings
@@ -20,6 +23,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         kafka_bootstrap=args.kafka_bootstrap,
         clickhouse_url=args.clickhouse_url,
         data_dir=Path(args.data_dir) if args.data_dir else None,
+        control_plane=Path(cp) if (cp := getattr(args, "control_plane", None)) else None,
     )
 
 
@@ -85,6 +89,7 @@ def cmd_topics(args: argparse.Namespace) -> int:
 def cmd_sink(args: argparse.Namespace) -> int:
     from sinks.metrics import SinkMetrics
     from stream_processors.admin import ensure_topics
+    from stream_processors.billing.services import BillingServices
     from stream_processors.endpoints import new_registry
     from stream_processors.monitoring import sink_endpoints
     from stream_processors.services import build_sink, clickhouse_writer
@@ -100,12 +105,14 @@ def cmd_sink(args: argparse.Namespace) -> int:
     registry = new_registry("sink")
     sink = build_sink(settings, writer, SinkMetrics(registry))
     server = sink_endpoints(settings, registry, sink, None, writer.client, "sink")
+    billing = BillingServices(settings, writer).start()  # seat recompute with a control plane
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
         sink.run(stop)
     finally:
+        billing.stop()
         if server is not None:
             server.stop()
     return 0
@@ -115,6 +122,52 @@ def cmd_status(args: argparse.Namespace) -> int:
     from stream_processors.status import run_status
 
     return run_status(_settings(args))
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from stream_processors.billing.commands import run_report
+
+    return run_report(_settings(args), project=args.project, start=args.start, end=args.end)
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    from stream_processors.billing.commands import run_sql
+
+    return run_sql(_settings(args), args.query)
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from stream_processors.billing.commands import run_backfill
+
+    return run_backfill(_settings(args), start=args.start, end=args.end, project=args.project)
+
+
+def _billing_parsers(sub: Any, common: Any) -> None:
+    def control(sp: argparse.ArgumentParser) -> None:
+        common(sp)
+        sp.add_argument("--control-plane", help="control-plane YAML (env METERLINE_CONTROL_PLANE)")
+
+    def day(text: str) -> date:
+        return date.fromisoformat(text)
+
+    report = sub.add_parser("report", help="print the billing tables from ClickHouse")
+    control(report)
+    report.add_argument("--project", help="only this project")
+    report.add_argument("--from", dest="start", type=day, help="first day (YYYY-MM-DD)")
+    report.add_argument("--to", dest="end", type=day, help="last day (YYYY-MM-DD)")
+    report.set_defaults(func=cmd_report)
+    sql = sub.add_parser("sql", help="run one SQL query on ClickHouse and print the result")
+    common(sql)
+    sql.add_argument("query", help='e.g. "SELECT * FROM meterline.seats"')
+    sql.set_defaults(func=cmd_sql)
+    backfill = sub.add_parser(
+        "backfill", help="recompute outcomes and seats for a period from ClickHouse events"
+    )
+    control(backfill)
+    backfill.add_argument("--from", dest="start", type=day, required=True)
+    backfill.add_argument("--to", dest="end", type=day, required=True)
+    backfill.add_argument("--project", help="only this project")
+    backfill.set_defaults(func=cmd_backfill)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -140,6 +193,7 @@ def parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="run the pipeline (embedded by default) until Ctrl-C")
     common(up)
     up.add_argument("--workers", type=int, default=1, help="processor worker processes")
+    up.add_argument("--control-plane", help="control-plane YAML (env METERLINE_CONTROL_PLANE)")
     up.set_defaults(func=cmd_up)
     demo = sub.add_parser("demo", help="run the pipeline on synthetic agent traffic and report")
     common(demo)
@@ -152,12 +206,16 @@ def parser() -> argparse.ArgumentParser:
     topics.set_defaults(func=cmd_topics)
     sink = sub.add_parser("sink", help="run the ClickHouse sink")
     common(sink)
+    sink.add_argument(
+        "--control-plane", help="control-plane YAML: also recompute seats (METERLINE_CONTROL_PLANE)"
+    )
     sink.set_defaults(func=cmd_sink)
     status = sub.add_parser(
         "status", help="topics, consumer lag, ClickHouse rows, control-plane version"
     )
     common(status)
     status.set_defaults(func=cmd_status)
+    _billing_parsers(sub, common)
     return p
 
 

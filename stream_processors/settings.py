@@ -57,6 +57,10 @@ class Settings:
     log_format: str = "text"
     # where running processes write their endpoint files (default <data dir>/run)
     run_dir: Path | None = None
+    # the control-plane YAML (METERLINE_CONTROL_PLANE); None: no rules, no seats
+    control_plane: Path | None = None
+    # seconds between seat recomputes (and display-name syncs) in `meterline up`
+    recompute_interval_s: float = 60.0
 
     @property
     def topics(self) -> Topics:
@@ -115,6 +119,8 @@ class Settings:
             metrics_host=get("METRICS_HOST") or base.metrics_host,
             log_format=(get("LOG_FORMAT") or base.log_format).lower(),
             run_dir=Path(run_dir) if (run_dir := get("RUN_DIR")) else None,
+            control_plane=Path(cp) if (cp := get("CONTROL_PLANE")) else None,
+            recompute_interval_s=float(get("RECOMPUTE_INTERVAL_S") or base.recompute_interval_s),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -138,9 +144,12 @@ class Settings:
             "METRICS_PORT": "off" if self.metrics_port is None else str(self.metrics_port),
             "METRICS_HOST": self.metrics_host,
             "LOG_FORMAT": self.log_format,
+            "RECOMPUTE_INTERVAL_S": str(self.recompute_interval_s),
         }
         if self.run_dir is not None:
             env["RUN_DIR"] = str(self.run_dir)
+        if self.control_plane:
+            env["CONTROL_PLANE"] = str(self.control_plane)
         if self.kafka_bootstrap:
             env["KAFKA_BOOTSTRAP"] = self.kafka_bootstrap
         if self.clickhouse_url:

@@ -102,6 +102,61 @@ ORDER BY (source_topic, partition, offset, item)
 {_DEDUP}
 """
 
+# One row per outcome id; a later computation (stream or backfill) replaces it. Partitioned
+# by rule_id: part of the id, so every version of a row lands in the same partition (the
+# merge that deduplicates works per partition), and dropping a retired rule is one
+# ALTER TABLE ... DROP PARTITION.
+OUTCOMES = f"""
+CREATE TABLE IF NOT EXISTS {{db}}.outcomes (
+    project LowCardinality(String),
+    outcome_id String,
+    rule_id LowCardinality(String),
+    rule_revision UInt32,
+    rule_name String,
+    config_version UInt32,
+    trace_id String,
+    user_id String,
+    anonymous_id String,
+    event_ids Array(String),
+    value Float64,
+    timestamp {TS},
+    retracted UInt8,
+    computed_at {TS},
+    version UInt64,
+    inserted_at {TS} DEFAULT now64(6)
+) ENGINE = ReplacingMergeTree(version)
+PARTITION BY rule_id
+ORDER BY (project, outcome_id)
+{_DEDUP}
+"""
+
+SEAT_COUNTS = f"""
+CREATE TABLE IF NOT EXISTS {{db}}.seat_counts (
+    project LowCardinality(String),
+    rule_id LowCardinality(String),
+    rule_name String,
+    period LowCardinality(String),
+    period_start Date,
+    seats UInt32,
+    users Array(String),
+    computed_at {TS}
+) ENGINE = ReplacingMergeTree(computed_at)
+PARTITION BY toYYYYMM(period_start)
+ORDER BY (project, rule_id, period, period_start)
+"""
+
+# Filled from the control plane's display_names (see sinks.clickhouse.display_names); an
+# empty display_name means "removed from the file": views show the action name then.
+DISPLAY_NAMES = f"""
+CREATE TABLE IF NOT EXISTS {{db}}.display_names (
+    action String,
+    display_name String,
+    config_version UInt32,
+    updated_at {TS} DEFAULT now64(6)
+) ENGINE = ReplacingMergeTree(updated_at)
+ORDER BY action
+"""
+
 # --- Exact analytics without FINAL (docs/architecture.md, "Counting exactly in ClickHouse") ---
 
 #: One narrow row per delivered copy of an event; every copy of an event has the same
@@ -181,13 +236,16 @@ GROUP BY project, day, kind_
 """
 
 #: Tables the sink inserts into (with an insert deduplication window).
-SINK_TABLES = ("events", "trajectories", "dead_letters")
+SINK_TABLES = ("events", "trajectories", "dead_letters", "outcomes")
 
 #: Statements in creation order (views after the tables they read).
 TABLES = {
     "events": EVENTS,
     "trajectories": TRAJECTORIES,
     "dead_letters": DEAD_LETTERS,
+    "outcomes": OUTCOMES,
+    "seat_counts": SEAT_COUNTS,
+    "display_names": DISPLAY_NAMES,
     "event_facts": EVENT_FACTS,
     "event_facts_mv": EVENT_FACTS_MV,
     "event_latest": EVENT_LATEST,
@@ -208,8 +266,12 @@ def check_identifier(name: str) -> str:
 
 
 def statements(database: str) -> list[str]:
+    """Database, tables, then views (views read the tables). Every statement is idempotent."""
+    from sinks.clickhouse.views import view_statements
+
     db = check_identifier(database)
-    return [f"CREATE DATABASE IF NOT EXISTS {db}"] + [ddl.format(db=db) for ddl in TABLES.values()]
+    tables = [ddl.format(db=db) for ddl in TABLES.values()]
+    return [f"CREATE DATABASE IF NOT EXISTS {db}", *tables, *view_statements(db)]
 
 
 def dedup_settings(database: str) -> list[str]:

@@ -8,7 +8,16 @@ from typing import Any
 
 import orjson
 
-from schemas import ActionEvent, DeadLetter, EnrichedEvent, TelemetryEvent, TrajectoryState
+from schemas import (
+    ActionEvent,
+    DeadLetter,
+    EnrichedEvent,
+    Outcome,
+    SeatCount,
+    TelemetryEvent,
+    TrajectoryState,
+    utc_now,
+)
 
 COLUMNS: dict[str, Sequence[str]] = {
     "events": (
@@ -71,6 +80,34 @@ COLUMNS: dict[str, Sequence[str]] = {
         "stage",
         "received_at",
     ),
+    "outcomes": (
+        "project",
+        "outcome_id",
+        "rule_id",
+        "rule_revision",
+        "rule_name",
+        "config_version",
+        "trace_id",
+        "user_id",
+        "anonymous_id",
+        "event_ids",
+        "value",
+        "timestamp",
+        "retracted",
+        "computed_at",
+        "version",
+    ),
+    "seat_counts": (
+        "project",
+        "rule_id",
+        "rule_name",
+        "period",
+        "period_start",
+        "seats",
+        "users",
+        "computed_at",
+    ),
+    "display_names": ("action", "display_name", "config_version"),
 }
 
 _PREVIEW_CHARS = 1_000
@@ -162,4 +199,39 @@ def dead_letter_row(letter: DeadLetter) -> tuple[Any, ...]:
         letter.error_type,
         letter.stage,
         letter.received_at,
+    )
+
+
+def outcome_row(outcome: Outcome) -> tuple[Any, ...]:
+    """``version`` is ``computed_at`` in microseconds: the later computation wins."""
+    computed_at = outcome.computed_at or utc_now()
+    return (
+        outcome.project,
+        outcome.outcome_id,
+        outcome.rule_id,
+        outcome.rule_revision,
+        outcome.rule_name,
+        outcome.config_version,
+        outcome.trace_id or "",
+        outcome.user_id or "",
+        outcome.anonymous_id or "",
+        list(outcome.event_ids),
+        outcome.value,
+        outcome.timestamp,
+        1 if outcome.retracted else 0,
+        computed_at,
+        int(computed_at.timestamp() * 1_000_000),
+    )
+
+
+def seat_count_row(count: SeatCount, computed_at: Any = None) -> tuple[Any, ...]:
+    return (
+        count.project,
+        count.rule_id,
+        count.rule_name,
+        count.period,
+        count.period_start,
+        count.seats,
+        list(count.users),
+        computed_at or utc_now(),
     )

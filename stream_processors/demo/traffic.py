@@ -31,7 +31,16 @@ MODELS = [
     ("anthropic", "claude-3-5-haiku", 0.80, 4.00),
 ]
 TOOLS = ["web_search", "database_search", "weather_lookup", "calculator_multiply"]
-ACTIONS = ["object_detection", "data_extraction", "classification"]
+ACTIONS = ["object_detection", "data_extraction", "classification", "workflow_step"]
+#: User attributes sent in ``identify`` telemetry (seat rules "assigned by role/department").
+ROLES = ["admin", "analyst", "viewer", "viewer"]
+DEPARTMENTS = ["finance", "ops", "sales"]
+
+
+def attributes_of(user: str) -> dict[str, str]:
+    """The fixed role and department of a demo user (``user_007`` -> index 7)."""
+    i = int(user.rsplit("_", 1)[-1])
+    return {"role": ROLES[i % len(ROLES)], "department": DEPARTMENTS[(i // 2) % len(DEPARTMENTS)]}
 
 
 @dataclass
@@ -160,15 +169,8 @@ def _trajectory_events(
                 )
             )
         elif roll < 0.92:
-            out.append(
-                ActionEvent(
-                    **common,
-                    kind=ActionKind.ACTION,
-                    name=rng.choice(ACTIONS),
-                    duration_ms=rng.uniform(10, 2000),
-                )
-            )
-        else:
+            out.append(_custom_action(rng, common))
+        elif roll < 0.98:
             out.append(
                 TelemetryEvent(
                     **common,
@@ -177,4 +179,31 @@ def _trajectory_events(
                     properties={"score": rng.randint(1, 5)},
                 )
             )
+        else:
+            out.append(
+                TelemetryEvent(**common, event_type="identify", properties=attributes_of(user))
+            )
     return out
+
+
+def _custom_action(rng: random.Random, common: dict[str, Any]) -> ActionEvent:
+    """object_detection, data_extraction (amount, currency), classification or a
+    workflow_step (final, tasks): what the example control plane's rules look at."""
+    name = rng.choice(ACTIONS)
+    props: dict[str, Any] = {}
+    if name == "data_extraction":
+        props = {
+            "amount": rng.choice([120, 980.5, 1000, 4200]),
+            "currency": rng.choice(["EUR", "USD", "GBP"]),
+        }
+    elif name == "workflow_step":
+        props = {"final": rng.random() < 0.4, "tasks": rng.randint(1, 4)}
+    failed = rng.random() < 0.1
+    return ActionEvent(
+        **common,
+        kind=ActionKind.ACTION,
+        name=name,
+        status=Status.ERROR if failed else Status.SUCCESS,
+        duration_ms=rng.uniform(10, 2000),
+        properties=props,
+    )

@@ -15,6 +15,7 @@ from typing import Any
 from sinks import ClickHouseSink, connect, redact_url
 from sinks.metrics import SinkMetrics
 from stream_processors.admin import ensure_topics
+from stream_processors.billing.services import BillingServices
 from stream_processors.embedded.broker import TansuBroker
 from stream_processors.embedded.workers import WorkerProcess
 from stream_processors.endpoints import EndpointServer, new_registry, read_endpoints
@@ -43,6 +44,7 @@ class Pipeline:
         self._sink_error: BaseException | None = None
         self.registry = new_registry("up")  # the sink's metrics; workers serve their own
         self.endpoints: EndpointServer | None = None
+        self.billing: BillingServices | None = None
 
     @property
     def clickhouse(self) -> Any:
@@ -61,6 +63,7 @@ class Pipeline:
             for i in range(self.n_workers):
                 self.add_worker(i)
             self._start_sink()
+            self.billing = BillingServices(self.settings, self.writer).start()
         except BaseException:
             self.stop()
             raise
@@ -131,6 +134,8 @@ class Pipeline:
 
     def stop(self) -> None:
         """Stop workers (they commit), then the sink (it finishes its batch), then the broker."""
+        if self.billing is not None:
+            self.billing.stop()
         for w in self.workers:
             w.stop()
         self._stop.set()

@@ -5,9 +5,10 @@ and return outcomes sorted by ``(timestamp, rule id)``; same inputs, same output
 
 * ``scope: trajectory`` rules see the events of one ``(project, trace_id)``; events without
   a ``trace_id`` are ignored by them. Without ``repeat`` a rule yields at most one outcome
-  per trajectory and its id is ``(project, rule id, revision, trace_id)``: it stays the same
-  when late events change which events matched. With ``repeat`` every non-overlapping match
-  is an outcome and its id also covers the contributing event ids.
+  per trajectory. Ids are ``(project, rule id, revision, trace_id, match index)``: the
+  index is 0 without ``repeat``; with ``repeat`` every non-overlapping match is an outcome,
+  numbered in time order. Ids stay the same when late events change which events matched,
+  so ClickHouse replaces the row instead of adding one.
 * ``scope: user`` rules see the events of one ``(project, user)`` across trajectories and
   always yield every non-overlapping match within ``within``; ids cover the event ids.
 * The file ``version`` is not part of an id (editing another rule must not duplicate
@@ -31,7 +32,11 @@ SEP = "\x1f"
 
 
 def outcome_id(project: str, rule: OutcomeRule, scope_key: str, event_ids: Sequence[str]) -> str:
-    """Deterministic id: 32 hex chars of sha256 over the parts, separated by U+001F."""
+    """Deterministic id: 32 hex chars of sha256 over the parts, separated by U+001F.
+
+    Trajectory rules pass ``(trace_id, [str(match index)])``; user rules pass
+    ``("user" U+001F user, contributing event ids)``.
+    """
     parts = [project, rule.id, str(rule.revision), scope_key, *sorted(event_ids)]
     return hashlib.sha256(SEP.join(parts).encode()).hexdigest()[:32]
 
@@ -59,10 +64,8 @@ def evaluate_trajectory(
         for rule in config.outcome_rules:
             if rule.scope != "trajectory":
                 continue
-            for match in find_matches(rule, group, rule.repeat):
-                used = _used(group, match)
-                ids = [e.event_id for e in used] if rule.repeat else []
-                oid = outcome_id(project, rule, trace_id, ids)
+            for index, match in enumerate(find_matches(rule, group, rule.repeat)):
+                oid = outcome_id(project, rule, trace_id, [str(index)])
                 found.append(_outcome(config, rule, oid, group, match, trajectory))
     return sorted(found, key=lambda o: (o.timestamp, o.rule_id, o.outcome_id))
 

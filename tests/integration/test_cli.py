@@ -53,3 +53,40 @@ def test_up_runs_until_interrupted_then_stops_every_child(tmp_path: Path) -> Non
     assert proc.wait(timeout=60) == 0
     for pid in child_pids:  # reaped: gone, not orphaned
         assert not Path(f"/proc/{pid}").exists(), f"child {pid} outlived meterline up"
+
+
+def test_report_sql_and_backfill_work_while_up_holds_chdb(tmp_path: Path) -> None:
+    """chDB admits one process per data path: the commands go through up's query endpoint."""
+    example = Path(__file__).parents[2] / "docs" / "examples" / "control-plane.yaml"
+    data = tmp_path / "ml"
+    cmd, env = meterline("up", "--control-plane", str(example), data_dir=data)
+    env["METERLINE_RECOMPUTE_INTERVAL_S"] = "1"
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and "Ctrl-C to stop" not in proc.stdout.readline():
+            pass
+
+        def run(*args: str) -> subprocess.CompletedProcess[str]:
+            c, e = meterline(*args, data_dir=data)
+            return subprocess.run(c, env=e, capture_output=True, text=True, timeout=120)
+
+        sql = run("sql", "SELECT count() AS n FROM meterline.display_names")
+        assert sql.returncode == 0, sql.stderr
+        assert "(1 row)" in sql.stdout
+        report = run("report", "--control-plane", str(example))
+        assert report.returncode == 0, report.stderr
+        assert "Seats per period" in report.stdout
+        back = run("backfill", "--from", "2026-11-01", "--to", "2026-11-02",
+                   "--control-plane", str(example))  # fmt: skip
+        assert back.returncode == 0, back.stderr
+        assert "0 outcomes, 0 retracted" in back.stdout
+        refused = run("sql", "DROP DATABASE meterline")
+        assert refused.returncode == 1 and "one reading statement" in refused.stderr
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+    assert not (data / "query-endpoint.json").exists()

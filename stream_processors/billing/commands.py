@@ -1,0 +1,105 @@
+"""The billing subcommands of ``meterline``: report, sql, backfill.
+
+Exit codes: 0 done, 1 ClickHouse refused or is unavailable, 2 bad arguments or config.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from schemas import ControlPlane
+from stream_processors.billing import report
+from stream_processors.billing.backfill import backfill
+from stream_processors.billing.client import open_client
+from stream_processors.billing.display_names import sync_display_names
+from stream_processors.billing.endpoint import RemoteClient
+from stream_processors.billing.errors import BillingError
+from stream_processors.control_plane import ControlPlaneError, load_control_plane
+from stream_processors.demo.report import table
+from stream_processors.services import clickhouse_writer
+from stream_processors.settings import Settings
+
+ALL_TIME = (date(1970, 1, 1), date(2999, 12, 31))
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"meterline: {message}", file=sys.stderr)
+    return code
+
+
+def _config(path: Path | None) -> ControlPlane | None:
+    return None if path is None else load_control_plane(path)
+
+
+def run_report(
+    settings: Settings, *, project: str | None, start: date | None, end: date | None
+) -> int:
+    try:
+        config = _config(settings.control_plane)
+        client = open_client(settings)
+        if not isinstance(client, RemoteClient):  # tables and views exist, names current
+            writer = clickhouse_writer(settings, client)
+            if config is not None:
+                sync_display_names(writer, config)
+        found = report.sections(
+            client, settings.database, project=project,
+            start=start or ALL_TIME[0], end=end or ALL_TIME[1],
+        )  # fmt: skip
+    except ControlPlaneError as exc:
+        return _fail(str(exc), 2)
+    except BillingError as exc:
+        return _fail(str(exc), 1)
+    except Exception as exc:  # clickhouse-connect raises several unrelated types
+        return _fail(f"query failed: {exc}", 1)
+    print(report.render(found), end="")
+    return 0
+
+
+def run_sql(settings: Settings, sql: str) -> int:
+    try:
+        result = open_client(settings).query(sql)
+    except BillingError as exc:
+        return _fail(str(exc), 1)
+    except Exception as exc:
+        return _fail(f"query failed: {exc}", 1)
+    rows: list[tuple[Any, ...]] = [tuple(r) for r in result.result_rows]
+    columns = list(result.column_names)
+    print(table(columns, rows) if columns else "OK")
+    print(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+    return 0
+
+
+def run_backfill(settings: Settings, *, start: date, end: date, project: str | None) -> int:
+    if settings.control_plane is None:
+        return _fail("backfill needs --control-plane or METERLINE_CONTROL_PLANE", 2)
+    if end < start:
+        return _fail("--to is before --from", 2)
+    try:
+        config = load_control_plane(settings.control_plane)
+        client = open_client(settings)
+        if isinstance(client, RemoteClient):  # `meterline up` holds chDB: it runs the backfill
+            done = client.call("/backfill", {
+                "control_plane": str(settings.control_plane.resolve()),
+                "from": start.isoformat(), "to": end.isoformat(), "project": project,
+            })  # fmt: skip
+        else:
+            writer = clickhouse_writer(settings, client)
+            sync_display_names(writer, config)
+            result = backfill(writer, config, start, end, project)
+            done = {"outcomes": result.outcomes, "retracted": result.retracted,
+                    "seat_rows": result.seat_rows}  # fmt: skip
+    except ControlPlaneError as exc:
+        return _fail(str(exc), 2)
+    except BillingError as exc:
+        return _fail(str(exc), 1)
+    except Exception as exc:
+        return _fail(f"backfill failed: {exc}", 1)
+    print(
+        f"meterline backfill {start}..{end}{f' project {project}' if project else ''}: "
+        f"{done['outcomes']} outcomes, {done['retracted']} retracted, "
+        f"{done['seat_rows']} seat rows (control plane version {config.version})"
+    )
+    return 0

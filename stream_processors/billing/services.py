@@ -1,0 +1,53 @@
+"""What ``meterline up`` runs beside the sink: the control-plane watcher, the seat
+recompute loop (when a control plane is configured) and the local query endpoint (when
+ClickHouse is chDB, which other processes cannot open while ``up`` holds it)."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import date
+from typing import Any
+
+from sinks.clickhouse.writer import ClickHouseWriter
+from stream_processors.billing.backfill import backfill
+from stream_processors.billing.endpoint import QueryServer
+from stream_processors.billing.loop import RecomputeLoop
+from stream_processors.control_plane import ControlPlaneWatcher, load_control_plane
+from stream_processors.settings import Settings
+
+
+class BillingServices:
+    def __init__(self, settings: Settings, writer: ClickHouseWriter) -> None:
+        self.settings, self.writer = settings, writer
+        self.watcher: ControlPlaneWatcher | None = None
+        self.loop: RecomputeLoop | None = None
+        self.server: QueryServer | None = None
+
+    def start(self) -> BillingServices:
+        s = self.settings
+        if s.control_plane is not None:
+            watcher = self.watcher = ControlPlaneWatcher(s.control_plane)
+            watcher.start()
+            self.loop = RecomputeLoop(
+                self.writer, lambda: watcher.current, s.recompute_interval_s
+            ).start()
+        if s.effective_clickhouse_url.startswith("chdb://"):
+            routes = {"/backfill": self._backfill}
+            self.server = QueryServer(self.writer.client, s.data_dir, routes).start()
+        return self
+
+    def _backfill(self, body: dict[str, Any]) -> dict[str, Any]:
+        config = load_control_plane(str(body["control_plane"]))
+        result = backfill(
+            self.writer, config, date.fromisoformat(body["from"]),
+            date.fromisoformat(body["to"]), body.get("project") or None,
+        )  # fmt: skip
+        return dataclasses.asdict(result)
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+        if self.loop is not None:
+            self.loop.stop()
+        if self.watcher is not None:
+            self.watcher.stop()

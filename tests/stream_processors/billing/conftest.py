@@ -1,0 +1,3 @@
+from tests.sinks.fixtures import writer
+
+__all__ = ["writer"]
