@@ -51,7 +51,16 @@ def cmd_up(args: argparse.Namespace) -> int:
     dashboard = None
     try:
         if not args.no_dashboard:
-            dashboard = _start_dashboard(pipeline, args.dashboard_host, args.dashboard_port)
+            try:
+                dashboard = _start_dashboard(pipeline, args.dashboard_host, args.dashboard_port)
+            except OSError as exc:
+                print(
+                    f"meterline up: cannot serve the dashboard on {args.dashboard_host}:"
+                    f"{args.dashboard_port} ({exc.strerror}): pass --dashboard-port N "
+                    "(0: any free port) or --no-dashboard",
+                    file=sys.stderr,
+                )
+                return 2
         print(
             f"meterline up: kafka {s.kafka_bootstrap}  "
             f"clickhouse {redact_url(s.effective_clickhouse_url)}  database {s.database}\n"

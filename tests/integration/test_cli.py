@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -61,7 +62,8 @@ def test_up_runs_until_interrupted_then_stops_every_child(tmp_path: Path) -> Non
         assert not Path(f"/proc/{pid}").exists(), f"child {pid} outlived meterline up"
 
 
-def test_dashboard_serves_a_chdb_path_alone_until_interrupted(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_dashboard_serves_a_chdb_path_alone_until_stopped(tmp_path: Path, stop: int) -> None:
     url = f"chdb://{tmp_path / 'ch'}"
     cmd, env = meterline("dashboard", "--port", "0", "--clickhouse-url", url, data_dir=tmp_path)
     proc = subprocess.Popen(
@@ -74,5 +76,17 @@ def test_dashboard_serves_a_chdb_path_alone_until_interrupted(tmp_path: Path) ->
         with urlopen(first.split()[2] + "api/projects", timeout=10) as resp:
             assert json.load(resp)["projects"] == []  # no tables yet: an empty list, no error
     finally:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop)
         assert proc.wait(timeout=30) == 0, proc.stdout.read()
+
+
+def test_up_says_which_flag_to_use_when_the_dashboard_port_is_taken(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        cmd, env = meterline("up", "--dashboard-port", port, data_dir=tmp_path / "ml")
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"cannot serve the dashboard on 127.0.0.1:{port}" in done.stderr
+    assert "--dashboard-port N (0: any free port) or --no-dashboard" in done.stderr
