@@ -22,7 +22,7 @@ CHROMEDRIVER = ("chromedriver", "/usr/lib/chromium/chromedriver")
 
 def _find(env: str, names: tuple[str, ...]) -> str | None:
     if os.environ.get(env):
-        return os.environ[env]
+        return os.environ[env] if Path(os.environ[env]).is_file() else None
     for name in names:
         found = shutil.which(name) or (name if Path(name).is_file() else None)
         if found:
