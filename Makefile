@@ -1,12 +1,13 @@
 # meterline: the two commands of the README, and a few more.
 #   make demo   create .venv (first time), run the pipeline end to end on the embedded default
 #   make test   create .venv (first time), run ruff, mypy and the whole test suite
+#               (installs headless Chromium from Debian first if it is missing: `make browser`)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test up lint typecheck unit integration bench clean
+.PHONY: demo test up dashboard lint typecheck unit integration browser bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +21,7 @@ demo: $(STAMP)
 up: $(STAMP)
 	$(BIN)/meterline up
 
-test: lint typecheck
+test: lint typecheck browser
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
@@ -32,8 +33,30 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest -m "not integration"
 
-integration: $(STAMP)
+integration: $(STAMP) browser
 	$(BIN)/python -m pytest -m integration
+
+dashboard: $(STAMP)
+	$(BIN)/meterline dashboard
+
+# Headless Chromium and its driver (Debian packages) for the dashboard's browser test.
+# Installs only what is missing, as root or through sudo. A failed install does not stop
+# `make test`: the browser test then fails and says that Chromium is missing.
+CHROMIUM_PACKAGES := chromium chromium-driver fonts-dejavu-core
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then \
+		exit 0; \
+	elif ! command -v apt-get >/dev/null; then \
+		echo "make browser: no apt-get here; install Chromium and chromedriver yourself" \
+			"(or set METERLINE_CHROMIUM / METERLINE_CHROMEDRIVER)" >&2; \
+	else \
+		sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		echo "make browser: installing $(CHROMIUM_PACKAGES) (Debian packages) ..."; \
+		{ $$sudo apt-get update -qq \
+			&& DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq \
+				$(CHROMIUM_PACKAGES) >/dev/null; } \
+		|| echo "make browser: installing Chromium failed; the dashboard browser test will fail" >&2; \
+	fi
 
 clean:
 	rm -rf $(VENV) .meterline .pytest_cache .mypy_cache .ruff_cache

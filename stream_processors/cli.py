@@ -10,12 +10,19 @@ import threading
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stream_processors.logs import LOG_LEVELS, configure_logging
 from stream_processors.settings import Settings
 
 __all__ = ["LOG_LEVELS", "main", "parser"]
+
+if TYPE_CHECKING:
+    from stream_processors.dashboard import DashboardServer
+    from stream_processors.embedded.runtime import Pipeline
+
+#: Where ``meterline up`` and ``meterline dashboard`` serve the dashboard by default.
+DASHBOARD_PORT = 8321
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -28,32 +35,84 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    from sinks import redact_url
     from stream_processors.embedded.runtime import Pipeline
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     pipeline = Pipeline(_settings(args), workers=args.workers).start()
     s = pipeline.settings
-    print(
-        f"meterline up: kafka {s.kafka_bootstrap}  clickhouse {s.effective_clickhouse_url}  "
-        f"database {s.database}",
-        flush=True,
-    )
-    if pipeline.metrics_url:
+    dashboard = None
+    try:
+        if not args.no_dashboard:
+            try:
+                dashboard = _start_dashboard(pipeline, args.dashboard_host, args.dashboard_port)
+            except OSError as exc:
+                print(
+                    f"meterline up: cannot serve the dashboard on {args.dashboard_host}:"
+                    f"{args.dashboard_port} ({exc.strerror}): pass --dashboard-port N "
+                    "(0: any free port) or --no-dashboard",
+                    file=sys.stderr,
+                )
+                return 2
         print(
-            f"metrics {pipeline.metrics_url}/metrics  health /healthz /readyz  "
-            f"(workers: {s.effective_run_dir}/processor-*.json)",
+            f"meterline up: kafka {s.kafka_bootstrap}  "
+            f"clickhouse {redact_url(s.effective_clickhouse_url)}  database {s.database}\n"
+            + (f"Dashboard: {dashboard.url}\n" if dashboard else "")
+            + (
+                f"metrics {pipeline.metrics_url}/metrics  health /healthz /readyz  "
+                f"(workers: {s.effective_run_dir}/processor-*.json)\n"
+                if pipeline.metrics_url
+                else ""
+            )
+            + f"Produce to {', '.join(s.topics.raw)}. Ctrl-C to stop.",
             flush=True,
         )
-    print(f"Produce to {', '.join(s.topics.raw)}. Ctrl-C to stop.", flush=True)
-    try:
         while not stop.wait(1.0):
             pipeline.check()
     except KeyboardInterrupt:
         pass
     finally:
         print("meterline: stopping ...", flush=True)
+        if dashboard is not None:
+            dashboard.stop()
         pipeline.stop()
+    return 0
+
+
+def _start_dashboard(pipeline: Pipeline, host: str, port: int) -> DashboardServer:
+    """The dashboard in this process: it shares the pipeline's chDB client (chDB allows one
+    process per data path); an HTTP ClickHouse gets a client of its own."""
+    from sinks import connect
+    from stream_processors.dashboard import DashboardServer, Source
+
+    s = pipeline.settings
+    shared = s.effective_clickhouse_url.startswith("chdb:")
+    client = pipeline.clickhouse if shared else connect(s.effective_clickhouse_url)
+    return DashboardServer(Source(client, s.database), host=host, port=port).start()
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    """Serve the dashboard alone, for an HTTP ClickHouse or a chDB path no process holds."""
+    from sinks import connect, redact_url
+    from stream_processors.dashboard import DashboardServer, Source
+
+    settings = _settings(args)
+    client = connect(settings.effective_clickhouse_url)
+    server = DashboardServer(Source(client, settings.database), host=args.host, port=args.port)
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.httpd.shutdown).start())
+    print(
+        f"meterline dashboard: {server.url}  (clickhouse "
+        f"{redact_url(settings.effective_clickhouse_url)}, database {settings.database}). "
+        "Ctrl-C to stop.",
+        flush=True,
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
     return 0
 
 
@@ -194,11 +253,26 @@ def parser() -> argparse.ArgumentParser:
     common(up)
     up.add_argument("--workers", type=int, default=1, help="processor worker processes")
     up.add_argument("--control-plane", help="control-plane YAML (env METERLINE_CONTROL_PLANE)")
+    up.add_argument(
+        "--dashboard-port", type=int, default=DASHBOARD_PORT,
+        help=f"serve the dashboard on this port (default {DASHBOARD_PORT}; 0: any free port)",
+    )  # fmt: skip
+    up.add_argument("--dashboard-host", default="127.0.0.1", help="dashboard bind address")
+    up.add_argument("--no-dashboard", action="store_true", help="do not serve the dashboard")
     up.set_defaults(func=cmd_up)
     demo = sub.add_parser("demo", help="run the pipeline on synthetic agent traffic and report")
     common(demo)
     demo.add_argument("--events", type=int, default=5_000, help="unique events to send")
     demo.set_defaults(func=cmd_demo)
+    dash = sub.add_parser(
+        "dashboard", help="serve the web dashboard (HTTP ClickHouse, or a chDB path not in use)"
+    )
+    common(dash)
+    dash.add_argument("--port", type=int, default=DASHBOARD_PORT, help="0: any free port")
+    dash.add_argument(
+        "--host", default="127.0.0.1", help="bind address (no authentication: keep it local)"
+    )
+    dash.set_defaults(func=cmd_dashboard)
     worker = sub.add_parser("worker", help="run one stream-processor worker (Faust)")
     worker.set_defaults(func=cmd_worker)
     topics = sub.add_parser("topics", help="create meterline's topics (idempotent)")

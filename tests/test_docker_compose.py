@@ -30,7 +30,8 @@ DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 
 APP_SERVICES = ("topics", "processor", "sink")
-SECRETS = {"CLICKHOUSE_PASSWORD": "pw-for-tests-only"}
+SECRETS = {"CLICKHOUSE_PASSWORD": "pw-for-tests-only", "GRAFANA_ADMIN_PASSWORD": "gf-for-tests"}
+GRAFANA_DIR = ROOT / "deploy" / "grafana"
 
 # Compose interpolation: $$ escape, ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?err}, $VAR
 _INTERPOLATION = re.compile(
@@ -129,7 +130,7 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
 
 
 def test_the_pipeline_services_exist(services: dict[str, dict[str, Any]]) -> None:
-    assert {"kafka", "clickhouse", *APP_SERVICES} <= set(services)
+    assert {"kafka", "clickhouse", *APP_SERVICES, "dashboard", "grafana"} <= set(services)
 
 
 @pytest.mark.parametrize(
@@ -175,7 +176,8 @@ def test_dockerfile_runs_meterline_from_the_pipeline_extra_as_non_root() -> None
 
 
 @pytest.mark.parametrize(
-    ("service", "func"), [("processor", cli.cmd_worker), ("sink", cli.cmd_sink)]
+    ("service", "func"),
+    [("processor", cli.cmd_worker), ("sink", cli.cmd_sink), ("dashboard", cli.cmd_dashboard)],
 )
 def test_commands_are_real_cli_subcommands(
     services: dict[str, dict[str, Any]], service: str, func: Any
@@ -231,12 +233,13 @@ def test_app_services_bootstrap_from_kafkas_internal_listener(
     )
 
 
-def test_sink_reaches_clickhouse_with_the_servers_credentials(
-    services: dict[str, dict[str, Any]],
+@pytest.mark.parametrize("reader", ["sink", "dashboard"])
+def test_sink_and_dashboard_reach_clickhouse_with_the_servers_credentials(
+    services: dict[str, dict[str, Any]], reader: str
 ) -> None:
     for extra in ({}, {"CLICKHOUSE_USER": "ops"}):
         server = env(services["clickhouse"], extra)
-        url = urlsplit(env(services["sink"], extra)["METERLINE_CLICKHOUSE_URL"])
+        url = urlsplit(env(services[reader], extra)["METERLINE_CLICKHOUSE_URL"])
         assert url.scheme == "http"
         assert (url.hostname, url.port) == ("clickhouse", 8123)
         assert url.username == server["CLICKHOUSE_USER"]
@@ -260,12 +263,22 @@ def test_no_password_has_a_default(compose: dict[str, Any]) -> None:
                 assert list(variables(value)), f"{key} is a literal"
 
 
-@pytest.mark.parametrize("name", ["clickhouse", "sink"])
+@pytest.mark.parametrize(
+    ("name", "missing"),
+    [
+        ("clickhouse", "CLICKHOUSE_PASSWORD"),
+        ("sink", "CLICKHOUSE_PASSWORD"),
+        ("dashboard", "CLICKHOUSE_PASSWORD"),
+        ("grafana", "CLICKHOUSE_PASSWORD"),
+        ("grafana", "GRAFANA_ADMIN_PASSWORD"),
+    ],
+)
 def test_compose_refuses_to_start_without_a_password(
-    services: dict[str, dict[str, Any]], name: str
+    services: dict[str, dict[str, Any]], name: str, missing: str
 ) -> None:
-    with pytest.raises(MissingVariable, match="CLICKHOUSE_PASSWORD"):
-        {k: interpolate(v, {}) for k, v in raw_env(services[name]).items()}
+    others = {k: v for k, v in SECRETS.items() if k != missing}
+    with pytest.raises(MissingVariable, match=missing):
+        {k: interpolate(v, others) for k, v in raw_env(services[name]).items()}
 
 
 def test_published_ports_are_bound_to_loopback(services: dict[str, dict[str, Any]]) -> None:
@@ -335,7 +348,7 @@ def test_every_meterline_variable_is_a_setting_the_code_reads(compose: dict[str,
     assert used and used <= recording.read, sorted(used - recording.read)
 
 
-@pytest.mark.parametrize("name", APP_SERVICES)
+@pytest.mark.parametrize("name", [*APP_SERVICES, "dashboard"])
 def test_meterline_settings_arrive_with_the_compose_values(
     services: dict[str, dict[str, Any]], name: str
 ) -> None:

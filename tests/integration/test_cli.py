@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.request import urlopen
 
 import pytest
 
@@ -30,7 +33,7 @@ def test_demo_reports_counts_that_match_and_exits_zero(tmp_path: Path) -> None:
 
 
 def test_up_runs_until_interrupted_then_stops_every_child(tmp_path: Path) -> None:
-    cmd, env = meterline("up", data_dir=tmp_path / "ml")
+    cmd, env = meterline("up", "--dashboard-port", "0", data_dir=tmp_path / "ml")
     proc = subprocess.Popen(
         cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
@@ -46,6 +49,10 @@ def test_up_runs_until_interrupted_then_stops_every_child(tmp_path: Path) -> Non
         proc.kill()
         pytest.fail("meterline up did not come up:\n" + "".join(lines))
     assert "kafka 127.0.0.1:" in "".join(lines)
+    # the dashboard is served from the same process, on the pipeline's chDB
+    (url,) = [line.split()[1] for line in lines if line.startswith("Dashboard: ")]
+    with urlopen(url + "api/projects", timeout=10) as resp:
+        assert json.load(resp) == {"database": "meterline", "projects": []}
     children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True)
     child_pids = [int(p) for p in children.stdout.split()]
     assert len(child_pids) >= 2  # the Tansu broker and a processor worker
@@ -90,3 +97,33 @@ def test_report_sql_and_backfill_work_while_up_holds_chdb(tmp_path: Path) -> Non
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 0
     assert not (data / "query-endpoint.json").exists()
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_dashboard_serves_a_chdb_path_alone_until_stopped(tmp_path: Path, stop: int) -> None:
+    url = f"chdb://{tmp_path / 'ch'}"
+    cmd, env = meterline("dashboard", "--port", "0", "--clickhouse-url", url, data_dir=tmp_path)
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    try:
+        assert first.startswith("meterline dashboard: http://127.0.0.1:"), first
+        with urlopen(first.split()[2] + "api/projects", timeout=10) as resp:
+            assert json.load(resp)["projects"] == []  # no tables yet: an empty list, no error
+    finally:
+        proc.send_signal(stop)
+        assert proc.wait(timeout=30) == 0, proc.stdout.read()
+
+
+def test_up_says_which_flag_to_use_when_the_dashboard_port_is_taken(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        cmd, env = meterline("up", "--dashboard-port", port, data_dir=tmp_path / "ml")
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"cannot serve the dashboard on 127.0.0.1:{port}" in done.stderr
+    assert "--dashboard-port N (0: any free port) or --no-dashboard" in done.stderr
