@@ -87,22 +87,28 @@ GROUP BY error_type, stage ORDER BY count() DESC, error_type, stage
 """
 
 # --- Rules-derived tables (outcomes, seat_counts) ---------------------------------------
-# Written by the rules stage; a database without them shows "not present" instead. The
-# columns each query needs are listed in REQUIRED_COLUMNS: adapt both together.
+# Written by the rule stage and the seat recompute (sinks/clickhouse/ddl.py: OUTCOMES,
+# SEAT_COUNTS); a database without them shows "not present" instead. Retracted outcomes (a
+# later event un-matched them) are left out. The columns each query needs are listed in
+# REQUIRED_COLUMNS: adapt both together.
 
 REQUIRED_COLUMNS: dict[str, frozenset[str]] = {
     "events": frozenset({"project", "timestamp"}),
-    "outcomes": frozenset({"project", "rule_name", "trace_id", "value", "timestamp"}),
+    "outcomes": frozenset(
+        {"project", "rule_name", "trace_id", "value", "timestamp", "retracted"}
+    ),
     "seat_counts": frozenset({"project", "rule_name", "period", "period_start", "seats"}),
 }
 
 OUTCOMES_OVER_TIME = f"""
 SELECT {{bucket}} AS b, rule_name, count()
-FROM {{db}}.outcomes FINAL WHERE {IN_PERIOD} GROUP BY b, rule_name ORDER BY b, rule_name
+FROM {{db}}.outcomes FINAL WHERE {IN_PERIOD} AND retracted = 0
+GROUP BY b, rule_name ORDER BY b, rule_name
 """
 OUTCOMES_BY_RULE = f"""
 SELECT rule_name, count(), sum(value)
-FROM {{db}}.outcomes FINAL WHERE {IN_PERIOD} GROUP BY rule_name ORDER BY rule_name
+FROM {{db}}.outcomes FINAL WHERE {IN_PERIOD} AND retracted = 0
+GROUP BY rule_name ORDER BY rule_name
 """
 
 #: Seats per period start: ``period`` is ``day`` or ``month`` (the seat rule's period).
@@ -122,7 +128,7 @@ SELECT o.rule_name, sum(o.n) AS outcomes, sum(c.cost) AS cost,
        if(outcomes = 0, 0, cost / outcomes)
 FROM (
     SELECT rule_name, trace_id, count() AS n FROM {{db}}.outcomes FINAL
-    WHERE {IN_PERIOD} GROUP BY rule_name, trace_id
+    WHERE {IN_PERIOD} AND retracted = 0 GROUP BY rule_name, trace_id
 ) AS o
 LEFT JOIN (
     SELECT trace_id, sum(cost_usd) AS cost FROM {{db}}.events FINAL

@@ -180,7 +180,11 @@ def test_the_page_and_chart_js_are_served_locally(api: Callable[..., Any]) -> No
         assert b"Chart.js v4" in resp.read(200)
 
 
-def test_rules_panels_say_when_their_tables_are_missing(api: Callable[..., Any]) -> None:
+def test_rules_panels_say_when_their_tables_are_missing(
+    api: Callable[..., Any], clickhouse: Any, database: str
+) -> None:
+    for table in ("outcomes", "seat_counts"):  # a database written before the rule stage
+        clickhouse.command(f"DROP TABLE {database}.{table} SYNC")
     for panel, table in (("outcomes", "outcomes"), ("seats", "seat_counts"),
                          ("cost_per_outcome", "outcomes")):  # fmt: skip
         body = api(f"/api/panel/{panel}", project="acme", **PERIOD)
@@ -191,25 +195,25 @@ def test_rules_panels_say_when_their_tables_are_missing(api: Callable[..., Any])
 def test_rules_panels_read_outcomes_and_seats(
     api: Callable[..., Any], clickhouse: Any, database: str
 ) -> None:
-    clickhouse.command(
-        f"CREATE TABLE {database}.outcomes (project String, outcome_id String, rule_name String,"
-        " trace_id String, value Float64, timestamp DateTime64(6, 'UTC'), version UInt32)"
-        " ENGINE = ReplacingMergeTree(version) ORDER BY (project, outcome_id)"
-    )
-    clickhouse.command(
-        f"CREATE TABLE {database}.seat_counts (project String, rule_name String, period String,"
-        " period_start Date, seats UInt32) ENGINE = ReplacingMergeTree"
-        " ORDER BY (project, rule_name, period, period_start)"
-    )
+    # the real tables (sinks/clickhouse/ddl.py), created by the sink's ensure_schema
     clickhouse.insert(
         f"{database}.outcomes",
-        [("acme", "o1", "invoice", "t1", 2.0, T0, 1), ("acme", "o2", "invoice", "t1", 2.0, T0, 1),
-         ("acme", "o3", "invoice", "t2", 2.0, T0, 1), ("acme", "o3", "invoice", "t2", 2.0, T0, 2)],
+        [("acme", "o1", "invoice", "invoice", "t1", 2.0, T0, 0, 1),
+         ("acme", "o2", "invoice", "invoice", "t1", 2.0, T0, 0, 1),
+         ("acme", "o3", "invoice", "invoice", "t2", 2.0, T0, 0, 1),
+         ("acme", "o3", "invoice", "invoice", "t2", 2.0, T0, 0, 2),
+         ("acme", "o4", "invoice", "invoice", "t2", 2.0, T0, 0, 1),
+         ("acme", "o4", "invoice", "invoice", "t2", 2.0, T0, 1, 2)],  # retracted later
+        column_names=["project", "outcome_id", "rule_id", "rule_name", "trace_id", "value",
+                      "timestamp", "retracted", "version"],
     )  # fmt: skip
     clickhouse.insert(
         f"{database}.seat_counts",
-        [("acme", "active", "day", T0.date(), 2), ("acme", "active", "month", T0.date(), 5)],
-    )
+        [("acme", "active", "active", "day", T0.date(), 2, T0),
+         ("acme", "active", "active", "month", T0.date(), 5, T0)],
+        column_names=["project", "rule_id", "rule_name", "period", "period_start", "seats",
+                      "computed_at"],
+    )  # fmt: skip
     outcomes = rows(api("/api/panel/outcomes", project="acme", **PERIOD), "rule")
     assert outcomes == {"invoice": {"rule": "invoice", "outcomes": 3, "value": 6.0}}
     per_outcome = rows(api("/api/panel/cost_per_outcome", project="acme", **PERIOD), "rule")
