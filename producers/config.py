@@ -23,7 +23,9 @@ def init(
     """Set up the process-wide client (replacing, and closing, any previous one).
 
     Unset arguments come from ``METERLINE_KAFKA_BOOTSTRAP``, ``METERLINE_PROJECT`` and
-    ``METERLINE_TOPIC_PREFIX``. ``options`` go to :class:`MeterlineClient`.
+    ``METERLINE_TOPIC_PREFIX``; Kafka access (TLS, SASL) from ``METERLINE_KAFKA_SECURITY_*``
+    variables (:func:`access_config_from_env`), under any ``config=`` given.
+    ``options`` go to :class:`MeterlineClient`.
     """
     bootstrap = bootstrap_servers or os.environ.get("METERLINE_KAFKA_BOOTSTRAP")
     if not bootstrap:
@@ -31,6 +33,7 @@ def init(
             "no Kafka bootstrap servers: pass producers.init(bootstrap_servers=...) "
             "or set METERLINE_KAFKA_BOOTSTRAP"
         )
+    options["config"] = {**access_config_from_env(), **(options.get("config") or {})}
     client = MeterlineClient.from_kafka(
         bootstrap,
         topic_prefix=topic_prefix or os.environ.get("METERLINE_TOPIC_PREFIX", "meterline"),
@@ -65,3 +68,47 @@ def get_client() -> MeterlineClient:
 def flush(timeout: float = 30.0) -> int:
     """Flush the process-wide client (see :meth:`MeterlineClient.flush`)."""
     return get_client().flush(timeout)
+
+
+def kafka_access_config(
+    security_protocol: str | None = None,
+    sasl_mechanism: str | None = None,
+    sasl_username: str | None = None,
+    sasl_password: str | None = None,
+    ssl_ca_location: str | None = None,
+) -> dict[str, str]:
+    """librdkafka access settings; empty means PLAINTEXT. A SASL mechanism without a
+    protocol means SASL_PLAINTEXT, or SASL_SSL when a CA bundle is given."""
+    conf: dict[str, str] = {}
+    protocol = security_protocol
+    if protocol is None and sasl_mechanism:
+        protocol = "SASL_SSL" if ssl_ca_location else "SASL_PLAINTEXT"
+    if protocol:
+        conf["security.protocol"] = protocol.upper()
+    if sasl_mechanism:
+        conf["sasl.mechanism"] = sasl_mechanism.upper()
+    if sasl_username is not None:
+        conf["sasl.username"] = sasl_username
+    if sasl_password is not None:
+        conf["sasl.password"] = sasl_password
+    if ssl_ca_location:
+        conf["ssl.ca.location"] = ssl_ca_location
+    return conf
+
+
+def access_config_from_env(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """:func:`kafka_access_config` from ``METERLINE_KAFKA_SECURITY_PROTOCOL``,
+    ``..._SASL_MECHANISM``, ``..._SASL_USERNAME``, ``..._SASL_PASSWORD``,
+    ``..._SSL_CA_LOCATION`` (the same variables the pipeline reads)."""
+    env = os.environ if environ is None else environ
+
+    def get(name: str) -> str | None:
+        return env.get("METERLINE_KAFKA_" + name) or None
+
+    return kafka_access_config(
+        get("SECURITY_PROTOCOL"),
+        get("SASL_MECHANISM"),
+        get("SASL_USERNAME"),
+        get("SASL_PASSWORD"),
+        get("SSL_CA_LOCATION"),
+    )

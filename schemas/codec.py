@@ -8,7 +8,7 @@ from typing import Annotated, TypeVar
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
-from schemas.common import SCHEMA_VERSION, UtcDatetime
+from schemas.common import ID_PATTERN, SCHEMA_VERSION, UtcDatetime
 from schemas.derived import DeadLetter, EnrichedEvent, TrajectoryState
 from schemas.errors import InvalidRecord, UnsupportedSchemaVersion
 from schemas.events import ActionEvent, RawRecord, TelemetryEvent, TrajectoryRecord
@@ -68,16 +68,24 @@ def encode_enriched(
 
 
 def decode_raw(data: bytes | str) -> RawRecord:
-    """Parse a raw record (action, telemetry or trajectory) from JSON.
+    """Parse a raw record (action, telemetry or trajectory) from JSON. ``timestamp`` is
+    required here (a record built in Python defaults it to the time of construction).
 
     Raises:
         UnsupportedSchemaVersion: the record is from a newer schema than this code knows.
         InvalidRecord: anything else; ``reason`` names the field(s).
     """
     try:
-        return _RAW.validate_json(data)
+        record = _RAW.validate_json(data)
     except ValidationError as exc:
         raise _to_invalid(exc, data) from None
+    if "timestamp" not in record.model_fields_set:
+        # the model's default (now) is for records built in the agent; on the wire a missing
+        # event time would silently become ingestion time
+        raise InvalidRecord(
+            "timestamp: Field required (event time is never replaced by ingestion time)"
+        )
+    return record
 
 
 def decode_derived(data: bytes | str) -> DerivedRecord:
@@ -106,6 +114,10 @@ def describe(exc: ValidationError) -> str:
             loc, msg = "type", "missing; expected one of 'action', 'telemetry', 'trajectory'"
         elif err["type"] == "union_tag_invalid":
             loc = "type"
+        elif err["type"] == "string_pattern_mismatch" and err.get("ctx", {}).get(
+            "pattern"
+        ) == ID_PATTERN:
+            msg = "must not contain control characters (NUL, newline, tab, ...)"
         parts.append(f"{loc}: {msg}" if loc else msg)
     extra = exc.error_count() - _MAX_ERRORS_IN_REASON
     if extra > 0:

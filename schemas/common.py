@@ -2,19 +2,67 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
 
 #: The wire format version this code writes and the newest it reads.
 SCHEMA_VERSION = 1
 
-#: An identifier: non-empty, no surrounding whitespace, at most 256 characters.
-Id = Annotated[str, StringConstraints(min_length=1, max_length=256, strip_whitespace=True)]
+#: What an identifier may hold: anything but C0 controls (NUL, newline, tab, ...) and DEL.
+ID_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+
+#: An identifier: a string (never a number), non-empty after stripping surrounding
+#: whitespace, at most 256 characters, no control characters.
+Id = Annotated[
+    str,
+    StringConstraints(
+        min_length=1, max_length=256, strip_whitespace=True, pattern=ID_PATTERN
+    ),
+]
 
 #: A free-form label (action names, models, ...): at most 512 characters.
 Label = Annotated[str, StringConstraints(max_length=512)]
+
+
+#: Epoch numbers at or above these magnitudes are milliseconds, microseconds, nanoseconds.
+_EPOCH_UNITS = ((1e17, 1e9), (1e14, 1e6), (1e11, 1e3))
+
+
+def epoch_seconds(value: float) -> float:
+    """Seconds since the Unix epoch for an epoch number in s, ms, us or ns, by magnitude:
+    below 1e11 seconds (up to year 5138), below 1e14 milliseconds, below 1e17
+    microseconds, else nanoseconds."""
+    for threshold, divisor in _EPOCH_UNITS:
+        if abs(value) >= threshold:
+            return value / divisor
+    return value
+
+
+def _from_epoch(value: Any) -> Any:
+    """Epoch numbers (int, float or a string of digits) -> aware UTC datetimes. Anything
+    else is left to pydantic's datetime parsing (ISO 8601). Booleans are refused."""
+    if isinstance(value, bool):
+        raise ValueError("a boolean is not a timestamp")
+    is_number = isinstance(value, int | float)
+    if not is_number and not (isinstance(value, str) and _EPOCH_STRING.fullmatch(value.strip())):
+        return value
+    try:
+        return datetime.fromtimestamp(epoch_seconds(float(value)), UTC)
+    except (OverflowError, OSError, ValueError):
+        raise ValueError(f"epoch number {value!r} is out of range") from None
+
+
+_EPOCH_STRING = re.compile(r"-?\d+(\.\d+)?")
 
 
 def _as_utc(value: datetime) -> datetime:
@@ -24,8 +72,11 @@ def _as_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-#: A point in time, always aware and in UTC on the way out.
-UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+#: A point in time, always aware and in UTC on the way out. Accepted: ISO 8601 strings
+#: (without an offset: UTC), datetimes (naive: UTC), and Unix epoch numbers in seconds,
+#: milliseconds, microseconds or nanoseconds (unit by magnitude, see :func:`epoch_seconds`).
+#: Range checks against processing time are the processor's (``steps/clock.py``).
+UtcDatetime = Annotated[datetime, BeforeValidator(_from_epoch), AfterValidator(_as_utc)]
 
 #: JSON-object payloads (properties, metadata).
 JsonObject = dict[str, Any]

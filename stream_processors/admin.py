@@ -16,12 +16,16 @@ def ensure_topics(
     partitions: int,
     replication_factor: int = 1,
     timeout_s: float = 30.0,
+    config: dict[str, str] | None = None,
 ) -> None:
     """Create missing topics; fail if an existing one has another partition count.
 
-    Raw topics must share one partition count: the trace_id join relies on it.
+    Raw topics must share one partition count: the trace_id join relies on it. ``config``:
+    extra librdkafka settings (access: ``Settings.kafka_client_config()``).
     """
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log.connection.close": False})
+    admin = AdminClient(
+        {"bootstrap.servers": bootstrap, "log.connection.close": False, **(config or {})}
+    )
     wanted = list(names)
     existing = admin.list_topics(timeout=timeout_s).topics
     missing = [n for n in wanted if n not in existing]

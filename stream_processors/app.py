@@ -16,6 +16,7 @@ def create_app(settings: Settings, *, store: str = "memory://") -> faust.App:
     return faust.App(
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
+        broker_credentials=settings.faust_credentials(),  # TLS / SASL, None = PLAINTEXT
         store=store,
         datadir=str(settings.faust_datadir),
         topic_partitions=settings.partitions,

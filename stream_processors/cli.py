@@ -140,7 +140,12 @@ def cmd_topics(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    ensure_topics(settings.kafka_bootstrap, settings.topics.all, settings.partitions)
+    ensure_topics(
+        settings.kafka_bootstrap,
+        settings.topics.all,
+        settings.partitions,
+        config=settings.kafka_client_config(),
+    )
     print(f"meterline topics ready: {', '.join(settings.topics.all)} x {settings.partitions}")
     return 0
 
@@ -151,7 +156,7 @@ def cmd_sink(args: argparse.Namespace) -> int:
     from stream_processors.billing.services import BillingServices
     from stream_processors.endpoints import new_registry
     from stream_processors.monitoring import sink_endpoints
-    from stream_processors.services import build_sink, clickhouse_writer
+    from stream_processors.services import Stopped, build_sink, clickhouse_writer
 
     settings = _settings(args)
     if not settings.kafka_bootstrap:
@@ -159,15 +164,23 @@ def cmd_sink(args: argparse.Namespace) -> int:
             "meterline sink: set METERLINE_KAFKA_BOOTSTRAP (or --kafka-bootstrap)", file=sys.stderr
         )
         return 2
-    ensure_topics(settings.kafka_bootstrap, settings.topics.all, settings.partitions)
-    writer = clickhouse_writer(settings)
+    ensure_topics(
+        settings.kafka_bootstrap,
+        settings.topics.all,
+        settings.partitions,
+        config=settings.kafka_client_config(),
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:  # a ClickHouse that is down at start is waited for, like one that goes down later
+        writer = clickhouse_writer(settings, stop=stop, retry_backoff_s=(0.5, 10.0))
+    except Stopped:
+        return 0
     registry = new_registry("sink")
     sink = build_sink(settings, writer, SinkMetrics(registry))
     server = sink_endpoints(settings, registry, sink, None, writer.client, "sink")
     billing = BillingServices(settings, writer).start()  # seat recompute with a control plane
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
         sink.run(stop)
     finally:

@@ -15,6 +15,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
+from producers.config import access_config_from_env
 from stream_processors.errors import ProcessorError
 
 CONFIG: dict[str, Any] = {
@@ -32,8 +33,14 @@ class OutputDeliveryError(ProcessorError):
 
 
 class BatchOutput:
+    """``config`` overrides :data:`CONFIG`. Kafka access (TLS, SASL) comes from the
+    ``METERLINE_KAFKA_*`` environment the worker process runs with, unless ``config`` sets
+    ``security.protocol`` itself."""
+
     def __init__(self, bootstrap: str, config: dict[str, Any] | None = None) -> None:
-        self._producer = Producer({**CONFIG, "bootstrap.servers": bootstrap, **(config or {})})
+        config = config or {}
+        access = {} if "security.protocol" in config else access_config_from_env()
+        self._producer = Producer({**CONFIG, **access, "bootstrap.servers": bootstrap, **config})
         self._lock = threading.Lock()
         self._errors: list[str] = []
         self.sent: dict[str, int] = {}  # records sent per topic (read by metrics)

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from typing import Any
 
-from sinks import ClickHouseSink, ClickHouseWriter, connect
+from sinks import ClickHouseSink, ClickHouseWriter, ConfigurationError, connect, redact_url
 from sinks.metrics import SinkMetrics
 from stream_processors.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Stopped(Exception):
+    """Asked to stop while waiting for ClickHouse."""
 
 
 def consumer_timeouts(settings: Settings) -> dict[str, Any]:
@@ -17,13 +25,41 @@ def consumer_timeouts(settings: Settings) -> dict[str, Any]:
     }
 
 
-def clickhouse_writer(settings: Settings, client: Any | None = None) -> ClickHouseWriter:
-    """A writer on ``settings``' ClickHouse with its tables created (idempotent)."""
-    writer = ClickHouseWriter(
-        client or connect(settings.effective_clickhouse_url), settings.database
-    )
-    writer.ensure_schema()
-    return writer
+def clickhouse_writer(
+    settings: Settings,
+    client: Any | None = None,
+    *,
+    stop: threading.Event | None = None,
+    retry_backoff_s: tuple[float, float] | None = None,
+) -> ClickHouseWriter:
+    """A writer on ``settings``' ClickHouse with its tables created (idempotent).
+
+    With ``retry_backoff_s`` (first, max delay), an unreachable ClickHouse is retried with
+    exponential backoff until it answers or ``stop`` is set (then :class:`Stopped`); a
+    misconfigured URL still fails at once. Without it, the first error is raised.
+    """
+    delay = retry_backoff_s[0] if retry_backoff_s else 0.0
+    while True:
+        try:
+            writer = ClickHouseWriter(
+                client or connect(settings.effective_clickhouse_url), settings.database
+            )
+            writer.ensure_schema()
+            return writer
+        except ConfigurationError:
+            raise
+        except Exception as exc:
+            if retry_backoff_s is None:
+                raise
+            log.error(
+                "ClickHouse at %s unreachable (%s); retrying in %.1fs",
+                redact_url(settings.effective_clickhouse_url),
+                str(exc).splitlines()[0][:200],
+                delay,
+            )
+            if (stop or threading.Event()).wait(delay):
+                raise Stopped from exc
+            delay = min(delay * 2, retry_backoff_s[1])
 
 
 def build_sink(
@@ -36,6 +72,6 @@ def build_sink(
         settings.topics,
         writer,
         group_id=settings.sink_group,
-        consumer_config=consumer_timeouts(settings),
+        consumer_config={**consumer_timeouts(settings), **settings.kafka_client_config()},
         metrics=metrics,
     )

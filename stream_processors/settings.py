@@ -1,4 +1,9 @@
-"""Runtime settings for processors, sink and the embedded runtime, read from the environment."""
+"""Runtime settings for processors, sink and the embedded runtime, read from the environment.
+
+Secrets (the Kafka SASL password, a password in the ClickHouse URL) never appear in
+``repr``/``str`` of :class:`Settings`; they do travel in :meth:`Settings.to_env`, which is
+for child processes only.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,9 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+from producers.config import kafka_access_config
 from schemas import Topics
 
 ENV_PREFIX = "METERLINE_"
@@ -61,6 +68,13 @@ class Settings:
     control_plane: Path | None = None
     # seconds between seat recomputes (and display-name syncs) in `meterline up`
     recompute_interval_s: float = 60.0
+    # Kafka access (every Kafka client: SDK, Faust, processor output, sink, admin).
+    # PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL; unset = PLAINTEXT
+    kafka_security_protocol: str | None = None
+    kafka_sasl_mechanism: str | None = None  # PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = None  # never in repr/str
+    kafka_ssl_ca_location: str | None = None  # CA bundle (PEM) to verify the brokers
 
     @property
     def topics(self) -> Topics:
@@ -71,6 +85,55 @@ class Settings:
         if self.clickhouse_url:
             return self.clickhouse_url
         return f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
+
+    def kafka_client_config(self) -> dict[str, str]:
+        """librdkafka settings for access (security protocol, SASL, CA); empty = PLAINTEXT.
+
+        Merge into every confluent-kafka client config next to ``bootstrap.servers``.
+        """
+        return kafka_access_config(
+            self.kafka_security_protocol,
+            self.kafka_sasl_mechanism,
+            self.kafka_sasl_username,
+            self.kafka_sasl_password,
+            self.kafka_ssl_ca_location,
+        )
+
+    def faust_credentials(self) -> Any:
+        """The same access for Faust/aiokafka: ``faust.SASLCredentials``,
+        ``faust.SSLCredentials`` or None (PLAINTEXT)."""
+        conf = self.kafka_client_config()
+        protocol = conf.get("security.protocol", "PLAINTEXT")
+        if protocol == "PLAINTEXT":
+            return None
+        import ssl
+
+        import faust
+
+        context = None
+        if protocol in ("SSL", "SASL_SSL"):
+            context = ssl.create_default_context(cafile=self.kafka_ssl_ca_location)
+        if protocol == "SSL":
+            return faust.SSLCredentials(context)
+        return faust.SASLCredentials(
+            username=self.kafka_sasl_username,
+            password=self.kafka_sasl_password,
+            mechanism=conf.get("sasl.mechanism", "PLAIN"),
+            ssl_context=context,
+        )
+
+    def __repr__(self) -> str:
+        shown = []
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            if name == "kafka_sasl_password" and value is not None:
+                value = "***"
+            elif name == "clickhouse_url" and value is not None:
+                value = redact_password(value)
+            shown.append(f"{name}={value!r}")
+        return f"Settings({', '.join(shown)})"
+
+    __str__ = __repr__
 
     @property
     def effective_run_dir(self) -> Path:
@@ -121,6 +184,11 @@ class Settings:
             run_dir=Path(run_dir) if (run_dir := get("RUN_DIR")) else None,
             control_plane=Path(cp) if (cp := get("CONTROL_PLANE")) else None,
             recompute_interval_s=float(get("RECOMPUTE_INTERVAL_S") or base.recompute_interval_s),
+            kafka_security_protocol=get("KAFKA_SECURITY_PROTOCOL"),
+            kafka_sasl_mechanism=get("KAFKA_SASL_MECHANISM"),
+            kafka_sasl_username=get("KAFKA_SASL_USERNAME"),
+            kafka_sasl_password=get("KAFKA_SASL_PASSWORD"),
+            kafka_ssl_ca_location=get("KAFKA_SSL_CA_LOCATION"),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -154,6 +222,10 @@ class Settings:
             env["KAFKA_BOOTSTRAP"] = self.kafka_bootstrap
         if self.clickhouse_url:
             env["CLICKHOUSE_URL"] = self.clickhouse_url
+        for name in _ACCESS_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                env[name.upper()] = value
         return {ENV_PREFIX + k: v for k, v in env.items()}
 
 
@@ -167,3 +239,20 @@ def parse_port(value: str | None, default: int | None) -> int | None:
     if not 0 <= port <= 65_535:
         raise ValueError(f"METERLINE_METRICS_PORT must be 0-65535 or 'off', got {value!r}")
     return port
+
+
+_ACCESS_FIELDS = (
+    "kafka_security_protocol",
+    "kafka_sasl_mechanism",
+    "kafka_sasl_username",
+    "kafka_sasl_password",
+    "kafka_ssl_ca_location",
+)
+
+
+def redact_password(url: str) -> str:
+    """``url`` with the password of its user part replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")).geturl()

@@ -371,13 +371,16 @@ def test_topics_service_creates_every_topic_co_partitioned(
     service = services["topics"]
     assert "entrypoint" not in service  # the image's: meterline
     calls: list[tuple[Any, ...]] = []
-    monkeypatch.setattr("stream_processors.admin.ensure_topics", lambda *a: calls.append(a))
+    monkeypatch.setattr(
+        "stream_processors.admin.ensure_topics", lambda *a, **kw: calls.append((*a, kw))
+    )
     for key in [k for k in os.environ if k.startswith(ENV_PREFIX)]:
         monkeypatch.delenv(key)
     for key, value in env(service).items():
         monkeypatch.setenv(key, value)
     assert cli.main(service["command"]) == 0
-    assert calls == [("kafka:9092", Topics("meterline").all, 8)]
+    # no access settings in the compose file: PLAINTEXT on the internal network
+    assert calls == [("kafka:9092", Topics("meterline").all, 8, {"config": {}})]
 
 
 def test_dockerignore_drops_local_state_but_keeps_the_package_sources() -> None:

@@ -34,13 +34,26 @@ def tansu_binary() -> str:
 class TansuBroker:
     """Tansu on ``127.0.0.1:<free port>`` with the in-memory storage engine.
 
-    Its memory engine loses every topic when it stops: fine for the embedded default and
-    tests, not for production (use Kafka; see docker-compose.yml).
+    Its memory engine loses every topic (and user) when it stops: fine for the embedded
+    default and tests, not for production (use Kafka; see docker-compose.yml). ``port``
+    fixes the port, so a stopped broker can be started again where clients look for it.
+    ``authentication=True`` requires SASL from every client (this build has SCRAM only, with
+    users created through the Kafka API). ``advertised_port``: the port announced to clients
+    in metadata, when they reach the broker through a proxy (tests of network outages).
     """
 
-    def __init__(self, port: int | None = None, log_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        log_path: Path | None = None,
+        *,
+        authentication: bool = False,
+        advertised_port: int | None = None,
+    ) -> None:
         self.port = port or free_port()
         self.log_path = log_path
+        self.authentication = authentication
+        self.advertised_port = advertised_port
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -53,8 +66,19 @@ class TansuBroker:
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log = self.log_path.open("ab")
+        advertised = f"tcp://127.0.0.1:{self.advertised_port or self.port}"
+        args = [
+            tansu_binary(),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            advertised,
+        ]
+        if self.authentication:
+            args.append("--authentication")
         self._proc = subprocess.Popen(
-            [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url],
+            args,
             stdout=self._log or subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -69,6 +93,8 @@ class TansuBroker:
                 raise RuntimeFailure(f"Tansu broker exited with code {self._proc.returncode}")
             try:  # a plain TCP probe first: librdkafka would log every refused attempt
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                if self.authentication:
+                    return  # a metadata probe would need credentials
                 AdminClient(
                     {"bootstrap.servers": self.bootstrap, "log.connection.close": False}
                 ).list_topics(timeout=5.0)
@@ -78,7 +104,11 @@ class TansuBroker:
         self.stop()
         raise RuntimeFailure(f"Tansu broker not ready on {self.bootstrap} after {timeout_s}s")
 
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
     def stop(self) -> None:
+        """Terminate the broker (its memory storage is gone); ``start()`` runs a new one."""
         if self._proc is not None and self._proc.poll() is None:
             self._proc.terminate()
             try:

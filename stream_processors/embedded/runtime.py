@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -40,10 +41,13 @@ class Pipeline:
         self.sink: ClickHouseSink | None = None
         self._clickhouse = clickhouse
         self._stop = threading.Event()
+        self._sink_stop = threading.Event()
+        self.broker_restarts = 0
         self._sink_thread: threading.Thread | None = None
         self._sink_error: BaseException | None = None
         self.registry = new_registry("up")  # the sink's metrics; workers serve their own
         self.endpoints: EndpointServer | None = None
+        self._sink_metrics: SinkMetrics | None = None
         self.billing: BillingServices | None = None
 
     @property
@@ -56,9 +60,7 @@ class Pipeline:
         try:
             self._start_broker()
             assert self.settings.kafka_bootstrap
-            ensure_topics(
-                self.settings.kafka_bootstrap, self.settings.topics.all, self.settings.partitions
-            )
+            self._ensure_topics()
             self.writer = clickhouse_writer(self.settings, self.clickhouse)
             for i in range(self.n_workers):
                 self.add_worker(i)
@@ -74,6 +76,15 @@ class Pipeline:
         )
         return self
 
+    def _ensure_topics(self) -> None:
+        assert self.settings.kafka_bootstrap
+        ensure_topics(
+            self.settings.kafka_bootstrap,
+            self.settings.topics.all,
+            self.settings.partitions,
+            config=self.settings.kafka_client_config(),
+        )
+
     def _start_broker(self) -> None:
         if self.settings.kafka_bootstrap:
             return
@@ -88,17 +99,22 @@ class Pipeline:
         return worker
 
     def _start_sink(self) -> None:
-        self.sink = sink = build_sink(self.settings, self.writer, SinkMetrics(self.registry))
+        if self._sink_metrics is None:  # once per registry: the names cannot register twice
+            self._sink_metrics = SinkMetrics(self.registry)
+        self.sink = sink = build_sink(self.settings, self.writer, self._sink_metrics)
+        self._sink_stop = stop = threading.Event()
 
         def run() -> None:
             try:
-                sink.run(self._stop)
+                sink.run(stop)
             except BaseException as exc:  # surfaced by check()
                 self._sink_error = exc
                 log.exception("sink crashed")
 
         self._sink_thread = threading.Thread(target=run, name="meterline-sink", daemon=True)
         self._sink_thread.start()
+        if self.endpoints is not None:  # a sink restarted after the broker came back
+            self.endpoints.stop()
         self.endpoints = sink_endpoints(
             self.settings, self.registry, sink, self._sink_thread, self.clickhouse, "up"
         )
@@ -117,7 +133,10 @@ class Pipeline:
         }
 
     def check(self) -> None:
-        """Raise :class:`RuntimeFailure` if a component died."""
+        """Restart the embedded broker if it died; raise :class:`RuntimeFailure` if another
+        component died."""
+        if self.broker is not None and not self.broker.alive() and not self._stop.is_set():
+            self.recover_broker()
         if self._sink_error is not None:
             raise RuntimeFailure(f"sink crashed: {self._sink_error!r}")
         if (
@@ -132,19 +151,66 @@ class Pipeline:
                     f"processor worker {w.index} exited; last log lines:\n{w.log_tail()}"
                 )
 
-    def stop(self) -> None:
-        """Stop workers (they commit), then the sink (it finishes its batch), then the broker."""
+    def recover_broker(self) -> None:
+        """The embedded Tansu exited: start it again on the same port, re-create the topics
+        and restart the processor workers and the sink.
+
+        Tansu's memory storage lost every topic, record, consumer-group offset and changelog,
+        so the old workers have nothing to commit (they are killed) and the new ones start
+        from the beginning of the new, empty topics. Records the broker held and the sink had
+        not written yet are lost with it; production Kafka keeps them on disk.
+        """
+        assert self.broker is not None
+        log.warning("embedded broker exited; restarting it on %s", self.broker.bootstrap)
+        self.broker_restarts += 1
+        # Old clients go before the new broker comes up: an old consumer that rejoins the new
+        # broker's group and then leaves stalled the group on Tansu (SyncGroup kept answering
+        # "rebalance in progress" to the new sink).
+        old, self.workers = self.workers, []
+        for w in old:
+            w.kill()
+        self._sink_stop.set()
+        if self._sink_thread is not None:
+            self._sink_thread.join(timeout=30)
+            if self._sink_thread.is_alive():
+                raise RuntimeFailure("sink did not stop after the broker exited")
+        self.broker.start()
+        self._ensure_topics()
+        for w in old:
+            self.add_worker(w.index)
+        self._sink_error = None
+        self._start_sink()
+
+    def stop(self, drain_timeout_s: float = 30.0) -> None:
+        """Stop workers (they commit), then the sink (it finishes its batch), then the broker.
+
+        With the embedded broker, the sink first drains what the workers produced (until no
+        batch arrived for 2 s, at most ``drain_timeout_s``): Tansu keeps records in memory,
+        so whatever the sink has not written when the broker stops is gone.
+        """
         if self.billing is not None:
             self.billing.stop()
         for w in self.workers:
             w.stop()
+        if self.broker is not None and self.broker.alive() and self.sink is not None:
+            self._drain_sink(drain_timeout_s)
         self._stop.set()
+        self._sink_stop.set()
         if self._sink_thread is not None:
             self._sink_thread.join(timeout=30)
         if self.endpoints is not None:
             self.endpoints.stop()
         if self.broker is not None:
             self.broker.stop()
+
+    def _drain_sink(self, timeout_s: float, quiet_s: float = 2.0) -> None:
+        assert self.sink is not None
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and self._sink_thread is not None:
+            batches = self.sink.stats.batches
+            if self._sink_stop.wait(quiet_s) or self.sink.stats.batches == batches:
+                return
+        log.warning("sink still busy after %.0fs; stopping it anyway", timeout_s)
 
     def __enter__(self) -> Pipeline:
         return self.start()

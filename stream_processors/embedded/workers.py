@@ -49,10 +49,14 @@ class WorkerProcess:
         return self._proc is not None and self._proc.poll() is None
 
     def kill(self) -> None:
-        """SIGKILL, for fault-injection tests."""
+        """SIGKILL: no commit, no flush (fault-injection tests; workers whose broker lost
+        its state)."""
         if self._proc is not None:
             self._proc.send_signal(signal.SIGKILL)
             self._proc.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
     def stop(self, timeout_s: float = 20.0) -> None:
         if self._proc is not None and self._proc.poll() is None:

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from schemas import DeadLetter, InvalidRecord, RawRecord, decode_raw
 from stream_processors.errors import InvalidMessage
+from stream_processors.steps.clock import (
+    DEFAULT_BOUNDS,
+    ERROR_TYPE,
+    TimeBounds,
+    TimestampOutOfRange,
+    check_time,
+)
 
 #: Records larger than this are rejected before parsing.
 DEFAULT_MAX_RECORD_BYTES = 1_000_000
@@ -17,12 +26,17 @@ def validate(
     offset: int,
     item: int = 0,
     max_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+    time_bounds: TimeBounds = DEFAULT_BOUNDS,
+    now: datetime | None = None,
 ) -> RawRecord:
-    """Parse one raw record (``item``: its index inside a batch message, else 0).
+    """Parse one raw record (``item``: its index inside a batch message, else 0) and check
+    its event times against ``time_bounds`` (the upper bound relative to ``now``, default the
+    current time: see ``steps/clock.py``).
 
     Raises:
-        InvalidMessage: empty, oversized, not JSON, or not a valid record; carries where it
-            came from and a reason naming the field.
+        InvalidMessage: empty, oversized, not JSON, not a valid record, or an event time out
+            of range (``timestamp_out_of_range``); carries where it came from and a reason
+            naming the field.
     """
     if not value:
         raise InvalidMessage(
@@ -43,7 +57,8 @@ def validate(
             item=item,
         )
     try:
-        return decode_raw(value)
+        record = decode_raw(value)
+        check_time(record, time_bounds, now)
     except InvalidRecord as exc:
         raise InvalidMessage(
             exc.reason,
@@ -53,6 +68,12 @@ def validate(
             offset=offset,
             item=item,
         ) from None
+    except TimestampOutOfRange as exc:
+        raise InvalidMessage(
+            str(exc), error_type=ERROR_TYPE, topic=topic, partition=partition, offset=offset,
+            item=item,
+        ) from None
+    return record
 
 
 def dead_letter_for(exc: InvalidMessage, key: bytes | None, value: bytes | None) -> DeadLetter:

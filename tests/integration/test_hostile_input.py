@@ -80,3 +80,63 @@ def test_sql_shaped_strings_are_stored_verbatim(pipeline_factory: Any) -> None:
     ).result_rows
     assert name == INJECTION and INJECTION in props
     assert p.clickhouse.query(f"EXISTS TABLE {db}.events").result_rows == [(1,)]
+
+
+def test_skewed_clocks_and_bad_ids_are_normalised_or_dead_lettered(pipeline_factory: Any) -> None:
+    import base64
+    import json
+    from datetime import UTC, datetime, timedelta
+
+    p = pipeline_factory()
+    assert p.settings.kafka_bootstrap
+    producer = MeterlineProducer(p.settings.kafka_bootstrap, topics=p.settings.topics)
+    now = datetime.now(UTC).replace(microsecond=0)
+    millis = int(now.timestamp() * 1000)
+
+    def raw(event_id: str, timestamp: object) -> bytes:
+        body = {"type": "action", "project": "clock", "event_id": event_id, "name": "t",
+                "timestamp": timestamp}
+        return json.dumps(body).encode()
+
+    accepted = {
+        "epoch-ms": raw("epoch-ms", millis),
+        "naive": raw("naive", now.replace(tzinfo=None).isoformat()),
+    }
+    rejected = {
+        raw("future", (now + timedelta(days=30)).isoformat()): "timestamp_out_of_range",
+        raw("ancient", 0): "timestamp_out_of_range",
+        raw("no\nnewline", millis): "invalid_record",
+        b'{"type": "action", "project": "clock", "event_id": "no-time", "name": "t"}': (
+            "invalid_record"
+        ),
+    }
+    for value in [*accepted.values(), *rejected]:
+        producer.send_bytes(p.settings.topics.actions, b"k", value)
+    assert producer.close() == 0
+    db = p.settings.database
+
+    def letters() -> dict[str, tuple[str, str]]:
+        rows = p.clickhouse.query(
+            f"SELECT payload_base64, error_type, reason FROM {db}.dead_letters FINAL"
+        ).result_rows
+        return {base64.b64decode(r[0]).decode(): (r[1], r[2]) for r in rows}
+
+    assert wait_until(
+        lambda: counts(p.clickhouse, db, "clock").events == 2 and len(letters()) == 4,
+        60,
+        pipeline=p,
+    )
+    times = dict(
+        p.clickhouse.query(
+            f"SELECT event_id, timestamp FROM {db}.events FINAL WHERE project = 'clock'"
+        ).result_rows
+    )
+    assert {k: v.replace(tzinfo=UTC) if v.tzinfo is None else v for k, v in times.items()} == {
+        "epoch-ms": now,
+        "naive": now,
+    }
+    got = letters()
+    for value, error_type in rejected.items():  # original bytes kept, reason names the field
+        assert got[value.decode()][0] == error_type, got[value.decode()]
+    reasons = " | ".join(r for _, r in got.values())
+    assert "timestamp: " in reasons and "event_id: must not contain control characters" in reasons

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -111,3 +112,80 @@ def test_enriched_event_carries_either_event_type() -> None:
     back = decode_as(EnrichedEvent, encode(enriched))
     assert isinstance(back.event, TelemetryEvent)
     assert not back.joined
+
+
+def _action(**fields: object) -> bytes:
+    return json.dumps({"type": "action", "name": "x", "event_id": "e", **fields}).encode()
+
+
+T0 = datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("wire", "expected"),
+    [
+        (1_700_000_000, T0),  # epoch seconds
+        (1_700_000_000.5, T0 + timedelta(milliseconds=500)),
+        (1_700_000_000_123, T0 + timedelta(milliseconds=123)),  # milliseconds
+        (1_700_000_000_123_456, T0 + timedelta(microseconds=123_456)),  # microseconds
+        (1_700_000_000_123_456_000, T0 + timedelta(microseconds=123_456)),  # nanoseconds
+        ("1700000000", T0),  # digits in a string
+        ("2023-11-14T22:13:20", T0),  # naive ISO: UTC
+        ("2023-11-14T23:13:20+01:00", T0),
+        ("2023-11-14T22:13:20Z", T0),
+    ],
+)
+def test_wire_timestamps_are_normalised_by_a_documented_rule(
+    wire: object, expected: datetime
+) -> None:
+    record = decode_raw(_action(timestamp=wire))
+    assert record.timestamp == expected and record.timestamp.tzinfo == UTC
+
+
+@pytest.mark.parametrize(
+    ("wire", "reason"),
+    [
+        (True, "timestamp: Value error, a boolean is not a timestamp"),
+        (1e30, "timestamp: Value error, epoch number 1e+30 is out of range"),
+        ("yesterday", "timestamp: Input should be a valid datetime"),
+    ],
+)
+def test_unreadable_timestamps_are_invalid(wire: object, reason: str) -> None:
+    with pytest.raises(InvalidRecord) as info:
+        decode_raw(_action(timestamp=wire))
+    assert reason in info.value.reason
+
+
+def test_a_record_without_timestamp_is_not_given_ingestion_time() -> None:
+    with pytest.raises(InvalidRecord) as info:
+        decode_raw(b'{"type": "telemetry", "event_id": "e", "event_type": "x"}')
+    assert info.value.reason.startswith("timestamp: Field required")
+
+
+@pytest.mark.parametrize("field", ["event_id", "trace_id", "user_id"])
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("", "String should have at least 1 character"),
+        (" \t ", "String should have at least 1 character"),
+        ("x" * 257, "String should have at most 256 characters"),
+        ("a\x00b", "must not contain control characters"),
+        ("a\nb", "must not contain control characters"),
+        ("a\x7fb", "must not contain control characters"),
+        (42, "Input should be a valid string"),
+        (["e"], "Input should be a valid string"),
+        (None, "Input should be a valid string"),
+    ],
+)
+def test_malformed_ids_are_invalid_and_named(field: str, value: object, reason: str) -> None:
+    if field != "event_id" and value is None:
+        return  # trace_id / user_id are optional: null is allowed
+    with pytest.raises(InvalidRecord) as info:
+        decode_raw(_action(timestamp=1_700_000_000, **{field: value}))
+    assert info.value.error_type == "invalid_record"
+    assert f"{field}: {reason}" in info.value.reason
+
+
+def test_ids_keep_inner_spaces_and_unicode() -> None:
+    record = decode_raw(_action(timestamp=1_700_000_000, event_id=" ü id ", user_id="用户 1"))
+    assert (record.event_id, record.user_id) == ("ü id", "用户 1")

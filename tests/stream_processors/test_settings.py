@@ -55,3 +55,66 @@ def test_a_bad_metrics_port_is_refused() -> None:
 
     with pytest.raises(ValueError, match="METERLINE_METRICS_PORT"):
         Settings.from_env({"METERLINE_METRICS_PORT": "70000"})
+
+
+ACCESS_ENV = {
+    "METERLINE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+    "METERLINE_KAFKA_SASL_MECHANISM": "SCRAM-SHA-256",
+    "METERLINE_KAFKA_SASL_USERNAME": "svc",
+    "METERLINE_KAFKA_SASL_PASSWORD": "kafka-pw-123",
+    "METERLINE_KAFKA_SSL_CA_LOCATION": "/etc/ssl/ca.pem",
+    "METERLINE_CLICKHOUSE_URL": "https://svc:ch-pw-456@ch:8443/?verify=true",
+}
+
+
+def test_secrets_never_appear_in_repr_or_str() -> None:
+    s = Settings.from_env(ACCESS_ENV)
+    for text in (repr(s), str(s), f"{s}"):
+        assert "kafka-pw-123" not in text and "ch-pw-456" not in text
+        assert "kafka_sasl_password='***'" in text and "svc:***@ch:8443" in text
+
+
+def test_access_settings_round_trip_to_child_processes() -> None:
+    s = Settings.from_env(ACCESS_ENV)
+    assert Settings.from_env(s.to_env()) == s
+
+
+def test_kafka_client_config_for_librdkafka() -> None:
+    assert Settings().kafka_client_config() == {}
+    assert Settings.from_env(ACCESS_ENV).kafka_client_config() == {
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": "SCRAM-SHA-256",
+        "sasl.username": "svc",
+        "sasl.password": "kafka-pw-123",
+        "ssl.ca.location": "/etc/ssl/ca.pem",
+    }
+    # a mechanism alone implies SASL_PLAINTEXT
+    s = Settings(kafka_sasl_mechanism="plain", kafka_sasl_username="u", kafka_sasl_password="p")
+    assert s.kafka_client_config()["security.protocol"] == "SASL_PLAINTEXT"
+
+
+def test_faust_gets_the_same_credentials(tmp_path: Path) -> None:
+    import faust
+
+    from stream_processors.app import create_app
+
+    assert Settings().faust_credentials() is None
+    s = Settings(
+        kafka_bootstrap="k:9092",
+        data_dir=tmp_path,
+        kafka_sasl_mechanism="SCRAM-SHA-512",
+        kafka_sasl_username="svc",
+        kafka_sasl_password="pw",
+    )
+    creds = s.faust_credentials()
+    assert isinstance(creds, faust.SASLCredentials)
+    assert (creds.username, creds.password, creds.mechanism.value) == ("svc", "pw", "SCRAM-SHA-512")
+    assert isinstance(create_app(s).conf.broker_credentials, faust.SASLCredentials)
+
+
+def test_sdk_init_reads_access_from_the_same_variables() -> None:
+    from producers.config import access_config_from_env
+
+    assert access_config_from_env({}) == {}
+    conf = access_config_from_env(ACCESS_ENV)
+    assert conf["sasl.username"] == "svc" and conf["security.protocol"] == "SASL_SSL"

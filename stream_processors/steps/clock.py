@@ -1,0 +1,76 @@
+"""Clock-skew step: event times too far in the future or past are dead-lettered.
+
+The rule (docs/reliability.md, "Clock skew"):
+
+- Parsing is the schema's (``schemas.common.UtcDatetime``): ISO 8601, naive = UTC, Unix
+  epoch numbers in s/ms/us/ns by magnitude. A record without ``timestamp`` is invalid.
+- Range is checked here, because it needs "now": ``timestamp``, ``started_at`` and
+  ``ended_at`` must lie in ``[min_time, processing time + max_future]``. Otherwise the record
+  is dead-lettered with error type ``timestamp_out_of_range`` and a reason naming the field,
+  its value and the bound; the dead letter keeps the original bytes. Nothing is clamped and
+  nothing is replaced by ingestion time.
+
+Why bound the future at all: dedupe forgets everything older than its window behind the
+newest event time it has seen (``steps/dedupe.py``); one event dated years ahead would
+empty the window. The default 24 h lets through any time-zone mistake (at most 14 h) and
+producer clocks that are a little fast, and stops unit mistakes (milliseconds read as
+seconds land in the year 50,000) and garbage. The lower bound 2000-01-01 catches epoch 0
+and similar defaults; older real data is not expected from agents.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from schemas import ActionEvent, RawRecord, TrajectoryRecord
+from schemas.common import utc_now
+
+ERROR_TYPE = "timestamp_out_of_range"
+
+
+@dataclass(frozen=True)
+class TimeBounds:
+    """Accepted event-time range, relative to processing time for the upper bound."""
+
+    max_future: timedelta = timedelta(hours=24)
+    min_time: datetime = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+DEFAULT_BOUNDS = TimeBounds()
+
+
+class TimestampOutOfRange(ValueError):
+    """A record's event time is outside :class:`TimeBounds`; ``str()`` names the field."""
+
+
+def check_time(record: RawRecord, bounds: TimeBounds, now: datetime | None = None) -> None:
+    """Raise :class:`TimestampOutOfRange` for the first out-of-range time field.
+
+    Pure apart from ``now`` (default: the current UTC time).
+    """
+    latest = (now or utc_now()) + bounds.max_future
+    for name, value in _times(record):
+        if value is None:
+            continue
+        if value > latest:
+            ahead = value - (latest - bounds.max_future)
+            raise TimestampOutOfRange(
+                f"{name}: {value.isoformat()} is {_hours(ahead)} ahead of processing time "
+                f"(limit {_hours(bounds.max_future)})"
+            )
+        if value < bounds.min_time:
+            raise TimestampOutOfRange(
+                f"{name}: {value.isoformat()} is before {bounds.min_time.date().isoformat()}"
+            )
+
+
+def _times(record: RawRecord) -> list[tuple[str, datetime | None]]:
+    times: list[tuple[str, datetime | None]] = [("timestamp", record.timestamp)]
+    if isinstance(record, ActionEvent | TrajectoryRecord):
+        times += [("started_at", record.started_at), ("ended_at", record.ended_at)]
+    return times
+
+
+def _hours(delta: timedelta) -> str:
+    return f"{delta.total_seconds() / 3600:,.1f} h"

@@ -1,0 +1,193 @@
+"""Graceful shutdown: SIGTERM to ``meterline sink``, ``meterline worker`` and
+``meterline up`` flushes the batch in flight, commits offsets and exits 0."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from producers import MeterlineProducer
+from schemas import ActionEvent, EnrichedEvent, Topics, TrajectoryRecord, decode_as
+from stream_processors.demo.report import counts
+from stream_processors.settings import Settings
+from tests.fixtures import wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def records(project: str, n: int) -> list[Any]:
+    out: list[Any] = [TrajectoryRecord(project=project, trace_id=f"t{i}") for i in range(10)]
+    out += [
+        ActionEvent(project=project, event_id=f"e{i}", trace_id=f"t{i % 10}", name="tool")
+        for i in range(n)
+    ]
+    return out
+
+
+def send(bootstrap: str, topics: Topics, recs: list[Any]) -> None:
+    producer = MeterlineProducer(bootstrap, topics=topics)
+    producer.send_many(recs)
+    assert producer.close() == 0
+
+
+def committed(bootstrap: str, group: str, topic_names: list[str], partitions: int = 4) -> int:
+    """Sum of the group's committed offsets over ``topic_names`` (= records consumed)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        tps = [TopicPartition(t, p) for t in topic_names for p in range(partitions)]
+        return sum(tp.offset for tp in consumer.committed(tps, timeout=10) if tp.offset > 0)
+    finally:
+        consumer.close()
+
+
+def events_below_committed(bootstrap: str, group: str, topic: str, partitions: int = 4) -> int:
+    """How many distinct events the messages of ``topic`` below ``group``'s committed offsets
+    carry (the enriched topic may carry an event twice: unjoined, then joined)."""
+    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        limits = {tp.partition: tp.offset for tp in probe.committed(tps, timeout=10)}
+    finally:
+        probe.close()
+    reader = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": "reader", "enable.auto.commit": False}
+    )
+    ids: set[str] = set()
+    try:
+        for partition, limit in limits.items():
+            if limit <= 0:
+                continue
+            reader.assign([TopicPartition(topic, partition, 0)])
+            while True:
+                msgs = [m for m in reader.consume(1000, 2.0) if m.error() is None]
+                below = [m for m in msgs if (m.offset() or 0) < limit]
+                ids.update(decode_as(EnrichedEvent, m.value() or b"").event.event_id for m in below)
+                if not msgs or len(below) < len(msgs) or (msgs[-1].offset() or 0) >= limit - 1:
+                    break
+    finally:
+        reader.close()
+    return len(ids)
+
+
+def chdb_count(path: Path, sql: str) -> int:
+    """Run ``sql`` on the chDB at ``path`` in a fresh process (chDB: one path per process)."""
+    code = (
+        "import sys, json, clickhouse_connect;"
+        f"c = clickhouse_connect.get_client(dsn='chdb://{path}');"
+        f"print(json.dumps(c.query({sql!r}).result_rows[0][0]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    return int(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def spawn(args: list[str], settings: Settings, **extra: str) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("METERLINE_")}
+    env.update(settings.to_env())
+    env.update(extra)
+    return subprocess.Popen(
+        [sys.executable, "-m", "stream_processors.cli", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def stop(proc: subprocess.Popen[str], timeout_s: float = 60) -> tuple[int, str]:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        code = proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    assert proc.stdout is not None
+    return code, proc.stdout.read()[-3000:]
+
+
+def test_sigterm_to_the_sink_finishes_its_batch_and_commits(
+    pipeline_factory: Any, tmp_path: Path
+) -> None:
+    p = pipeline_factory()
+    assert p.settings.kafka_bootstrap
+    send(p.settings.kafka_bootstrap, p.settings.topics, records("term", 20_000))
+    db = p.settings.database
+    assert wait_until(lambda: counts(p.clickhouse, db, "term").events == 20_000, 120, pipeline=p)
+
+    # a second sink, in its own process and group, into its own chDB
+    path = tmp_path / "sink-ch"
+    mine = replace(p.settings, sink_group=p.settings.sink_group + "-2",
+                   clickhouse_url=f"chdb://{path}")
+    proc = spawn(["sink"], mine)
+    topics = list(mine.topics.sink_inputs)
+    bootstrap = p.settings.kafka_bootstrap
+    wait_until(lambda: committed(bootstrap, mine.sink_group, topics) > 0, 60, interval_s=0.1)
+    code, output = stop(proc)  # most likely mid-stream: 20,000 events + states to read
+    assert code == 0, output
+    below = events_below_committed(bootstrap, mine.sink_group, mine.topics.enriched)
+    assert below > 0, output
+    # exactly the events below the committed offsets are in ClickHouse: nothing committed
+    # unwritten, and the batch in flight at SIGTERM was written *and* committed before exit
+    rows = chdb_count(path, f"SELECT uniqExact(event_id) FROM {db}.events")
+    assert rows == below, (rows, below)
+
+
+def test_sigterm_to_a_worker_commits_what_it_processed(
+    pipeline_factory: Any,
+) -> None:
+    p = pipeline_factory(workers=0)  # topics and sink only; the worker is ours
+    assert p.settings.kafka_bootstrap
+    proc = spawn(["worker"], p.settings)
+    recs = records("wterm", 3_000)
+    send(p.settings.kafka_bootstrap, p.settings.topics, recs)
+    db = p.settings.database
+    assert wait_until(lambda: counts(p.clickhouse, db, "wterm").events == 3_000, 120)
+    code, output = stop(proc)
+    assert code == 0, output
+    # offsets of everything it processed are committed: a new worker would not replay it
+    raw = committed(p.settings.kafka_bootstrap, p.settings.app_id, list(p.settings.topics.raw))
+    assert raw == len(recs), output
+
+
+def test_sigterm_to_up_drains_into_clickhouse_and_exits_zero(tmp_path: Path) -> None:
+    data = tmp_path / "ml"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("METERLINE_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stream_processors.cli", "up", "--data-dir", str(data)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    bootstrap = None
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and bootstrap is None:
+        line = proc.stdout.readline()
+        if "kafka 127.0.0.1:" in line:
+            bootstrap = line.split("kafka ")[1].split()[0]
+    if bootstrap is None:
+        proc.kill()
+        pytest.fail("meterline up did not come up")
+    topics = Topics()
+    send(bootstrap, topics, records("upterm", 2_000))
+    # processed (the processor committed every raw record); the sink may still be writing
+    assert wait_until(lambda: committed(bootstrap, "meterline-processor", list(topics.raw))
+                      >= 2_010, 120)
+    code, output = stop(proc)
+    assert code == 0, output
+    n = chdb_count(data / "clickhouse",
+                   "SELECT uniqExact(event_id) FROM meterline.events WHERE project = 'upterm'")
+    assert n == 2_000, output
+
