@@ -10,7 +10,7 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-TABLES = ("events", "trajectories", "dead_letters")
+from sinks.clickhouse.ddl import SINK_TABLES as TABLES
 #: dead-letter reasons pre-bound as label children (others are bound on first use)
 REASONS = ("invalid_record", "invalid_json", "unsupported_schema_version", "empty", "oversized")
 

@@ -201,7 +201,10 @@ class TrajectoryJoiner:
                 )
                 for e in entry["events"]
             ]
-        self.late_joined += len(late)
+            # held events go out for the first time (joined); the others are re-emitted
+            sent_before = sum(1 for e in entry["events"] if e["x"])
+            self.joined += len(late) - sent_before
+            self.late_joined += sent_before
         return TrajectoryState(trajectory=merged, version=version), late
 
     # -- timers -------------------------------------------------------------------------

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_usage_daily_and_event_counts_equal_final_on_demo_traffic(pipeline_factory: Any) -> None:
-    pipeline = pipeline_factory()
+    pipeline = pipeline_factory(join_grace_s=0)  # early events go out unjoined at once
     traffic = generate(project="views", events=3_000, duplicate_rate=0.05, early_rate=0.25, seed=5)
     assert traffic.duplicates_sent and traffic.early_events  # replays and late joins happen
     assert pipeline.settings.kafka_bootstrap
