@@ -10,7 +10,10 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from sinks.clickhouse.ddl import SINK_TABLES as TABLES
+from sinks.clickhouse.ddl import SINK_TABLES
+
+TABLES = SINK_TABLES
+
 #: dead-letter reasons pre-bound as label children (others are bound on first use)
 REASONS = ("invalid_record", "invalid_json", "unsupported_schema_version", "empty", "oversized")
 

@@ -276,6 +276,10 @@ def parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run the pipeline on synthetic agent traffic and report")
     common(demo)
     demo.add_argument("--events", type=int, default=5_000, help="unique events to send")
+    demo.add_argument(
+        "--control-plane",
+        help="control-plane YAML (env METERLINE_CONTROL_PLANE; default: docs/examples)",
+    )
     demo.set_defaults(func=cmd_demo)
     dash = sub.add_parser(
         "dashboard", help="serve the web dashboard (HTTP ClickHouse, or a chDB path not in use)"

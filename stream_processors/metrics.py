@@ -28,7 +28,7 @@ MetricName = Literal[
     "meterline_processor_batch_seconds",  # histogram: batch duration incl. waiting for acks
     "meterline_processor_dead_letters",  # {reason}: records sent to the dead-letter topic
     "meterline_processor_records_out",  # {output}: records produced to enriched,
-    # trajectory_state and dead_letters (enriched = events_out + late_joins)
+    # trajectory_state, dead_letters, outcomes (enriched = events_out + late_joins)
     "meterline_processor_events_out",  # unique events produced for the first time
     "meterline_processor_events_joined",  # of those: joined to their trajectory on arrival
     "meterline_processor_events_unjoined",  # of those: sent unjoined (trajectory not known yet)
@@ -37,6 +37,10 @@ MetricName = Literal[
     "meterline_processor_dedupe_outside_window",  # older than the dedupe window: passed on
     "meterline_processor_pending_overflow",  # early events not parked (trace over its limit)
     "meterline_processor_dedupe_window_events",  # gauge: events remembered by the window
+    # with a control plane (rule stage):
+    "meterline_processor_outcomes_out",  # outcome records produced (incl. retractions)
+    "meterline_processor_outcomes_retracted",  # of those: retractions
+    "meterline_processor_rule_events_over_cap",  # rule-relevant events over the per-trace cap
     # -- sink (one per sink process; the embedded sink lives in `meterline up`) --
     "meterline_sink_messages_in",  # Kafka messages consumed
     "meterline_sink_batches",  # batches inserted and committed
@@ -130,6 +134,16 @@ class StepCounters(Collector):
                 joiner.pending_overflow,
             ),
         ]
+        rules = getattr(p, "rules", None)
+        if rules is not None:
+            stats = rules.stats
+            counters += [
+                ("meterline_processor_outcomes_out", "outcome records produced (incl. "
+                 "retractions)", stats.emitted),
+                ("meterline_processor_outcomes_retracted", "retractions produced", stats.retracted),
+                ("meterline_processor_rule_events_over_cap", "rule-relevant events not kept: "
+                 "trajectory over max_events_per_trace", stats.over_cap),
+            ]  # fmt: skip
         for name, doc, value in counters:
             yield CounterMetricFamily(name, doc, value=int(value))
         out = p.out
@@ -141,6 +155,7 @@ class StepCounters(Collector):
             ("enriched", out.enriched),
             ("trajectory_state", out.trajectory_state),
             ("dead_letters", out.dead_letters),
+            ("outcomes", out.outcomes),
         ):
             records_out.add_metric([label], sent.get(topic, 0))
         yield records_out

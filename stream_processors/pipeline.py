@@ -5,7 +5,8 @@
       -> validate           invalid -> dead-letter topic (original bytes, reason, offset)
       -> dedupe             (project, event_id) already emitted -> dropped
       -> join               by trace_id against the trajectory table
-      -> produce            enriched events / trajectory states, and wait for the acks
+      -> rules              (with a control plane) outcomes of the trajectory rules
+      -> produce            enriched events / trajectory states / outcomes, wait for acks
       -> mark seen          only now, so a crash before the acks replays instead of losing
 
 Co-partitioning, not a repartition hop: producers key raw records by trace_id with the
@@ -33,12 +34,13 @@ from stream_processors.dedupe_store import PersistentDedupe
 from stream_processors.errors import InvalidMessage
 from stream_processors.metrics import ProcessorMetrics
 from stream_processors.output import BatchOutput
+from stream_processors.rules.stage import RuleStage
 from stream_processors.settings import Settings
 from stream_processors.steps.dedupe import DedupeWindow
 from stream_processors.steps.dlq_limit import DlqLimit
 from stream_processors.steps.join import TrajectoryJoiner
 from stream_processors.steps.validate import dead_letter_for, validate
-from stream_processors.table_buffer import WriteBack, as_current
+from stream_processors.table_buffer import PartitionPinned, WriteBack, as_current
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,7 @@ class Outputs:
     enriched: str
     trajectory_state: str
     dead_letters: str
+    outcomes: str = ""
 
 
 class BatchProcessor:
@@ -88,8 +91,10 @@ class BatchProcessor:
         flush_state: Callable[[], Awaitable[None]],
         dlq_limit: DlqLimit | None = None,
         buffers: Sequence[WriteBack] = (),
+        rules: RuleStage | None = None,
     ) -> None:
         self.buffers = buffers
+        self.rules = rules
         # batches and timer sweeps take turns: both touch the join state and the outputs
         self.lock = asyncio.Lock()
         self.out = outputs
@@ -110,6 +115,7 @@ class BatchProcessor:
         processed_at = encode_timestamp(utc_now())
         now = time.time()
         joiner = self.joiner
+        rules = self.rules
         for fe in events:
             msg = fe.message
             partition = msg.partition
@@ -123,6 +129,8 @@ class BatchProcessor:
                         out.producer.send(
                             out.trajectory_state, record.routing_key.encode(), encode(state)
                         )
+                        if rules is not None:
+                            rules.observe_trajectory(state.trajectory)
                         for enriched in late:
                             self._send_enriched(enriched)
                         continue
@@ -131,6 +139,8 @@ class BatchProcessor:
                     # seen once output *or* parked: both are durable after the flush below
                     accepted.append((partition, msg.offset, record))
                     joined = joiner.join_encoded(record, partition, now)
+                    if rules is not None:  # state written under this event's partition
+                        rules.observe(record)
                     if joined is None:
                         continue  # held for the grace period
                     assert value is not None  # it validated
@@ -144,7 +154,15 @@ class BatchProcessor:
         by_partition = {fe.message.partition: fe for fe in events}
         self.dedupe.mark(accepted, lambda p: as_current(by_partition[p]))
 
+    def _send_outcomes(self) -> None:
+        """The rule stage's new, changed and retracted outcomes of this batch."""
+        if self.rules is None:
+            return
+        for outcome in self.rules.drain():
+            self.out.producer.send(self.out.outcomes, outcome.outcome_id.encode(), encode(outcome))
+
     async def _flush(self) -> None:
+        self._send_outcomes()  # before the state buffers: drain writes the rule state
         for buffer in self.buffers:
             buffer.flush()  # one changelog record per touched key, before waiting for acks
         # raises if the broker refused: the worker crashes and the batch replays
@@ -189,6 +207,23 @@ class BatchProcessor:
         self.out.producer.send(self.out.enriched, key, encode(enriched))
 
 
+def rule_stage(
+    settings: Settings, state: PartitionPinned, trajectories: Any
+) -> RuleStage:
+    """The rule stage on the hot-reloaded control plane (a broken file stops the worker at
+    start; a broken new version is rejected and the old one keeps running)."""
+    from stream_processors.control_plane import ControlPlaneWatcher
+
+    assert settings.control_plane is not None
+    watcher = ControlPlaneWatcher(settings.control_plane)
+    watcher.start()  # polls the file every 2 s
+    log.info(
+        "rule stage on control plane %s version %s", settings.control_plane,
+        watcher.current.version,
+    )  # fmt: skip
+    return RuleStage(lambda: watcher.current, state, trajectories=trajectories)
+
+
 def build_pipeline(
     app: faust.App, settings: Settings, metrics: ProcessorMetrics | None = None
 ) -> BatchProcessor:
@@ -215,6 +250,7 @@ def build_pipeline(
         enriched=topics.enriched,
         trajectory_state=topics.trajectory_state,
         dead_letters=topics.dead_letters,
+        outcomes=topics.outcomes,
     )
     out = outputs.producer
     seen = app.Table("dedupe-window", partitions=n, key_type=str, value_type=bytes)
@@ -231,8 +267,15 @@ def build_pipeline(
         idle_timeout_s=settings.trajectory_idle_timeout_s,
     )
     limit = DlqLimit(settings.dlq_max_ratio or None)
+    buffers = [trajectories, parked]
+    rules = None
+    if settings.control_plane is not None:
+        rule_table = app.Table("rule-state", partitions=n, key_type=str)
+        rule_state = WriteBack(rule_table, Changelog(rule_table, out))
+        buffers.append(rule_state)
+        rules = rule_stage(settings, PartitionPinned(rule_state), joiner.trajectory_for)
     processor = BatchProcessor(
-        outputs, dedupe, joiner, app.producer.flush, limit, buffers=(trajectories, parked)
+        outputs, dedupe, joiner, app.producer.flush, limit, buffers=buffers, rules=rules
     )
     source = raw_topic(*topics.raw)
     processor.metrics = metrics or ProcessorMetrics()

@@ -154,3 +154,50 @@ class WriteBack(MutableMapping[str, Any]):
                     changelog.send(partition, key, value)
         self._dirty.clear()
         return n
+
+
+class PartitionPinned(MutableMapping[str, Any]):
+    """A :class:`WriteBack` whose JSON-dict values remember their source partition.
+
+    For state written both inside a batch (a current Faust event gives the partition) and
+    after it (the rule stage's ``drain``, timers: no current event): the first write of a
+    key stores the partition in the value under ``field``; later writes and deletes reuse
+    it, so every changelog record goes to the partition the key's events come from.
+    """
+
+    def __init__(self, buffer: WriteBack, field: str = "_p") -> None:
+        self.buffer = buffer
+        self.field = field
+
+    def __getitem__(self, key: str) -> Any:
+        return self.buffer[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.buffer.get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.buffer
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        partition = _current_partition()
+        if partition is None:
+            partition = value.get(self.field)
+            if partition is None:
+                old = self.buffer.get(key)
+                partition = old.get(self.field) if old is not None else None
+        if partition is None:
+            raise KeyError(f"{key!r}: no source partition (no current event, none stored)")
+        if value.get(self.field) != partition:
+            value = {**value, self.field: partition}
+        self.buffer.put(key, value, int(partition))
+
+    def __delitem__(self, key: str) -> None:
+        old = self.buffer[key]
+        partition = _current_partition()
+        self.buffer.remove(key, int(partition if partition is not None else old[self.field]))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.buffer)
+
+    def __len__(self) -> int:
+        return len(self.buffer)

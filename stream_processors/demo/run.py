@@ -6,6 +6,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -17,6 +18,8 @@ from stream_processors.progress import ProgressBar
 from stream_processors.settings import Settings
 
 SEND_CHUNK = 500
+#: the example control plane (docs/examples), used by the demo when none is configured
+EXAMPLE_CONTROL_PLANE = Path(__file__).resolve().parents[2] / "docs/examples/control-plane.yaml"
 
 
 def wait_for(
@@ -58,10 +61,79 @@ def scraped(pipeline: Pipeline) -> dict[str, float]:
     return totals
 
 
+def outcomes_drained(pipeline: Pipeline, timeout_s: float) -> bool:
+    """Wait until the sink inserted every outcome record the workers produced (read from
+    their metrics; with metrics off, give the sink a few seconds)."""
+    if not pipeline.metrics_url:
+        time.sleep(5)
+        return True
+
+    def drained() -> bool:
+        m = scraped(pipeline)
+        return m.get("meterline_sink_rows_inserted_total[outcomes]", 0) >= m.get(
+            "meterline_processor_records_out_total[outcomes]", 0
+        )
+
+    deadline = time.monotonic() + timeout_s
+    while not drained():
+        pipeline.check()
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+    return True
+
+
+def trajectory_outcomes(pipeline: Pipeline, project: str, rules: list[str]) -> dict[str, float]:
+    """Live outcomes of the trajectory-scope ``rules``: ``outcome_id -> value``."""
+    db = pipeline.settings.database
+    rows = pipeline.clickhouse.query(
+        f"SELECT outcome_id, value FROM {db}.outcomes FINAL WHERE retracted = 0 "
+        "AND project = %(p)s AND rule_id IN %(rules)s",
+        parameters={"p": project, "rules": rules},
+    ).result_rows
+    return {str(oid): float(v) for oid, v in rows}
+
+
+def rules_report(pipeline: Pipeline, traffic: Traffic, timeout_s: float) -> tuple[str, bool]:
+    """Outcomes (derived in the stream), seats and cost per outcome for the demo project.
+    A backfill of the traffic's days adds the user-scope outcomes and the seats, and must
+    reproduce the stream's trajectory outcomes exactly."""
+    from stream_processors.billing import report as billing
+    from stream_processors.billing.backfill import backfill
+    from stream_processors.control_plane import load_control_plane
+
+    assert pipeline.settings.control_plane is not None and pipeline.writer is not None
+    if not outcomes_drained(pipeline, timeout_s):
+        return "outcomes: the sink did not catch up with the rule stage in time", False
+    config = load_control_plane(pipeline.settings.control_plane)
+    rules = [r.id for r in config.outcome_rules if r.scope == "trajectory"]
+    streamed = trajectory_outcomes(pipeline, traffic.project, rules)
+    days = sorted({e.timestamp.date() for e in traffic.unique_events.values()})
+    result = backfill(pipeline.writer, config, days[0], days[-1], traffic.project)
+    same = trajectory_outcomes(pipeline, traffic.project, rules) == streamed
+    sections = billing.sections(
+        pipeline.clickhouse, pipeline.settings.database, project=traffic.project,
+        start=days[0], end=days[-1],
+    )  # fmt: skip
+    wanted = ("Outcomes", "Seats", "Cost per outcome")
+    text = billing.render([s for s in sections if s.title.startswith(wanted)])
+    verdict = "matches" if same else "DOES NOT MATCH"
+    text += (
+        f"\n{len(streamed)} trajectory outcomes derived in the stream; a backfill of the same "
+        f"days with the same rules {verdict} them ({result.outcomes} outcomes incl. user-scope "
+        f"rules, {result.seat_rows} seat rows).\n"
+    )
+    return text, same
+
+
 def run_demo(settings: Settings, *, events: int = 5_000, timeout_s: float = 150.0) -> int:
     project = "demo-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     traffic = generate(project=project, events=events)
     t0 = time.monotonic()
+    if settings.control_plane is None and EXAMPLE_CONTROL_PLANE.exists():
+        settings = settings.with_overrides(control_plane=EXAMPLE_CONTROL_PLANE)
+    rules_text: str | None = None
+    rules_ok = True
     print(f"meterline demo: starting the embedded pipeline (data dir {settings.data_dir}) ...")
     with Pipeline(settings) as pipeline:
         print(
@@ -92,6 +164,9 @@ def run_demo(settings: Settings, *, events: int = 5_000, timeout_s: float = 150.
         with ProgressBar("joined in ClickHouse", len(traffic.unique_events)) as joined:
             got = wait_for(pipeline, traffic, timeout_s, joined.update)
         ch, db = pipeline.clickhouse, pipeline.settings.database
+        if pipeline.settings.control_plane is not None:
+            print(f"  rules: control plane {pipeline.settings.control_plane}")
+            rules_text, rules_ok = rules_report(pipeline, traffic, timeout_s)
         kinds = report.by_kind(ch, db, project)
         usage = report.llm_usage_by_user(ch, db, project)
         metrics = scraped(pipeline) if pipeline.metrics_url else {}
@@ -115,8 +190,12 @@ def run_demo(settings: Settings, *, events: int = 5_000, timeout_s: float = 150.
     )
     print()
     print(report.table(["user", "llm calls", "input tokens", "output tokens", "cost usd"], usage))
+    if rules_text is not None:
+        print()
+        print(rules_text, end="")
     want = len(traffic.unique_events)
     ok = got.events == want and got.joined == want and got.trajectories == len(traffic.trajectories)
+    ok = ok and rules_ok
     if metrics:
         events_out = metrics.get("meterline_processor_events_out_total", 0)
         dropped_m = metrics.get("meterline_processor_duplicates_dropped_total", 0)

@@ -16,6 +16,9 @@ Contract:
   that no longer hold. Applied in order (later ``computed_at`` wins), the emitted records
   give the same live outcomes as evaluating the whole trajectory at once, whatever the
   arrival order and however many duplicates.
+* ``trajectories`` (optional): looks up the trajectory already known for an event that
+  arrives without one, so a trajectory seen before the first relevant event still gives
+  the outcomes their user (the stream passes the join's lookup).
 * Not thread-safe; one stage per worker. ``user``-scope rules span trajectories and are not
   evaluated here (``meterline backfill`` and the recompute loop evaluate them).
 * A trajectory's state is dropped ``end_grace_s`` after its end record was seen, or after
@@ -42,6 +45,8 @@ from stream_processors.rules.slim import relevant, rule_paths, slim, unslim
 
 State = MutableMapping[str, dict[str, Any]]
 ConfigSource = ControlPlane | Callable[[], ControlPlane]
+#: ``(project, trace_id) -> the trajectory known so far`` (the join's state), or None
+Lookup = Callable[[str, str], TrajectoryRecord | None]
 
 
 @dataclass
@@ -69,8 +74,10 @@ class RuleStage:
         idle_s: float = 3_600.0,
         expire_every_s: float = 60.0,
         clock: Callable[[], float] = time.time,
+        trajectories: Lookup | None = None,
     ) -> None:
         self._source = config
+        self._lookup = trajectories
         self.state = state
         self.max_events = max_events_per_trace
         self.end_grace_s, self.idle_s, self.expire_every_s = end_grace_s, idle_s, expire_every_s
@@ -103,7 +110,12 @@ class RuleStage:
             if value is not None and trajectory is not None:
                 self._remember_trajectory(key, value, trajectory)
             return
-        value = dict(value) if value is not None else _new(event.project, event.trace_id)
+        if value is None:
+            value = _new(event.project, event.trace_id)
+            if trajectory is None and self._lookup is not None:  # known before this event
+                trajectory = self._lookup(event.project, event.trace_id)
+        else:
+            value = dict(value)
         events = dict(value["e"])
         if event.event_id in events or len(events) < self.max_events:
             events[event.event_id] = slim(event, self._paths)

@@ -19,6 +19,7 @@ from stream_processors.metrics import (
     ProcessorMetrics,
     StepCounters,
 )
+from stream_processors.rules.stage import StageStats
 from stream_processors.steps.dedupe import DedupeWindow
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
@@ -31,8 +32,12 @@ def fake_processor() -> SimpleNamespace:
         enriched="e",
         trajectory_state="s",
         dead_letters="d",
+        outcomes="o",
     )
-    return SimpleNamespace(dedupe=SimpleNamespace(window=DedupeWindow()), joiner=joiner, out=out)
+    rules = SimpleNamespace(stats=StageStats(emitted=2, retracted=1))
+    return SimpleNamespace(
+        dedupe=SimpleNamespace(window=DedupeWindow()), joiner=joiner, out=out, rules=rules
+    )
 
 
 def exported_names() -> set[str]:
