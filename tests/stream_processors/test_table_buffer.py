@@ -35,3 +35,24 @@ def test_reads_see_buffered_writes_and_flush_writes_each_key_once() -> None:
     assert wb.flush() == 2
     assert sorted(table.writes, key=str) == [("a", 2), ("old", None)]
     assert dict(table) == {"a": 2} and wb.pending == 0
+
+
+def test_partition_pinned_values_keep_their_partition_outside_any_event() -> None:
+    from stream_processors.table_buffer import PartitionPinned
+
+    wb = WriteBack(_Table())
+    state = PartitionPinned(wb)
+    state["k"] = {"_p": 3, "v": 1}  # first write names it (in a batch: the current event)
+    state["k"] = {**state["k"], "v": 2}  # a later write without a current event
+    assert wb._dirty["k"] == ({"_p": 3, "v": 2}, 3)
+    state["j"] = {"v": 1, "_p": 1}
+    state["j"] = {"v": 2}  # the field dropped by the caller: taken from the stored value
+    assert wb._dirty["j"] == ({"v": 2, "_p": 1}, 1)
+    del state["k"]
+    assert wb._dirty["k"][1] == 3 and "k" not in state
+    try:
+        state["new"] = {"v": 1}
+    except KeyError as exc:
+        assert "no source partition" in str(exc)
+    else:
+        raise AssertionError("a key with no partition must not be written")

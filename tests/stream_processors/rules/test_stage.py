@@ -196,3 +196,19 @@ def test_user_comes_from_the_trajectory_when_events_have_none() -> None:
     stage.observe(EnrichedEvent(event=action("x", "data_extraction", 2, user=None), trajectory=t))
     [o] = stage.drain()
     assert (o.user_id, o.anonymous_id, o.user) == (None, "anon_9", "anon_9")
+
+
+def test_a_trajectory_known_before_the_first_relevant_event_comes_from_the_lookup() -> None:
+    """The stream passes the join's lookup: the trajectory arrived before any state existed."""
+    t = TrajectoryRecord(trace_id="tr1", user_id="u_7")
+    asked: list[tuple[str, str]] = []
+
+    def lookup(project: str, trace_id: str) -> TrajectoryRecord:
+        asked.append((project, trace_id))
+        return t
+
+    stage = RuleStage(example(), {}, trajectories=lookup)
+    stage.observe(action("d", "object_detection", 1, user=None))
+    stage.observe(action("x", "data_extraction", 2, user=None))
+    [o] = stage.drain()
+    assert o.user_id == "u_7" and len(asked) == 1  # looked up once, when the state was new
