@@ -1,8 +1,8 @@
 """Billing and analytics views over meterline's tables (``CREATE OR REPLACE VIEW``: idempotent).
 
-Exact counts despite ReplacingMergeTree duplicates: every view reads its tables with
-``FINAL`` (one row per key, highest version), and outcome views drop retracted rows after
-``FINAL``. Display names are joined from the ``display_names`` table (latest row per action
+Exact counts despite ReplacingMergeTree duplicates: usage per user reads ``event_latest``
+(one argMax row per event, no ``FINAL``); the other views read their tables with ``FINAL``
+(one row per key, highest version), and outcome views drop retracted rows after ``FINAL``. Display names are joined from the ``display_names`` table (latest row per action
 by ``updated_at``), never spliced into SQL. Columns are documented in docs/control-plane.md.
 """
 
@@ -15,18 +15,21 @@ PERIODS = {"daily": "toDate", "monthly": "toStartOfMonth"}
 
 USER = "if(x.user_id != '', x.user_id, x.anonymous_id)"
 
+#: Usage per user reads ``event_latest`` (argMax per event over the narrow ``event_facts``,
+#: docs/architecture.md "Counting exactly in ClickHouse"), not ``events FINAL``.
 USAGE = """
-SELECT x.project AS project, {fn}(x.timestamp) AS period_start, {user} AS user,
-    countIf(x.record_type = 'action') AS actions,
-    countIf(x.kind = 'llm_call') AS llm_calls,
-    countIf(x.kind = 'tool_call') AS tool_calls,
-    countIf(x.record_type = 'telemetry') AS telemetry_events,
-    sum(x.input_tokens) AS input_tokens,
-    sum(x.output_tokens) AS output_tokens,
-    sum(x.cached_tokens) AS cached_tokens,
-    sumIf(x.cost_usd, x.kind = 'llm_call') AS llm_cost_usd,
-    sum(x.cost_usd) AS cost_usd
-FROM {db}.events AS x FINAL
+SELECT x.project AS project, {fn}(x.day) AS period_start,
+    if(x.user_id_ != '', x.user_id_, x.anonymous_id_) AS user,
+    countIf(x.kind_ != 'telemetry') AS actions,
+    countIf(x.kind_ = 'llm_call') AS llm_calls,
+    countIf(x.kind_ = 'tool_call') AS tool_calls,
+    countIf(x.kind_ = 'telemetry') AS telemetry_events,
+    sum(x.input_tokens_) AS input_tokens,
+    sum(x.output_tokens_) AS output_tokens,
+    sum(x.cached_tokens_) AS cached_tokens,
+    toFloat64(sumIf(x.cost_usd_, x.kind_ = 'llm_call')) AS llm_cost_usd,
+    toFloat64(sum(x.cost_usd_)) AS cost_usd
+FROM {db}.event_latest AS x
 GROUP BY project, period_start, user
 """
 
