@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
 )
 
 #: The wire format version this code writes and the newest it reads.
@@ -72,11 +72,23 @@ def _as_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+def _utc_datetime(value: Any, handler: ValidatorFunctionWrapHandler) -> datetime:
+    """One Python call per field on the hot path: an ISO 8601 string goes through the C
+    ``datetime.fromisoformat``; anything it does not read, pydantic's parser (and its error
+    message); epoch numbers through :func:`_from_epoch`. Always aware UTC on the way out."""
+    if type(value) is str and not _EPOCH_STRING.fullmatch(value.strip()):
+        try:
+            return _as_utc(datetime.fromisoformat(value))
+        except ValueError:
+            return _as_utc(handler(value))
+    return _as_utc(handler(_from_epoch(value)))
+
+
 #: A point in time, always aware and in UTC on the way out. Accepted: ISO 8601 strings
 #: (without an offset: UTC), datetimes (naive: UTC), and Unix epoch numbers in seconds,
 #: milliseconds, microseconds or nanoseconds (unit by magnitude, see :func:`epoch_seconds`).
 #: Range checks against processing time are the processor's (``steps/clock.py``).
-UtcDatetime = Annotated[datetime, BeforeValidator(_from_epoch), AfterValidator(_as_utc)]
+UtcDatetime = Annotated[datetime, WrapValidator(_utc_datetime)]
 
 #: JSON-object payloads (properties, metadata).
 JsonObject = dict[str, Any]

@@ -2,8 +2,9 @@
 
 Exact counts despite ReplacingMergeTree duplicates: usage per user reads ``event_latest``
 (one argMax row per event, no ``FINAL``); the other views read their tables with ``FINAL``
-(one row per key, highest version), and outcome views drop retracted rows after ``FINAL``. Display names are joined from the ``display_names`` table (latest row per action
-by ``updated_at``), never spliced into SQL. Columns are documented in docs/control-plane.md.
+(one row per key, highest version), and outcome views drop retracted rows after ``FINAL``.
+Display names are joined from the ``display_names`` table (latest row per action by
+``updated_at``), never spliced into SQL. Columns are documented in docs/control-plane.md.
 """
 
 from __future__ import annotations
