@@ -65,8 +65,13 @@ def settings(tansu: TansuBroker, tmp_path: Path) -> Settings:
 def pipeline_factory(settings: Settings, clickhouse: Any) -> Iterator[Callable[..., Pipeline]]:
     started: list[Pipeline] = []
 
-    def start(workers: int = 1, **overrides: Any) -> Pipeline:
-        p = Pipeline(settings.with_overrides(**overrides), workers=workers, clickhouse=clickhouse)
+    def start(workers: int = 1, sink: bool = True, **overrides: Any) -> Pipeline:
+        p = Pipeline(
+            settings.with_overrides(**overrides),
+            workers=workers,
+            clickhouse=clickhouse,
+            sink=sink,
+        )
         started.append(p.start())
         return p
 

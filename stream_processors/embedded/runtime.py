@@ -29,13 +29,24 @@ log = logging.getLogger(__name__)
 
 
 class Pipeline:
-    """Start with :meth:`start` (or ``with``), stop with :meth:`stop`. Not restartable."""
+    """Start with :meth:`start` (or ``with``), stop with :meth:`stop`. Not restartable.
+
+    ``sink=False``: broker, topics and workers only -- no sink thread, no billing services,
+    no ClickHouse opened here; a sink in another process (``meterline sink``) writes the
+    topics' output (the fault tests kill such a sink with SIGKILL).
+    """
 
     def __init__(
-        self, settings: Settings, *, workers: int = 1, clickhouse: Any | None = None
+        self,
+        settings: Settings,
+        *,
+        workers: int = 1,
+        clickhouse: Any | None = None,
+        sink: bool = True,
     ) -> None:
         self.settings = settings
         self.n_workers = workers
+        self.with_sink = sink
         self.broker: TansuBroker | None = None
         self.workers: list[WorkerProcess] = []
         self.sink: ClickHouseSink | None = None
@@ -61,18 +72,20 @@ class Pipeline:
             self._start_broker()
             assert self.settings.kafka_bootstrap
             self._ensure_topics()
-            self.writer = clickhouse_writer(self.settings, self.clickhouse)
+            if self.with_sink:
+                self.writer = clickhouse_writer(self.settings, self.clickhouse)
             for i in range(self.n_workers):
                 self.add_worker(i)
-            self._start_sink()
-            self.billing = BillingServices(self.settings, self.writer).start()
+            if self.with_sink:
+                self._start_sink()
+                self.billing = BillingServices(self.settings, self.writer).start()
         except BaseException:
             self.stop()
             raise
         log.info(
             "pipeline up: kafka=%s clickhouse=%s",
             self.settings.kafka_bootstrap,
-            redact_url(self.settings.effective_clickhouse_url),
+            redact_url(self.settings.effective_clickhouse_url) if self.with_sink else "(no sink)",
         )
         return self
 
@@ -179,7 +192,8 @@ class Pipeline:
         for w in old:
             self.add_worker(w.index)
         self._sink_error = None
-        self._start_sink()
+        if self.with_sink:
+            self._start_sink()
 
     def stop(self, drain_timeout_s: float = 30.0) -> None:
         """Stop workers (they commit), then the sink (it finishes its batch), then the broker.
