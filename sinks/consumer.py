@@ -223,9 +223,14 @@ class ClickHouseSink:
         except KafkaException as exc:  # broker unreachable: keep the last values
             log.warning("sink: consumer lag not updated: %s", exc)
 
-    def lag(self, timeout_s: float = 2.0) -> list[tuple[str, int, int]]:
+    def lag(self, timeout_s: float = 2.0, *, cached: bool = True) -> list[tuple[str, int, int]]:
         """``(topic, partition, lag)`` for this consumer's assigned partitions: high watermark
-        minus the next offset to consume (the committed offset before the first message)."""
+        minus the next offset to consume (the committed offset before the first message).
+
+        ``cached``: the high watermarks the last fetch responses carried (no broker round
+        trip; a partition not fetched yet is left out). The sink loop uses these: one
+        ListOffsets request per partition, each up to ``timeout_s``, stalled the loop for
+        seconds on every update (measured on Tansu: 8 s pauses at 16 partitions)."""
         assigned = self._consumer.assignment()
         if not assigned:
             return []
@@ -237,7 +242,11 @@ class ClickHouseSink:
         }
         out = []
         for tp in positions:
-            low, high = self._consumer.get_watermark_offsets(tp, timeout=timeout_s, cached=False)
+            low, high = self._consumer.get_watermark_offsets(
+                tp, timeout=timeout_s, cached=cached
+            )
+            if high < 0:  # cached: nothing fetched from this partition yet
+                continue
             at = tp.offset if tp.offset >= 0 else committed.get((tp.topic, tp.partition), -1)
             out.append((tp.topic, tp.partition, max(0, high - (at if at >= 0 else low))))
         return out
