@@ -35,7 +35,8 @@ MetricName = Literal[
     "meterline_processor_late_joins",  # early events re-emitted joined when the trajectory came
     "meterline_processor_duplicates_dropped",  # (project, event_id) already emitted: dropped
     "meterline_processor_dedupe_outside_window",  # older than the dedupe window: passed on
-    "meterline_processor_pending_overflow",  # early events not parked (trace over its limit)
+    "meterline_processor_pending_overflow",  # early events not parked (trace over its limit,
+    # or the event too large for one changelog message): they stay unjoined
     "meterline_processor_dedupe_window_events",  # gauge: events remembered by the window
     # with a control plane (rule stage):
     "meterline_processor_outcomes_out",  # outcome records produced (incl. retractions)

@@ -297,6 +297,12 @@ def build_pipeline(
         loaded = dedupe.rebuild()
         log.info("dedupe window rebuilt: %d events remembered", loaded)
 
+    @pending_table.on_recover
+    async def _recover_join_timers() -> None:  # after every recovery: restart, rebalance
+        async with processor.lock:  # batches and sweeps use what this rebuilds
+            traces = joiner.recover()
+        log.info("join state recovered: %d traces with parked events", traces)
+
     # an agent crash (e.g. undeliverable output) stops the worker: its partitions replay
     # from the last commit on the next owner instead of continuing past a gap
     @app.agent(source, name="meterline-process", supervisor_strategy=CrashingSupervisor)

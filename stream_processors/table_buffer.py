@@ -5,7 +5,9 @@
   current event only per single event).
 - :class:`WriteBack` buffers a batch's writes to a table and applies each key once, at the
   end of the batch: a trajectory that starts and ends within one batch costs one changelog
-  record instead of two, and reads in between see the buffered value.
+  record instead of two, and reads in between see the buffered value. Keys are flushed in
+  the order of their last write, so a record written after others (an index after the
+  records it counts) is also produced after them.
 """
 
 from __future__ import annotations
@@ -95,19 +97,23 @@ class WriteBack(MutableMapping[str, Any]):
         return key in self.table
 
     def __setitem__(self, key: str, value: Any) -> None:
-        self._dirty[key] = (value, _current_partition())
+        self._write(key, value, _current_partition())
 
     def put(self, key: str, value: Any, partition: int) -> None:
-        self._dirty[key] = (value, partition)
+        self._write(key, value, partition)
 
     def __delitem__(self, key: str) -> None:
         if key not in self:
             raise KeyError(key)
-        self._dirty[key] = (_DELETED, _current_partition())
+        self._write(key, _DELETED, _current_partition())
 
     def remove(self, key: str, partition: int) -> None:
         if key in self:
-            self._dirty[key] = (_DELETED, partition)
+            self._write(key, _DELETED, partition)
+
+    def _write(self, key: str, value: Any, partition: int | None) -> None:
+        self._dirty.pop(key, None)  # flush order: the order of the last writes
+        self._dirty[key] = (value, partition)
 
     def pop(self, key: str, *default: Any) -> Any:
         if key not in self:

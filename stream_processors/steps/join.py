@@ -3,8 +3,10 @@
 State, keyed by ``project␟trace_id``, each value remembering its source partition ``p``:
 - ``trajectories``: the merged trajectory record (JSON dict), its version, and when it was
   last updated (``seen``, processing time);
-- ``pending``: events seen before their trajectory, at most ``max_pending_per_trace`` per
-  trace, each with when it was parked and whether it already went out unjoined.
+- ``pending``: events seen before their trajectory (parked), at most
+  ``max_pending_per_trace`` per trace, each with when it was parked and whether it already
+  went out unjoined: one record per event plus a small index per trace, so no record grows
+  with a hot trace and parking costs O(1) (layout in :mod:`stream_processors.steps.parked`).
 
 Rules (times are processing time, seconds):
 - An event whose trajectory is known goes out joined (version 2), with the trajectory as
@@ -13,11 +15,16 @@ Rules (times are processing time, seconds):
   arrives in time it goes out once, joined. Otherwise :meth:`sweep_pending` sends it out
   unjoined (version 1) and it keeps waiting; when the trajectory arrives it is re-emitted
   joined (version 2), which ClickHouse keeps over version 1. ``grace_s=0``: out at once.
+  An event over the per-trace limit, or too large to park in one Kafka message, is not
+  parked: it goes out unjoined at once and stays unjoined (counted in ``pending_overflow``).
 - Events without a trace_id pass through unjoined (counted in ``no_trace``).
 - :meth:`sweep_idle` forgets a trajectory not updated for ``idle_timeout_s``; one that never
   ended is first closed (status ``timed_out``, ``ended_at`` = its last update) and that state
   is emitted. Events still parked that long are forgotten too (they already went out
   unjoined). A later event for a forgotten trace is treated as early again.
+
+After a restart or rebalance the tables hold the state; :meth:`TrajectoryJoiner.recover`
+rebuilds what the timers keep in memory from them.
 """
 
 from __future__ import annotations
@@ -26,22 +33,18 @@ from collections.abc import Iterable, MutableMapping
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import TypeAdapter
-
 from schemas import (
     VERSION_JOINED,
     VERSION_UNJOINED,
-    ActionEvent,
     EnrichedEvent,
     Event,
-    TelemetryEvent,
     TrajectoryRecord,
     TrajectoryState,
     TrajectoryStatus,
 )
 from stream_processors.steps.dedupe import SEP
+from stream_processors.steps.parked import DEFAULT_MAX_PARKED_BYTES, ParkedEvents, delete, put
 
-_EVENT: TypeAdapter[Event] = TypeAdapter(ActionEvent | TelemetryEvent)
 DEFAULT_MAX_PENDING_PER_TRACE = 10_000
 DEFAULT_GRACE_S = 0.0
 DEFAULT_IDLE_TIMEOUT_S = 3_600.0
@@ -69,23 +72,6 @@ def merge(old: TrajectoryRecord | None, new: TrajectoryRecord) -> TrajectoryReco
     )
 
 
-def _put(state: State, key: str, value: Any, partition: int) -> None:
-    """Write with an explicit partition where the mapping supports it (``WriteBack``)."""
-    put = getattr(state, "put", None)
-    if put is not None:
-        put(key, value, partition)
-    else:
-        state[key] = value
-
-
-def _delete(state: State, key: str, partition: int) -> None:
-    remove = getattr(state, "remove", None)
-    if remove is not None:
-        remove(key, partition)
-    else:
-        del state[key]
-
-
 class TrajectoryJoiner:
     def __init__(
         self,
@@ -95,10 +81,12 @@ class TrajectoryJoiner:
         max_pending_per_trace: int = DEFAULT_MAX_PENDING_PER_TRACE,
         grace_s: float = DEFAULT_GRACE_S,
         idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
+        max_parked_bytes: int = DEFAULT_MAX_PARKED_BYTES,
     ) -> None:
         self._trajectories = trajectories
-        self._pending = pending
-        self._max_pending = max_pending_per_trace
+        self._parked = ParkedEvents(
+            pending, max_per_trace=max_pending_per_trace, max_record_bytes=max_parked_bytes
+        )
         self.grace_s = grace_s
         self.idle_timeout_s = idle_timeout_s
         self._cache: dict[str, tuple[int, TrajectoryRecord, bytes]] = {}
@@ -164,16 +152,13 @@ class TrajectoryJoiner:
 
     def _park(self, event: Event, partition: int, now: float, *, emitted: bool) -> bool:
         """Park an early event; True if it is held (not emitted yet). An event over the
-        per-trace cap is not parked: it goes out unjoined now and stays unjoined."""
+        per-trace cap, or too large to park, is not parked: it goes out unjoined now and
+        stays unjoined."""
         assert event.trace_id is not None
         key = trace_key(event.project, event.trace_id)
-        entry = self._pending.get(key) or {"p": partition, "events": []}
-        waiting = list(entry["events"])
-        if len(waiting) >= self._max_pending:
+        if not self._parked.park(key, event, partition, now, sent=emitted):
             self.pending_overflow += 1  # stays unjoined in ClickHouse; counted
             return False
-        waiting.append({"e": event.model_dump(mode="json"), "t": now, "x": emitted})
-        _put(self._pending, key, {"p": partition, "events": waiting}, partition)
         return not emitted
 
     # -- trajectories -------------------------------------------------------------------
@@ -189,48 +174,32 @@ class TrajectoryJoiner:
         version = (int(stored["version"]) if stored else 0) + 1
         value = {"version": version, "trajectory": merged.model_dump(mode="json"),
                  "p": partition, "seen": now}
-        _put(self._trajectories, key, value, partition)
+        put(self._trajectories, key, value, partition)
         self._remember(key, version, merged)
-        late: list[EnrichedEvent] = []
-        if key in self._pending:
-            entry = self._pending[key]
-            _delete(self._pending, key, int(entry.get("p", partition)))
-            late = [
-                EnrichedEvent(
-                    event=_EVENT.validate_python(e["e"]), trajectory=merged, version=VERSION_JOINED
-                )
-                for e in entry["events"]
-            ]
-            # held events go out for the first time (joined); the others are re-emitted
-            sent_before = sum(1 for e in entry["events"] if e["x"])
-            self.joined += len(late) - sent_before
-            self.late_joined += sent_before
+        released = self._parked.release(key)
+        late = [
+            EnrichedEvent(event=event, trajectory=merged, version=VERSION_JOINED)
+            for event, _ in released
+        ]
+        # held events go out for the first time (joined); the others are re-emitted
+        sent_before = sum(1 for _, sent in released if sent)
+        self.joined += len(late) - sent_before
+        self.late_joined += sent_before
         return TrajectoryState(trajectory=merged, version=version), late
 
     # -- timers -------------------------------------------------------------------------
 
-    def sweep_pending(self, now: float, partitions: Iterable[int] | None = None) -> list[
-        EnrichedEvent
-    ]:
-        """Events held longer than ``grace_s``: marked sent and returned, unjoined."""
+    def sweep_pending(
+        self, now: float, partitions: Iterable[int] | None = None
+    ) -> list[EnrichedEvent]:
+        """Events held longer than ``grace_s``: marked sent and returned, unjoined. Costs the
+        events due, not the events parked; events of partitions not in ``partitions`` wait
+        for the next :meth:`recover` (which follows every assignment)."""
         owned = None if partitions is None else set(partitions)
-        out: list[EnrichedEvent] = []
-        for key in list(self._pending):
-            entry = self._pending.get(key)
-            if entry is None or (owned is not None and entry["p"] not in owned):
-                continue
-            events = entry["events"]
-            due = {i for i, e in enumerate(events) if not e["x"] and now - e["t"] >= self.grace_s}
-            if not due:
-                continue
-            for i in sorted(due):
-                out.append(
-                    EnrichedEvent(
-                        event=_EVENT.validate_python(events[i]["e"]), version=VERSION_UNJOINED
-                    )
-                )
-            updated = [{**e, "x": True} if i in due else e for i, e in enumerate(events)]
-            _put(self._pending, key, {"p": entry["p"], "events": updated}, entry["p"])
+        out = [
+            EnrichedEvent(event=event, version=VERSION_UNJOINED)
+            for event in self._parked.due(now, self.grace_s, owned)
+        ]
         self.grace_expired += len(out)
         self.unjoined += len(out)
         return out
@@ -260,13 +229,14 @@ class TrajectoryJoiner:
                 version = int(stored["version"]) + 1
                 closed.append(TrajectoryState(trajectory=record, version=version))
                 self.timed_out += 1
-            _delete(self._trajectories, key, p)
+            delete(self._trajectories, key, p)
             self._cache.pop(key, None)
             self.forgotten += 1
-        for key in list(self._pending):
-            entry = self._pending.get(key)
-            if entry is None or (owned is not None and entry["p"] not in owned):
-                continue
-            if all(e["x"] and e["t"] <= limit for e in entry["events"]):
-                _delete(self._pending, key, int(entry["p"]))
+        self._parked.forget_idle(limit, owned)
         return closed
+
+    def recover(self) -> int:
+        """Rebuild the in-memory timer state from the tables, after every table recovery
+        (restart, rebalance). Returns the number of traces with parked events."""
+        self._cache.clear()
+        return self._parked.recover()

@@ -56,3 +56,32 @@ def test_partition_pinned_values_keep_their_partition_outside_any_event() -> Non
         assert "no source partition" in str(exc)
     else:
         raise AssertionError("a key with no partition must not be written")
+
+
+class _Store(dict[str, Any]):
+    """A Faust table as WriteBack uses it with a changelog: ``data`` is the store."""
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return self
+
+
+class _Changelog:
+    def __init__(self) -> None:
+        self.sent: list[tuple[int, str, Any]] = []
+
+    def send(self, partition: int, key: str, value: Any) -> None:
+        self.sent.append((partition, key, value))
+
+
+def test_flush_produces_each_key_once_in_the_order_of_its_last_write() -> None:
+    store, changelog = _Store(), _Changelog()
+    wb = WriteBack(store, changelog)  # type: ignore[arg-type]
+    wb.put("index", 1, 3)
+    wb.put("a", "x", 3)
+    wb.put("index", 2, 3)  # rewritten after "a": produced after it
+    wb.remove("a", 3)
+    wb.put("b", "y", 4)
+    wb.flush()
+    assert changelog.sent == [(3, "index", 2), (3, "a", None), (4, "b", "y")]
+    assert store == {"index": 2, "b": "y"}

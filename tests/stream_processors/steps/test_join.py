@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from schemas import (
     VERSION_JOINED,
@@ -11,11 +14,31 @@ from schemas import (
     TrajectoryRecord,
     TrajectoryStatus,
 )
-from stream_processors.steps.join import TrajectoryJoiner, merge
+from stream_processors.steps.join import TrajectoryJoiner, merge, trace_key
+from stream_processors.steps.validate import DEFAULT_MAX_RECORD_BYTES, validate
+from stream_processors.table_buffer import WriteBack
 
 
 def joiner(**kw: Any) -> TrajectoryJoiner:
     return TrajectoryJoiner({}, {}, **kw)
+
+
+class _Store(dict[str, Any]):
+    """A Faust table as WriteBack uses it with a changelog: ``data`` is the store."""
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return self
+
+
+class _Changelog:
+    """Records each changelog message's key and serialised value size."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, int]] = []
+
+    def send(self, partition: int, key: str, value: Any) -> None:
+        self.sent.append((key, 0 if value is None else len(orjson.dumps(value))))
 
 
 def test_event_after_its_trajectory_is_joined() -> None:
@@ -100,6 +123,10 @@ def test_sweeps_touch_only_owned_partitions() -> None:
     j.join(ActionEvent(event_id="a", name="x", trace_id="t1"), partition=0, now=0.0)
     j.join(ActionEvent(event_id="b", name="x", trace_id="t2"), partition=1, now=0.0)
     assert [e.event.event_id for e in j.sweep_pending(5.0, partitions={1})] == ["b"]
+    # partition 0 is another worker's; when it is assigned back, recovery schedules it again
+    assert j.sweep_pending(6.0, partitions={0}) == []
+    assert j.recover() == 2
+    assert [e.event.event_id for e in j.sweep_pending(7.0, partitions={0})] == ["a"]
 
 
 def test_idle_trajectories_are_closed_once_and_forgotten() -> None:
@@ -124,3 +151,84 @@ def test_events_without_a_trace_are_counted() -> None:
     j = joiner(grace_s=10)
     out = j.join(ActionEvent(event_id="e", name="x"))
     assert out is not None and not out.joined and j.no_trace == 1
+
+
+def test_a_hot_trace_parks_one_small_changelog_record_per_event() -> None:
+    store, changelog = _Store(), _Changelog()
+    parked = WriteBack(store, changelog)  # type: ignore[arg-type]
+    j = TrajectoryJoiner({}, parked, grace_s=0)
+    for i in range(5_000):  # the list this replaces passed 1 MB at ~3,000 events
+        out = j.join(ActionEvent(event_id=f"e{i}", name="x", trace_id="hot"), 2, float(i))
+        assert out is not None and not out.joined
+    parked.flush()
+    assert len(changelog.sent) == 5_001  # one per event, and the trace's index once, last
+    assert changelog.sent[-1][0] == trace_key("default", "hot")
+    assert max(size for _, size in changelog.sent) < 1_000
+    changelog.sent.clear()
+    _, late = j.apply_trajectory(TrajectoryRecord(trace_id="hot", user_id="u"), 2, 9_000.0)
+    assert [e.event.event_id for e in late] == [f"e{i}" for i in range(5_000)]
+    assert all(e.joined and e.version == VERSION_JOINED for e in late)
+    assert j.late_joined == 5_000 and j.pending_overflow == 0
+    parked.flush()
+    assert len(changelog.sent) == 5_001 and {size for _, size in changelog.sent} == {0}
+    assert store == {}
+
+
+def test_held_events_count_as_joined_and_sent_ones_as_late_joined() -> None:
+    j = joiner(grace_s=10)
+    j.join(ActionEvent(event_id="sent", name="x", trace_id="t"), 0, 0.0)
+    assert [e.event.event_id for e in j.sweep_pending(10.0)] == ["sent"]
+    j.join(ActionEvent(event_id="held", name="x", trace_id="t"), 0, 11.0)
+    _, late = j.apply_trajectory(TrajectoryRecord(trace_id="t"), 0, 12.0)
+    assert [e.event.event_id for e in late] == ["sent", "held"]
+    assert (j.joined, j.late_joined, j.unjoined, j.grace_expired) == (1, 1, 1, 1)
+
+
+def test_parked_events_survive_a_restart() -> None:
+    trajectories: dict[str, Any] = {}
+    pending: dict[str, Any] = {}
+    before = TrajectoryJoiner(trajectories, pending, grace_s=10)
+    for i in range(3):
+        before.join(ActionEvent(event_id=f"e{i}", name="x", trace_id="t"), 3, 100.0 + i)
+    # a new worker over the recovered tables
+    after = TrajectoryJoiner(trajectories, pending, grace_s=10)
+    assert after.recover() == 1
+    assert after.sweep_pending(105.0) == []
+    assert [e.event.event_id for e in after.sweep_pending(111.0, partitions={3})] == ["e0", "e1"]
+    again = TrajectoryJoiner(trajectories, pending, grace_s=10)  # and once more
+    assert again.recover() == 1
+    _, late = again.apply_trajectory(TrajectoryRecord(trace_id="t"), 3, 111.5)
+    assert [e.event.event_id for e in late] == ["e0", "e1", "e2"]
+    assert (again.late_joined, again.joined) == (2, 1) and pending == {}
+    assert again.sweep_pending(200.0) == []
+
+
+def test_an_event_too_large_for_one_kafka_message_is_not_parked() -> None:
+    """The validator admits records up to 1,000,000 bytes; parked, such an event would not
+    fit one changelog message, so it goes out unjoined at once instead."""
+    properties = {"blob": "x" * (DEFAULT_MAX_RECORD_BYTES - 200)}
+    raw = json.dumps(
+        {"type": "action", "event_id": "big", "name": "x", "trace_id": "t",
+         "timestamp": "2026-01-01T00:00:00Z", "properties": properties}
+    ).encode()
+    assert len(raw) <= DEFAULT_MAX_RECORD_BYTES
+    event = validate(raw, topic="actions", partition=0, offset=0,
+                     now=datetime(2026, 1, 1, tzinfo=UTC))
+    assert isinstance(event, ActionEvent)
+    pending: dict[str, Any] = {}
+    j = TrajectoryJoiner({}, pending, grace_s=10)
+    out = j.join(event)
+    assert out is not None and not out.joined and out.version == VERSION_UNJOINED
+    assert j.pending_overflow == 1 and j.held == 0 and pending == {}
+
+
+def test_idle_sweep_forgets_parked_events_that_went_out() -> None:
+    pending: dict[str, Any] = {}
+    j = TrajectoryJoiner({}, pending, grace_s=0, idle_timeout_s=60)
+    for i in range(3):
+        j.join(ActionEvent(event_id=f"e{i}", name="x", trace_id="t"), 0, 100.0 + i)
+    assert j.sweep_idle(150.0) == [] and len(pending) == 4
+    j.sweep_idle(200.0)
+    assert pending == {}
+    _, late = j.apply_trajectory(TrajectoryRecord(trace_id="t"), 0, 201.0)
+    assert late == []
