@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 
 EventT = _EventT[bytes]
 
-BATCH_MAX = 10_000
+BATCH_MAX = 2_000
 BATCH_WITHIN_S = 0.5
 
 
