@@ -8,6 +8,11 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from stream_processors.errors import RuntimeFailure
+from stream_processors.output import MAX_MESSAGE_BYTES
+
+#: Every meterline topic accepts the processor's largest output message (a broker's default
+#: is ~1 MB, less than an enriched event near the 1 MB record limit).
+TOPIC_CONFIG = {"max.message.bytes": str(MAX_MESSAGE_BYTES)}
 
 
 def ensure_topics(
@@ -31,7 +36,10 @@ def ensure_topics(
     missing = [n for n in wanted if n not in existing]
     if missing:
         futures = admin.create_topics(
-            [NewTopic(n, partitions, replication_factor) for n in missing],
+            [
+                NewTopic(n, partitions, replication_factor, config=TOPIC_CONFIG)
+                for n in missing
+            ],
             operation_timeout=timeout_s,
         )
         for name, future in futures.items():

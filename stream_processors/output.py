@@ -18,8 +18,15 @@ from confluent_kafka import KafkaError, Message, Producer
 from producers.config import access_config_from_env
 from stream_processors.errors import ProcessorError
 
+#: Largest output message. Outputs are larger than the records they come from: an enriched
+#: event carries its trajectory, a dead letter carries the rejected bytes base64-encoded.
+#: With 1 MB records that is up to ~2.7 MB; topics are created to accept this much
+#: (``admin.ensure_topics``: ``max.message.bytes``).
+MAX_MESSAGE_BYTES = 8 * 1_048_576
+
 CONFIG: dict[str, Any] = {
     "enable.idempotence": True,
+    "message.max.bytes": MAX_MESSAGE_BYTES,
     "linger.ms": 10,
     "compression.type": "lz4",
     "partitioner": "murmur2_random",  # same partitions as the raw topics' producers

@@ -77,15 +77,22 @@ def validate(
 
 
 def dead_letter_for(exc: InvalidMessage, key: bytes | None, value: bytes | None) -> DeadLetter:
-    """The dead letter that records ``exc`` together with the original bytes."""
+    """The dead letter that records ``exc`` together with the original bytes -- for a record
+    over the size limit, its first :data:`DEFAULT_MAX_RECORD_BYTES` bytes (a dead letter must
+    itself fit in one Kafka message); the reason then says how large it was."""
+    payload = value or b""
+    reason = exc.reason
+    if len(payload) > DEFAULT_MAX_RECORD_BYTES:
+        reason += f" (payload kept: the first {DEFAULT_MAX_RECORD_BYTES} of {len(payload)} bytes)"
+        payload = payload[:DEFAULT_MAX_RECORD_BYTES]
     return DeadLetter(
         source_topic=exc.topic,
         partition=exc.partition,
         offset=exc.offset,
         item=exc.item,
         key=key,
-        payload=value or b"",
-        reason=exc.reason,
+        payload=payload,
+        reason=reason,
         error_type=exc.error_type,
         stage="validate",
     )

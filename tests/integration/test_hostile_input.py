@@ -140,3 +140,44 @@ def test_skewed_clocks_and_bad_ids_are_normalised_or_dead_lettered(pipeline_fact
         assert got[value.decode()][0] == error_type, got[value.decode()]
     reasons = " | ".join(r for _, r in got.values())
     assert "timestamp: " in reasons and "event_id: must not contain control characters" in reasons
+
+
+def test_an_event_at_the_size_limit_lands_and_one_over_it_is_dead_lettered(
+    pipeline_factory: Any,
+) -> None:
+    """The processor's limit is 1,000,000 bytes per record. An event just under it goes
+    through, joined (its enriched output is larger than the event: the output producer and
+    topics allow that); one over it is dead-lettered with reason ``oversized``."""
+    from confluent_kafka import Producer
+
+    from schemas import encode
+
+    p = pipeline_factory()
+    assert p.settings.kafka_bootstrap
+    topics = p.settings.topics
+    traj = TrajectoryRecord(project="big", trace_id="big", user_id="u")
+    base = ActionEvent(project="big", event_id="near", trace_id="big", name="n",
+                       properties={"blob": ""})  # fmt: skip
+    room = 999_000 - len(encode(base))
+    near = base.model_copy(update={"properties": {"blob": "x" * room}})
+    over = base.model_copy(update={"event_id": "over", "properties": {"blob": "y" * 1_100_000}})
+    assert len(encode(near)) < 1_000_000 < len(encode(over))
+    producer = Producer({"bootstrap.servers": p.settings.kafka_bootstrap,
+                         "message.max.bytes": 4_000_000})  # fmt: skip
+    producer.produce(topics.trajectories, encode(traj), key=b"big")
+    producer.flush(30)
+    db = p.settings.database
+    # the trajectory first: an event this large cannot be parked to wait for it
+    assert wait_until(lambda: counts(p.clickhouse, db, "big").trajectories == 1, 90, pipeline=p)
+    for ev in (near, over):
+        producer.produce(topics.actions, encode(ev), key=b"big")
+    assert producer.flush(30) == 0
+
+    def landed() -> tuple[int, int, int]:
+        c = counts(p.clickhouse, db, "big")
+        ((reason,),) = p.clickhouse.query(
+            f"SELECT countIf(error_type = 'oversized') FROM {db}.dead_letters"
+        ).result_rows
+        return c.events, c.joined, int(reason)
+
+    assert wait_until(lambda: landed() == (1, 1, 1), 90, pipeline=p), landed()

@@ -33,3 +33,13 @@ def test_dead_letter_points_back_at_the_record() -> None:
     assert letter.key == b"key"
     assert (letter.source_topic, letter.partition, letter.offset) == ("raw", 2, 41)
     assert "event_id: Field required" in letter.reason
+
+
+def test_an_oversized_records_dead_letter_keeps_its_first_bytes_and_says_how_large() -> None:
+    big = b"{" + b"x" * 1_500_000
+    with pytest.raises(InvalidMessage) as info:
+        validate(big, **WHERE)
+    letter = dead_letter_for(info.value, b"k", big)
+    assert letter.payload == big[:1_000_000] and letter.error_type == "oversized"
+    assert "the first 1000000 of 1500001 bytes" in letter.reason
+    assert len(encode(letter)) < 8 * 1_048_576  # fits one output message
