@@ -30,6 +30,14 @@ def create_app(settings: Settings, *, store: str = "memory://") -> faust.App:
         producer_linger_ms=20,
         producer_max_batch_size=1_048_576,
         producer_compression_type="lz4",
+        # fairness across partitions: Faust round-robins partitions only within one fetch
+        # result and queues up to stream_buffer_maxsize messages ahead of the agent, so with
+        # its defaults (all fetched records, 4,096) a burst on one partition was processed
+        # whole before events of other partitions that arrived meanwhile. Small fetch results
+        # and a short queue interleave them (tests/integration/test_hot_key.py); an SDK batch
+        # message carries many records, so batches stay large.
+        broker_max_poll_records=500,
+        stream_buffer_maxsize=1_000,
         web_enabled=False,
         # Faust aborts recovery when a changelog offset it already applied (from a standby
         # replica) is above the highwater the broker reports. Tansu reports highwaters that

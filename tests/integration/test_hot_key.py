@@ -105,23 +105,11 @@ def hot_burst(p: Any, *, trajectory_first: bool) -> None:
     )
 
 
-FIFO_ACROSS_PARTITIONS = pytest.mark.xfail(
-    strict=True,
-    reason="known limitation, measured: one worker takes its input in arrival order across "
-    "its partitions (Faust's stream buffer), so events of other partitions produced after a "
-    "20,000-event burst on one partition go out after the burst's backlog (10 batches, ~2-3 s "
-    "here), not interleaved with it. Other workers' partitions are not affected. See "
-    "docs/reliability.md, hot key.",
-)
-
-
-@FIFO_ACROSS_PARTITIONS
 def test_a_hot_trace_does_not_stall_other_partitions(pipeline_factory: Any) -> None:
     """The hot trace's trajectory is known, so its events join without parking."""
     hot_burst(pipeline_factory(join_grace_s=0), trajectory_first=True)
 
 
-@FIFO_ACROSS_PARTITIONS
 def test_a_hot_trace_sent_before_its_trajectory_does_not_stall_other_partitions(
     pipeline_factory: Any,
 ) -> None:
