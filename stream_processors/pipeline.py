@@ -273,7 +273,15 @@ def build_pipeline(
         rule_table = app.Table("rule-state", partitions=n, key_type=str)
         rule_state = WriteBack(rule_table, Changelog(rule_table, out))
         buffers.append(rule_state)
-        rules = rule_stage(settings, PartitionPinned(rule_state), joiner.trajectory_for)
+        raw_names = set(topics.raw)
+
+        def owned() -> set[int]:
+            return {tp.partition for tp in app.assignor.assigned_actives()
+                    if tp.topic in raw_names}  # fmt: skip
+
+        rules = rule_stage(
+            settings, PartitionPinned(rule_state, owned=owned), joiner.trajectory_for
+        )
     processor = BatchProcessor(
         outputs, dedupe, joiner, app.producer.flush, limit, buffers=buffers, rules=rules
     )

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
 from faust.streams import _current_event, current_event
@@ -171,9 +171,15 @@ class PartitionPinned(MutableMapping[str, Any]):
     it, so every changelog record goes to the partition the key's events come from.
     """
 
-    def __init__(self, buffer: WriteBack, field: str = "_p") -> None:
+    def __init__(
+        self,
+        buffer: WriteBack,
+        field: str = "_p",
+        owned: Callable[[], set[int]] | None = None,
+    ) -> None:
         self.buffer = buffer
         self.field = field
+        self.owned = owned
 
     def __getitem__(self, key: str) -> Any:
         return self.buffer[key]
@@ -203,7 +209,13 @@ class PartitionPinned(MutableMapping[str, Any]):
         self.buffer.remove(key, int(partition if partition is not None else old[self.field]))
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self.buffer)
+        """Every key, or with ``owned`` only the keys of the partitions this worker owns now
+        (a store may keep other partitions' keys after a rebalance: scans such as expiry
+        must not write tombstones into a changelog partition another worker owns)."""
+        if self.owned is None:
+            return iter(self.buffer)
+        owned = self.owned()
+        return iter([k for k in self.buffer if self.buffer[k].get(self.field) in owned])
 
     def __len__(self) -> int:
-        return len(self.buffer)
+        return sum(1 for _ in self)

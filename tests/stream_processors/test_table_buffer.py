@@ -85,3 +85,15 @@ def test_flush_produces_each_key_once_in_the_order_of_its_last_write() -> None:
     wb.flush()
     assert changelog.sent == [(3, "index", 2), (3, "a", None), (4, "b", "y")]
     assert store == {"index": 2, "b": "y"}
+
+
+def test_partition_pinned_iterates_only_the_owned_partitions_keys() -> None:
+    from stream_processors.table_buffer import PartitionPinned
+
+    owned = {1}
+    state = PartitionPinned(WriteBack(_Table()), owned=lambda: owned)
+    state["a"] = {"_p": 1}
+    state["b"] = {"_p": 2}  # e.g. left in the store after a rebalance
+    assert list(state) == ["a"] and len(state) == 1 and "b" in state
+    owned.add(2)
+    assert sorted(state) == ["a", "b"]
