@@ -58,7 +58,7 @@ def test_partition_pinned_values_keep_their_partition_outside_any_event() -> Non
         raise AssertionError("a key with no partition must not be written")
 
 
-class _Store(dict[str, Any]):
+class Store(dict[str, Any]):
     """A Faust table as WriteBack uses it with a changelog: ``data`` is the store."""
 
     @property
@@ -75,7 +75,7 @@ class _Changelog:
 
 
 def test_flush_produces_each_key_once_in_the_order_of_its_last_write() -> None:
-    store, changelog = _Store(), _Changelog()
+    store, changelog = Store(), _Changelog()
     wb = WriteBack(store, changelog)  # type: ignore[arg-type]
     wb.put("index", 1, 3)
     wb.put("a", "x", 3)

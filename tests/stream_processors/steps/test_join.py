@@ -17,18 +17,11 @@ from schemas import (
 from stream_processors.steps.join import TrajectoryJoiner, merge, trace_key
 from stream_processors.steps.validate import DEFAULT_MAX_RECORD_BYTES, validate
 from stream_processors.table_buffer import WriteBack
+from tests.stream_processors.test_table_buffer import Store
 
 
 def joiner(**kw: Any) -> TrajectoryJoiner:
     return TrajectoryJoiner({}, {}, **kw)
-
-
-class _Store(dict[str, Any]):
-    """A Faust table as WriteBack uses it with a changelog: ``data`` is the store."""
-
-    @property
-    def data(self) -> dict[str, Any]:
-        return self
 
 
 class _Changelog:
@@ -154,7 +147,7 @@ def test_events_without_a_trace_are_counted() -> None:
 
 
 def test_a_hot_trace_parks_one_small_changelog_record_per_event() -> None:
-    store, changelog = _Store(), _Changelog()
+    store, changelog = Store(), _Changelog()
     parked = WriteBack(store, changelog)  # type: ignore[arg-type]
     j = TrajectoryJoiner({}, parked, grace_s=0)
     for i in range(5_000):  # the list this replaces passed 1 MB at ~3,000 events
