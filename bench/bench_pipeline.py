@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
+from faust.types import TP
 
 from producers import MeterlineProducer
 from schemas import RawRecord, Topics, encode, framing
@@ -27,6 +28,7 @@ from stream_processors.demo.report import counts
 from stream_processors.demo.traffic import generate
 from stream_processors.embedded.broker import TansuBroker
 from stream_processors.embedded.runtime import Pipeline
+from stream_processors.end_offsets import true_end_offsets
 from stream_processors.progress import ProgressBar
 from stream_processors.settings import Settings
 
@@ -58,13 +60,16 @@ def cpu_seconds(pid: int | None = None) -> float:
 
 
 def end_offsets(bootstrap: str, topic: str) -> int:
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-watermarks"})
-    total = sum(
-        c.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)[1]
+    """Records in ``topic``: the true end offsets (Tansu under-reports them, see
+    stream_processors/end_offsets.py)."""
+    config = {"bootstrap.servers": bootstrap}
+    c = Consumer({**config, "group.id": "bench-watermarks"})
+    reported = {
+        TP(topic, p): c.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)[1]
         for p in range(PARTITIONS)
-    )
+    }
     c.close()
-    return int(total)
+    return sum(end or 0 for end in true_end_offsets(config, reported).values())
 
 
 def baseline(bootstrap: str, ch: Any, records: list[RawRecord]) -> float:

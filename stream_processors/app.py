@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import faust
 
+from stream_processors import end_offsets
 from stream_processors.logs import faust_logging_config
 from stream_processors.settings import Settings
 
@@ -13,7 +14,7 @@ def create_app(settings: Settings, *, store: str = "memory://") -> faust.App:
     if not settings.kafka_bootstrap:
         raise ValueError("kafka_bootstrap is required to build the processor app")
     settings.faust_datadir.mkdir(parents=True, exist_ok=True)
-    return faust.App(
+    app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
         broker_credentials=settings.faust_credentials(),  # TLS / SASL, None = PLAINTEXT
@@ -43,8 +44,14 @@ def create_app(settings: Settings, *, store: str = "memory://") -> faust.App:
         # replica) is above the highwater the broker reports. Tansu reports highwaters that
         # lag behind records it has already served (seen: 680 > 669 during a rebalance),
         # which crashed every worker on rebalance. The state is not inconsistent (it was read
-        # from that very changelog), so the check is off.
+        # from that very changelog), so the check is off (recovery itself reads to the true
+        # end: end_offsets below).
         recovery_consistency_check=False,
         autodiscover=False,
         logging_config=faust_logging_config(settings),  # METERLINE_LOG_FORMAT=json
     )
+    # table recovery reads each changelog to its true end, not to the end Tansu reports
+    end_offsets.install(
+        app, {"bootstrap.servers": settings.kafka_bootstrap, **settings.kafka_client_config()}
+    )
+    return app

@@ -36,7 +36,7 @@ def records(project: str, n: int) -> list[Any]:
 
 def end_offsets(bootstrap: str, topic_names: list[str], partitions: int = 4) -> int:
     """Sum over ``topic_names`` of (last offset + 1), found by reading every partition to its
-    end (Tansu's reported high watermark lags behind the real end, see test_faults)."""
+    end (Tansu's reported high watermark lags behind the real end, see test_end_offsets)."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"ends-{time.time()}",
                          "enable.auto.commit": False})  # fmt: skip
     try:
