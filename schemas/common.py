@@ -66,10 +66,15 @@ _EPOCH_STRING = re.compile(r"-?\d+(\.\d+)?")
 
 
 def _as_utc(value: datetime) -> datetime:
-    """Normalise to an aware UTC datetime. A naive datetime is taken to be UTC already."""
+    """Normalise to an aware UTC datetime. A naive datetime is taken to be UTC already.
+    A time whose UTC form falls outside years 1-9999 (``0001-01-01T00:00:00+01:00``) is a
+    ``ValueError`` (an invalid field), not the ``OverflowError`` datetime raises."""
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{value.isoformat()} is out of range in UTC") from None
 
 
 def _utc_datetime(value: Any, handler: ValidatorFunctionWrapHandler) -> datetime:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 from schemas import DeadLetter, InvalidRecord, RawRecord, decode_raw
@@ -14,8 +15,15 @@ from stream_processors.steps.clock import (
     check_time,
 )
 
+log = logging.getLogger(__name__)
+
 #: Records larger than this are rejected before parsing.
 DEFAULT_MAX_RECORD_BYTES = 1_000_000
+
+#: ``error_type`` of a record whose validation raised something other than a validation
+#: error (a bug): dead-lettered like an invalid record, so replaying it cannot crash-loop the
+#: worker; the poison-message limit still stops a worker that rejects everything.
+UNEXPECTED_ERROR = "unexpected_error"
 
 
 def validate(
@@ -71,6 +79,17 @@ def validate(
     except TimestampOutOfRange as exc:
         raise InvalidMessage(
             str(exc), error_type=ERROR_TYPE, topic=topic, partition=partition, offset=offset,
+            item=item,
+        ) from None
+    except Exception as exc:  # a bug in validation: this record, not the worker, pays for it
+        log.exception("unexpected error validating %s[%d]@%d item %d", topic, partition,
+                      offset, item)  # fmt: skip
+        raise InvalidMessage(
+            f"unexpected {type(exc).__name__} while validating: {exc}",
+            error_type=UNEXPECTED_ERROR,
+            topic=topic,
+            partition=partition,
+            offset=offset,
             item=item,
         ) from None
     return record

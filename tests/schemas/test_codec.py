@@ -148,6 +148,10 @@ def test_wire_timestamps_are_normalised_by_a_documented_rule(
         (True, "timestamp: Value error, a boolean is not a timestamp"),
         (1e30, "timestamp: Value error, epoch number 1e+30 is out of range"),
         ("yesterday", "timestamp: Input should be a valid datetime"),
+        # outside years 1-9999 once in UTC: an invalid field, not an OverflowError (which
+        # no caller expects: it crash-looped the processor on that record)
+        ("0001-01-01T00:00:00+01:00", "0001-01-01T00:00:00+01:00 is out of range in UTC"),
+        ("9999-12-31T23:59:59-01:00", "9999-12-31T23:59:59-01:00 is out of range in UTC"),
     ],
 )
 def test_unreadable_timestamps_are_invalid(wire: object, reason: str) -> None:

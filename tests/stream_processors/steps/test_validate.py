@@ -43,3 +43,22 @@ def test_an_oversized_records_dead_letter_keeps_its_first_bytes_and_says_how_lar
     assert letter.payload == big[:1_000_000] and letter.error_type == "oversized"
     assert "the first 1000000 of 1500001 bytes" in letter.reason
     assert len(encode(letter)) < 8 * 1_048_576  # fits one output message
+
+
+def test_an_unexpected_error_in_validation_dead_letters_the_record_instead_of_raising(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bug in validation must not crash-loop the worker on one record: it is dead-lettered
+    (the poison-message limit still stops a worker that rejects everything)."""
+    from stream_processors.steps import validate as step
+
+    def broken(_value: bytes) -> None:
+        raise OverflowError("date value out of range")
+
+    monkeypatch.setattr(step, "decode_raw", broken)
+    with pytest.raises(InvalidMessage) as info:
+        validate(encode(ActionEvent(event_id="e", name="a")), **WHERE)
+    exc = info.value
+    assert exc.error_type == step.UNEXPECTED_ERROR
+    assert exc.reason == "unexpected OverflowError while validating: date value out of range"
+    assert (exc.topic, exc.partition, exc.offset) == ("raw", 2, 41)
