@@ -9,7 +9,7 @@ import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
 
@@ -18,6 +18,7 @@ from schemas import ActionEvent, ActionKind, TrajectoryRecord
 from stream_processors.billing import endpoint
 from stream_processors.demo.report import counts
 from stream_processors.demo.traffic import Traffic, generate
+from stream_processors.embedded.child import ChildProcess
 from stream_processors.embedded.runtime import Pipeline
 from stream_processors.end_offsets import true_end_offsets
 from stream_processors.settings import Settings
@@ -129,38 +130,28 @@ def test_events_held_for_the_grace_period_survive_kill_9_after_their_offsets_are
     assert wait_until(all_joined, 120, pipeline=p), counts(p.clickhouse, db, project)
 
 
-class SinkProcess:
+class SinkProcess(ChildProcess):
     """``meterline sink`` as a separate OS process with its own chDB under
     ``settings.data_dir`` (chDB allows one data path per process, and the test process
     holds the session's). While it runs, the test reads that chDB through the query endpoint
     the sink serves (``stream_processors/billing/endpoint.py``)."""
 
     def __init__(self, settings: Settings, log_path: Path) -> None:
-        self.settings, self.log_path = settings, log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
+        super().__init__(log_path)
+        self.settings = settings
 
     def start(self) -> SinkProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("METERLINE_")}
         env.update(self.settings.to_env())
-        self._log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "stream_processors.cli", "sink"],
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
+        self._spawn(["stream_processors.cli", "sink"], env)
         return self
 
     def client(self, timeout_s: float = 120) -> endpoint.RemoteClient:
         """This process's query endpoint (served once its chDB is open, tables created)."""
-        proc = self.proc
-        assert proc is not None
         found: list[endpoint.RemoteClient] = []
 
         def up() -> bool:
-            assert proc.poll() is None, self.log_tail()
+            assert self.alive(), self.log_tail()
             remote = endpoint.find(self.settings.data_dir)  # ignores a dead process's file
             if remote is not None:
                 found.append(remote)
@@ -168,38 +159,6 @@ class SinkProcess:
 
         assert wait_until(up, timeout_s, interval_s=0.2), self.log_tail()
         return found[-1]
-
-    def kill(self) -> None:
-        """SIGKILL: no flush, no commit, no leaving the group, chDB not closed."""
-        assert self.proc is not None
-        self.proc.kill()
-        assert self.proc.wait(timeout=60) == -signal.SIGKILL
-        self._close_log()
-
-    def stop(self) -> int:
-        """SIGTERM, wait; the exit code."""
-        if self.proc is None:
-            return 0
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._close_log()
-        return self.proc.returncode
-
-    def _close_log(self) -> None:
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
 
 
 def stored(client: Any, db: str, project: str) -> int:
@@ -288,6 +247,7 @@ def test_kill_9_of_a_worker_and_of_the_sink_process_in_a_200k_run_loses_and_doub
             lambda: stored(ch, db, project) >= want // 2, 600, pipeline=p, interval_s=1
         ), sink.log_tail()
         sink.kill()
+        assert sink.returncode == -signal.SIGKILL
         assert endpoint.find(sink_settings.data_dir) is None  # gone: the path is free
         survived = unique_events_in_chdb(chdb, db, project)
         assert 0 < survived < want, survived  # inserted before the kill; work left after it
@@ -296,7 +256,7 @@ def test_kill_9_of_a_worker_and_of_the_sink_process_in_a_200k_run_loses_and_doub
 
         exactly_once(p, traffic, 600, client=ch, interval_s=2)
     finally:
-        code = sink.stop()
+        code = sink.stop(60)
     assert code == 0, sink.log_tail()
 
 
