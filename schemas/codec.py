@@ -67,6 +67,15 @@ def encode_enriched(
     )
 
 
+_STATE_HEAD = b'{"schema_version":%d,"type":"trajectory_state","trajectory":' % SCHEMA_VERSION
+
+
+def encode_state(trajectory_json: bytes, version: int) -> bytes:
+    """The wire form of a :class:`~schemas.derived.TrajectoryState` from its trajectory's
+    JSON (``model_dump_json``): byte for byte what :func:`encode` gives for the model."""
+    return b"%s%s,\"version\":%d}" % (_STATE_HEAD, trajectory_json, version)
+
+
 def decode_raw(data: bytes | str) -> RawRecord:
     """Parse a raw record (action, telemetry or trajectory) from JSON. ``timestamp`` is
     required here (a record built in Python defaults it to the time of construction).

@@ -19,15 +19,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import faust
+from faust.streams import _current_event
 from faust.types import EventT as _EventT
 from mode import CrashingSupervisor
 
-from schemas import EnrichedEvent, Event, RawRecord, TrajectoryRecord, encode, framing, utc_now
+from schemas import (
+    VERSION_JOINED,
+    EnrichedEvent,
+    Event,
+    RawRecord,
+    TrajectoryRecord,
+    encode,
+    framing,
+    utc_now,
+)
 from schemas.codec import encode_enriched, encode_timestamp
 from stream_processors.changelog import Changelog
 from stream_processors.dedupe_store import PersistentDedupe
@@ -119,26 +130,35 @@ class BatchProcessor:
         for fe in events:
             msg = fe.message
             partition = msg.partition
-            with as_current(fe):
+            # as_current(fe), without a context manager per message
+            token = _current_event.set(weakref.ref(fe))
+            try:
                 for item, value in records_of(msg):
                     record = self._validate(msg, value, item)
                     if record is None:
                         continue
                     if isinstance(record, TrajectoryRecord):
-                        state, late = joiner.apply_trajectory(record, partition, now)
+                        applied = joiner.apply_trajectory_encoded(record, partition, now)
                         out.producer.send(
-                            out.trajectory_state, record.routing_key.encode(), encode(state)
+                            out.trajectory_state, record.routing_key.encode(), applied.state_json
                         )
                         if rules is not None:
-                            rules.observe_trajectory(state.trajectory)
-                        for enriched in late:
-                            self._send_enriched(enriched)
+                            rules.observe_trajectory(applied.state.trajectory)
+                        for event, event_json in applied.late:
+                            out.producer.send(
+                                out.enriched,
+                                event.routing_key.encode(),
+                                encode_enriched(
+                                    event_json, applied.trajectory_json, VERSION_JOINED,
+                                    processed_at,
+                                ),
+                            )  # fmt: skip
                         continue
                     if self.dedupe.window.is_duplicate(record, in_flight):
                         continue
                     # seen once output *or* parked: both are durable after the flush below
                     accepted.append((partition, msg.offset, record))
-                    joined = joiner.join_encoded(record, partition, now)
+                    joined = joiner.join_encoded(record, partition, now, value)
                     if rules is not None:  # state written under this event's partition
                         rules.observe(record)
                     if joined is None:
@@ -150,6 +170,8 @@ class BatchProcessor:
                         record.routing_key.encode(),
                         encode_enriched(value, joined[0], joined[1], processed_at),
                     )
+            finally:
+                _current_event.reset(token)
         await self._flush()
         by_partition = {fe.message.partition: fe for fe in events}
         self.dedupe.mark(accepted, lambda p: as_current(by_partition[p]))

@@ -140,17 +140,30 @@ class WriteBack(MutableMapping[str, Any]):
         """Apply the buffered writes to the table (each key once); return how many."""
         n = len(self._dirty)
         changelog = self.changelog
-        for key, (value, partition) in self._dirty.items():
-            if changelog is None or partition is None:  # Faust writes store + changelog
-                if value is _DELETED:
-                    if key in self.table:
-                        del self.table[key]
-                else:
-                    self.table[key] = value
-                continue
-            at = _At(partition)
-            with as_current(at):  # type: ignore[arg-type]
-                store = self.table.data  # type: ignore[attr-defined]
+        store: Any = None
+        # the current event stands for the partition written; set once per run of keys of one
+        # partition (a context manager per key cost more than the write)
+        pinned: _At | None = None
+        token: Any = None
+        try:
+            for key, (value, partition) in self._dirty.items():
+                if changelog is None or partition is None:  # Faust writes store + changelog
+                    if token is not None:  # under the caller's current event, not ours
+                        _current_event.reset(token)
+                        token = pinned = None
+                    if value is _DELETED:
+                        if key in self.table:
+                            del self.table[key]
+                    else:
+                        self.table[key] = value
+                    continue
+                if pinned is None or pinned.message.partition != partition:
+                    if token is not None:
+                        _current_event.reset(token)
+                    pinned = _At(partition)
+                    token = _current_event.set(weakref.ref(pinned))  # type: ignore[arg-type]
+                if store is None:
+                    store = self.table.data  # type: ignore[attr-defined]
                 if value is _DELETED:
                     if key in store:
                         del store[key]
@@ -158,6 +171,9 @@ class WriteBack(MutableMapping[str, Any]):
                 else:
                     store[key] = value
                     changelog.send(partition, key, value)
+        finally:
+            if token is not None:
+                _current_event.reset(token)
         self._dirty.clear()
         return n
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, MutableMapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from schemas import (
     VERSION_JOINED,
@@ -42,6 +42,7 @@ from schemas import (
     TrajectoryState,
     TrajectoryStatus,
 )
+from schemas.codec import encode_state
 from stream_processors.steps.dedupe import SEP
 from stream_processors.steps.parked import DEFAULT_MAX_PARKED_BYTES, ParkedEvents, delete, put
 
@@ -51,6 +52,16 @@ DEFAULT_IDLE_TIMEOUT_S = 3_600.0
 _CACHE_SIZE = 50_000
 
 State = MutableMapping[str, Any]
+
+
+class Applied(NamedTuple):
+    """A trajectory record applied: its new state (and the state's wire JSON), the merged
+    trajectory's JSON, and the late-joined events with their JSON."""
+
+    state: TrajectoryState
+    state_json: bytes
+    trajectory_json: bytes
+    late: list[tuple[Event, bytes]]
 
 
 def trace_key(project: str, trace_id: str) -> str:
@@ -121,10 +132,11 @@ class TrajectoryJoiner:
     # -- events -------------------------------------------------------------------------
 
     def join_encoded(
-        self, event: Event, partition: int = 0, now: float = 0.0
+        self, event: Event, partition: int = 0, now: float = 0.0, event_json: bytes | None = None
     ) -> tuple[bytes | None, int] | None:
         """The hot path: the trajectory's JSON (None: unjoined) and the output version, or
-        None when the event is held in ``pending`` for the grace period (nothing to emit)."""
+        None when the event is held in ``pending`` for the grace period (nothing to emit).
+        ``event_json``: the event's JSON, kept with it if it is parked."""
         if event.trace_id is None:
             self.unjoined += 1
             self.no_trace += 1
@@ -133,7 +145,7 @@ class TrajectoryJoiner:
         if found is not None:
             self.joined += 1
             return found[2], VERSION_JOINED
-        if self._park(event, partition, now, emitted=self.grace_s <= 0):
+        if self._park(event, partition, now, emitted=self.grace_s <= 0, event_json=event_json):
             self.held += 1
             return None
         self.unjoined += 1
@@ -150,13 +162,16 @@ class TrajectoryJoiner:
         trajectory = self.trajectory_for(event.project, event.trace_id)
         return EnrichedEvent(event=event, trajectory=trajectory, version=out[1])
 
-    def _park(self, event: Event, partition: int, now: float, *, emitted: bool) -> bool:
+    def _park(
+        self, event: Event, partition: int, now: float, *, emitted: bool,
+        event_json: bytes | None = None,
+    ) -> bool:  # fmt: skip
         """Park an early event; True if it is held (not emitted yet). An event over the
         per-trace cap, or too large to park, is not parked: it goes out unjoined now and
         stays unjoined."""
         assert event.trace_id is not None
         key = trace_key(event.project, event.trace_id)
-        if not self._parked.park(key, event, partition, now, sent=emitted):
+        if not self._parked.park(key, event, partition, now, sent=emitted, event_json=event_json):
             self.pending_overflow += 1  # stays unjoined in ClickHouse; counted
             return False
         return not emitted
@@ -167,6 +182,20 @@ class TrajectoryJoiner:
         self, record: TrajectoryRecord, partition: int = 0, now: float = 0.0
     ) -> tuple[TrajectoryState, list[EnrichedEvent]]:
         """Merge a trajectory record; return its new state and the late-joined events."""
+        applied = self.apply_trajectory_encoded(record, partition, now)
+        merged = applied.state.trajectory
+        late = [
+            EnrichedEvent(event=event, trajectory=merged, version=VERSION_JOINED)
+            for event, _ in applied.late
+        ]
+        return applied.state, late
+
+    def apply_trajectory_encoded(
+        self, record: TrajectoryRecord, partition: int = 0, now: float = 0.0
+    ) -> Applied:
+        """:meth:`apply_trajectory` for the hot path: the state with its JSON, and the
+        late-joined events (version :data:`VERSION_JOINED`) with their JSON, to encode
+        without building or serialising models again."""
         key = trace_key(record.project, record.trace_id)
         stored = self._trajectories.get(key)
         old = self.trajectory_for(record.project, record.trace_id) if stored else None
@@ -175,17 +204,18 @@ class TrajectoryJoiner:
         value = {"version": version, "trajectory": merged.model_dump(mode="json"),
                  "p": partition, "seen": now}
         put(self._trajectories, key, value, partition)
-        self._remember(key, version, merged)
-        released = self._parked.release(key)
-        late = [
-            EnrichedEvent(event=event, trajectory=merged, version=VERSION_JOINED)
-            for event, _ in released
-        ]
+        trajectory_json = self._remember(key, version, merged)[2]
+        released = self._parked.release_encoded(key)
         # held events go out for the first time (joined); the others are re-emitted
-        sent_before = sum(1 for _, sent in released if sent)
-        self.joined += len(late) - sent_before
+        sent_before = sum(1 for _, _, sent in released if sent)
+        self.joined += len(released) - sent_before
         self.late_joined += sent_before
-        return TrajectoryState(trajectory=merged, version=version), late
+        return Applied(
+            TrajectoryState(trajectory=merged, version=version),
+            encode_state(trajectory_json, version),
+            trajectory_json,
+            [(event, event_json) for event, event_json, _ in released],
+        )
 
     # -- timers -------------------------------------------------------------------------
 

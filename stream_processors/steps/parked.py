@@ -18,7 +18,9 @@ message (``max_record_bytes``) is not parked.
 
 In memory, rebuilt from the table by :meth:`ParkedEvents.recover` after every recovery: the
 traces with parked events, and a schedule of traces by when their first held event is due,
-so a grace sweep touches only the events due and an idle sweep only the traces.
+so a grace sweep touches only the events due and an idle sweep only the traces. Also in
+memory, never rebuilt: the parsed event (and its JSON) of each record parked by this process,
+so releasing it costs no re-validation; a record without one (recovered) is parsed again.
 """
 
 from __future__ import annotations
@@ -81,9 +83,15 @@ class ParkedEvents:
         self._traces: set[str] = set()
         self._due_at: dict[str, float] = {}  # trace -> park time of its first held event
         self._schedule: list[tuple[float, str]] = []  # heap; stale where _due_at differs
+        #: event record key -> the event parked there and its JSON (records parked here)
+        self._events: dict[str, tuple[Event, bytes | None]] = {}
 
-    def park(self, key: str, event: Event, partition: int, now: float, *, sent: bool) -> bool:
-        """Park ``event`` under its trace ``key`` (``sent``: it already went out unjoined).
+    def park(
+        self, key: str, event: Event, partition: int, now: float, *, sent: bool,
+        event_json: bytes | None = None,
+    ) -> bool:  # fmt: skip
+        """Park ``event`` under its trace ``key`` (``sent``: it already went out unjoined;
+        ``event_json``: its JSON, e.g. as received, returned by :meth:`release_encoded`).
         False if the trace already has ``max_per_trace`` parked or the record is too large:
         nothing is written. O(1)."""
         index = self._index(key) or {"p": partition, "n": 0, "s": 0, "t": now}
@@ -93,7 +101,9 @@ class ParkedEvents:
         record: dict[str, Any] = {"e": event.model_dump(mode="json"), "t": now, "x": sent}
         if len(orjson.dumps(record)) > self.max_record_bytes:
             return False
-        put(self.table, event_key(key, n), record, partition)
+        ekey = event_key(key, n)
+        put(self.table, ekey, record, partition)
+        self._events[ekey] = (event, event_json)
         caught_up = s == n  # every event before this one went out
         s = s + 1 if sent and caught_up else s
         put(self.table, key, {"p": partition, "n": n + 1, "s": s, "t": now}, partition)
@@ -105,10 +115,30 @@ class ParkedEvents:
 
     def release(self, key: str) -> list[tuple[Event, bool]]:
         """Remove the trace's parked events; return each with whether it went out before."""
+        return [(event, sent) for event, _, sent in self.release_encoded(key)]
+
+    def release_encoded(self, key: str) -> list[tuple[Event, bytes, bool]]:
+        """:meth:`release` with each event's JSON (as given to :meth:`park`, else encoded)."""
         index = self._index(key)
         if index is None:
             return []
-        return [(_EVENT.validate_python(rec["e"]), sent) for rec, sent in self._remove(key, index)]
+        out = []
+        for ekey, rec, sent in self._remove(key, index):
+            event, event_json = self._event(ekey, rec)
+            if event_json is None:
+                event_json = event.model_dump_json().encode()
+            out.append((event, event_json, sent))
+        return out
+
+    def _event(
+        self, ekey: str, rec: dict[str, Any], *, forget: bool = True
+    ) -> tuple[Event, bytes | None]:
+        """The event of record ``rec`` (at ``ekey``): as parked by this process, else parsed.
+        ``forget``: the record is gone, so is its memory."""
+        cached = self._events.pop(ekey, None) if forget else self._events.get(ekey)
+        if cached is not None:
+            return cached
+        return _EVENT.validate_python(rec["e"]), None
 
     def due(self, now: float, grace_s: float, partitions: set[int] | None) -> list[Event]:
         """Held events parked at least ``grace_s`` ago, in park order per trace: marked sent
@@ -132,7 +162,7 @@ class ParkedEvents:
                     if now - rec["t"] < grace_s:
                         later.append((key, rec["t"]))
                         break
-                    out.append(_EVENT.validate_python(rec["e"]))
+                    out.append(self._event(event_key(key, i), rec, forget=False)[0])
                 i += 1  # sent at park (after a held one), sent now, or lost in a crash
             put(self.table, key, {**index, "s": i}, int(index["p"]))
         for key, t in later:
@@ -148,7 +178,8 @@ class ParkedEvents:
                 self._traces.discard(key)
             elif (_owned(index, partitions) and index["s"] >= index["n"]
                   and index["t"] <= limit):
-                self._remove(key, index)
+                for ekey, _, _ in self._remove(key, index):
+                    self._events.pop(ekey, None)
                 forgotten += 1
         return forgotten
 
@@ -159,6 +190,7 @@ class ParkedEvents:
         self._traces.clear()
         self._due_at.clear()
         self._schedule.clear()
+        self._events.clear()
         for key in [k for k in self.table if k.count(SEP) == 1]:  # indexes, not events
             index = self._index(key)
             if index is None:
@@ -180,9 +212,10 @@ class ParkedEvents:
         self._due_at[key] = t
         heapq.heappush(self._schedule, (t, key))
 
-    def _remove(self, key: str, index: dict[str, Any]) -> list[tuple[dict[str, Any], bool]]:
-        """Delete the trace's records (the index last); return each event record present
-        with whether it went out before."""
+    def _remove(self, key: str, index: dict[str, Any]) -> list[tuple[str, dict[str, Any], bool]]:
+        """Delete the trace's records (the index last); return the key of each event record
+        present, the record, and whether it went out before. Call :meth:`_event` for its
+        event before the next :meth:`park`."""
         p, s = int(index["p"]), int(index["s"])
         self._traces.discard(key)
         self._due_at.pop(key, None)
@@ -191,8 +224,10 @@ class ParkedEvents:
             ekey = event_key(key, i)
             rec = self.table.get(ekey)
             if rec is not None:
-                records.append((rec, i < s or bool(rec["x"])))
+                records.append((ekey, rec, i < s or bool(rec["x"])))
                 delete(self.table, ekey, p)
+            else:
+                self._events.pop(ekey, None)
         delete(self.table, key, p)
         return records
 
