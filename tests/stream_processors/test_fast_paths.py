@@ -24,7 +24,7 @@ from stream_processors.changelog import Changelog
 from stream_processors.steps.join import TrajectoryJoiner, trace_key
 from stream_processors.steps.parked import ParkedEvents
 from stream_processors.table_buffer import WriteBack, _current_partition, as_current
-from tests.stream_processors.test_table_buffer import Store
+from tests.stream_processors.test_table_buffer import RecordingChangelog, Store
 
 T0 = datetime(2026, 5, 1, 12, 0, 1, 250, tzinfo=UTC)
 
@@ -145,19 +145,11 @@ class _PartitionStore(Store):
         super().__delitem__(key)
 
 
-class _Changelog:
-    def __init__(self) -> None:
-        self.sent: list[tuple[int, str, Any]] = []
-
-    def send(self, partition: int, key: str, value: Any) -> None:
-        self.sent.append((partition, key, value))
-
-
 def test_flush_writes_each_key_under_its_partition_and_restores_the_current_event() -> None:
     store = _PartitionStore()
     store["gone"] = 1
     store.at.clear()
-    changelog = _Changelog()
+    changelog = RecordingChangelog()
     wb = WriteBack(store, changelog)  # type: ignore[arg-type]
     wb.put("a", 1, 3)
     wb.put("b", 2, 3)

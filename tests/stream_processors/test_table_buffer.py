@@ -66,7 +66,9 @@ class Store(dict[str, Any]):
         return self
 
 
-class _Changelog:
+class RecordingChangelog:
+    """A changelog that records what it is sent: ``(partition, key, value)``."""
+
     def __init__(self) -> None:
         self.sent: list[tuple[int, str, Any]] = []
 
@@ -75,7 +77,7 @@ class _Changelog:
 
 
 def test_flush_produces_each_key_once_in_the_order_of_its_last_write() -> None:
-    store, changelog = Store(), _Changelog()
+    store, changelog = Store(), RecordingChangelog()
     wb = WriteBack(store, changelog)  # type: ignore[arg-type]
     wb.put("index", 1, 3)
     wb.put("a", "x", 3)
