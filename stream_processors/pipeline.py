@@ -7,6 +7,7 @@
       -> join               by trace_id against the trajectory table
       -> rules              (with a control plane) outcomes of the trajectory rules
       -> produce            enriched events / trajectory states / outcomes, wait for acks
+      -> state              join/rule table changelogs, only after the outputs, wait for acks
       -> mark seen          only now, so a crash before the acks replays instead of losing
 
 Co-partitioning, not a repartition hop: producers key raw records by trace_id with the
@@ -184,10 +185,22 @@ class BatchProcessor:
             self.out.producer.send(self.out.outcomes, outcome.outcome_id.encode(), encode(outcome))
 
     async def _flush(self) -> None:
+        """Outputs first, then the join and rule state that says they went out.
+
+        1. the outputs (enriched events, trajectory states, outcomes, dead letters), acked;
+        2. then the table buffers' changelog records (parked events released or put, closed
+           trajectories, rule state), acked.
+
+        A crash between the two leaves state that says "not out yet": the replay sends those
+        outputs again and ClickHouse absorbs the repeat. In one flush, librdkafka could get
+        the tombstone of a released parked event acked and not the event itself: a crash
+        there lost the event, as its raw offset was committed in an earlier batch.
+        Raises if the broker refused: the worker crashes and the batch replays.
+        """
         self._send_outcomes()  # before the state buffers: drain writes the rule state
+        await self.out.producer.flush()
         for buffer in self.buffers:
-            buffer.flush()  # one changelog record per touched key, before waiting for acks
-        # raises if the broker refused: the worker crashes and the batch replays
+            buffer.flush()  # one changelog record per touched key
         await asyncio.gather(self.out.producer.flush(), self.flush_state())
 
     async def sweep(self, partitions: set[int], *, idle: bool) -> tuple[int, int]:

@@ -1,0 +1,126 @@
+"""The batch step's flush order: outputs are acknowledged before the state that says they
+went out (a released parked event's tombstone), so a crash between the two re-sends the
+output instead of losing it."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from schemas import ActionEvent, Topics, TrajectoryRecord, encode
+from stream_processors.dedupe_store import PersistentDedupe
+from stream_processors.output import OutputDeliveryError
+from stream_processors.pipeline import BatchProcessor, Outputs
+from stream_processors.steps.dedupe import DedupeWindow
+from stream_processors.steps.join import TrajectoryJoiner
+from stream_processors.table_buffer import WriteBack
+
+T0 = datetime(2026, 11, 27, 12, tzinfo=UTC)
+TOPICS = Topics()
+FLUSHED = "<acked>"
+
+
+class Output:
+    """:class:`BatchOutput`'s interface: logs each send's topic and each acknowledged flush;
+    ``down`` makes flushes fail as if the broker never acknowledged."""
+
+    def __init__(self) -> None:
+        self.log: list[str] = []
+        self.down = False
+
+    def send(
+        self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
+    ) -> None:
+        self.log.append(topic)
+
+    async def flush(self, timeout_s: float = 60.0) -> None:
+        if self.down:
+            raise OutputDeliveryError("output not delivered: broker down")
+        self.log.append(FLUSHED)
+
+
+class Store(dict[str, Any]):
+    """A table whose ``.data`` is itself: what a restarted worker recovers."""
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return self
+
+
+class Changelog:
+    def __init__(self, name: str, out: Output) -> None:
+        self.name, self.out = name, out
+
+    def send(self, partition: int, key: Any, value: Any) -> None:
+        self.out.send(self.name, None, None, partition)
+
+
+class Message:
+    def __init__(self, topic: str, offset: int, value: bytes) -> None:
+        self.topic, self.partition, self.offset = topic, 0, offset
+        self.key, self.value, self.headers = b"k", value, []
+
+
+class Event:
+    def __init__(self, message: Message) -> None:
+        self.message = message
+
+
+def processor(out: Output, tables: dict[str, Store]) -> BatchProcessor:
+    """The processor as ``build_pipeline`` wires it, on durable ``tables``."""
+    trajectories = WriteBack(tables["trajectories"], Changelog("trajectories", out))  # type: ignore[arg-type]
+    parked = WriteBack(tables["pending"], Changelog("pending", out))  # type: ignore[arg-type]
+    joiner = TrajectoryJoiner(trajectories, parked, grace_s=60)
+    joiner.recover()  # as after a table recovery
+    dedupe = PersistentDedupe(tables["seen"], DedupeWindow(), Changelog("seen", out))  # type: ignore[arg-type]
+    outputs = Outputs(
+        producer=out,  # type: ignore[arg-type]
+        enriched=TOPICS.enriched,
+        trajectory_state=TOPICS.trajectory_state,
+        dead_letters=TOPICS.dead_letters,
+    )
+
+    async def flush_state() -> None:
+        return None
+
+    return BatchProcessor(outputs, dedupe, joiner, flush_state, buffers=[trajectories, parked])
+
+
+def batch(topic: str, offset: int, record: Any) -> list[Any]:
+    return [Event(Message(topic, offset, encode(record)))]
+
+
+EVENT = batch(TOPICS.actions, 0, ActionEvent(event_id="e1", name="x", trace_id="t", timestamp=T0))
+TRAJECTORY = batch(TOPICS.trajectories, 0, TrajectoryRecord(trace_id="t", timestamp=T0))
+
+
+def test_a_released_parked_event_is_acknowledged_before_its_tombstone_is_sent() -> None:
+    out, tables = Output(), {name: Store() for name in ("trajectories", "pending", "seen")}
+    p = processor(out, tables)
+    asyncio.run(p.process(EVENT))  # before its trajectory: parked
+    assert "pending" in out.log and TOPICS.enriched not in out.log
+    out.log.clear()
+    asyncio.run(p.process(TRAJECTORY))  # released, joined
+    first_ack = out.log.index(FLUSHED)
+    outputs, state = out.log[:first_ack], out.log[first_ack + 1 :]
+    assert sorted(outputs) == sorted([TOPICS.trajectory_state, TOPICS.enriched])
+    assert set(state) == {"trajectories", "pending", FLUSHED}  # the tombstone and the index
+    assert state[-1] == FLUSHED
+
+
+def test_a_crash_before_the_outputs_are_acknowledged_keeps_the_event_parked() -> None:
+    out, tables = Output(), {name: Store() for name in ("trajectories", "pending", "seen")}
+    asyncio.run(processor(out, tables).process(EVENT))
+    parked = dict(tables["pending"])
+    out.down = True
+    with pytest.raises(OutputDeliveryError):  # the worker crashes: the batch is not acked
+        asyncio.run(processor(out, tables).process(TRAJECTORY))
+    assert "pending" not in out.log[out.log.index(TOPICS.enriched) :]
+    assert tables["pending"] == parked  # nothing says it went out
+    out.down = False
+    out.log.clear()
+    asyncio.run(processor(out, tables).process(TRAJECTORY))  # the next owner replays
+    assert out.log.count(TOPICS.enriched) == 1
