@@ -53,8 +53,9 @@ def exactly_once(
         c = counts(ch, db, traffic.project)
         return c.events == want and c.joined == want
 
-    assert wait_until(done, timeout_s, pipeline=p, interval_s=interval_s), counts(
-        ch, db, traffic.project
+    assert wait_until(done, timeout_s, pipeline=p, interval_s=interval_s), (
+        counts(ch, db, traffic.project),
+        missing(ch, db, traffic),
     )
     rows, distinct = ch.query(
         f"SELECT count(), uniqExact(event_id) FROM {db}.events FINAL WHERE project = %(p)s",
@@ -74,6 +75,20 @@ def exactly_once(
         ).result_rows
     }
     assert ids == set(traffic.unique_events)
+
+
+def missing(ch: Any, db: str, traffic: Traffic, limit: int = 30) -> list[tuple[str, str]]:
+    """``(event_id, trace_id)`` of up to ``limit`` unique events not in ClickHouse: where to
+    look when a run comes up short (one trace's parked events? scattered?)."""
+    stored = {
+        r[0]
+        for r in ch.query(
+            f"SELECT DISTINCT event_id FROM {db}.events WHERE project = %(p)s",
+            parameters={"p": traffic.project},
+        ).result_rows
+    }
+    gone = [e for i, e in traffic.unique_events.items() if i not in stored]
+    return [(e.event_id, e.trace_id or "") for e in gone[:limit]]
 
 
 def retries_of(traffic: Traffic, share: float, seed: int = 3) -> list[Any]:
