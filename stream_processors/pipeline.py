@@ -32,6 +32,7 @@ from mode import CrashingSupervisor
 
 from schemas import (
     VERSION_JOINED,
+    VERSION_UNJOINED,
     EnrichedEvent,
     Event,
     RawRecord,
@@ -121,11 +122,32 @@ class BatchProcessor:
             await self._process(events)
 
     async def _process(self, events: list[EventT]) -> None:
-        out = self.out
         accepted: list[tuple[int, int, Event]] = []
-        in_flight: set[bytes] = set()
         processed_at = encode_timestamp(utc_now())
         now = time.time()
+        joiner = self.joiner
+        joiner.open_batch()
+        try:
+            self._run(events, accepted, processed_at, now)
+        except BaseException:
+            joiner.abandon_batch()
+            raise
+        for event, event_json in joiner.close_batch():  # could not be parked: out unjoined
+            self._send_encoded(event, event_json, None, VERSION_UNJOINED, processed_at)
+        await self._flush()
+        by_partition = {fe.message.partition: fe for fe in events}
+        self.dedupe.mark(accepted, lambda p: as_current(by_partition[p]))
+
+    def _run(
+        self,
+        events: list[EventT],
+        accepted: list[tuple[int, int, Event]],
+        processed_at: bytes,
+        now: float,
+    ) -> None:
+        """The batch's records in order: validate, dedupe, join, send (no waiting)."""
+        out = self.out
+        in_flight: set[bytes] = set()
         joiner = self.joiner
         rules = self.rules
         for fe in events:
@@ -163,7 +185,7 @@ class BatchProcessor:
                     if rules is not None:  # state written under this event's partition
                         rules.observe(record)
                     if joined is None:
-                        continue  # held for the grace period
+                        continue  # held: staged in this batch, then parked
                     assert value is not None  # it validated
                     # the validated event as received: no re-serialisation per output
                     out.producer.send(
@@ -173,9 +195,21 @@ class BatchProcessor:
                     )
             finally:
                 _current_event.reset(token)
-        await self._flush()
-        by_partition = {fe.message.partition: fe for fe in events}
-        self.dedupe.mark(accepted, lambda p: as_current(by_partition[p]))
+
+    def _send_encoded(
+        self,
+        event: Event,
+        event_json: bytes | None,
+        trajectory_json: bytes | None,
+        version: int,
+        processed_at: bytes,
+    ) -> None:
+        body = event_json if event_json is not None else encode(event)
+        self.out.producer.send(
+            self.out.enriched,
+            event.routing_key.encode(),
+            encode_enriched(body, trajectory_json, version, processed_at),
+        )
 
     def _send_outcomes(self) -> None:
         """The rule stage's new, changed and retracted outcomes of this batch."""

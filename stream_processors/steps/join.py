@@ -41,6 +41,7 @@ from schemas import (
     TrajectoryRecord,
     TrajectoryState,
     TrajectoryStatus,
+    encode,
 )
 from schemas.codec import encode_state
 from stream_processors.steps.dedupe import SEP
@@ -101,6 +102,8 @@ class TrajectoryJoiner:
         self.grace_s = grace_s
         self.idle_timeout_s = idle_timeout_s
         self._cache: dict[str, tuple[int, TrajectoryRecord, bytes]] = {}
+        #: while a batch is open: early events per trace, in arrival order, not parked yet
+        self._staged: dict[str, list[tuple[Event, int, float, bytes | None]]] | None = None
         self.joined = self.unjoined = self.late_joined = self.pending_overflow = 0
         self.no_trace = self.held = self.grace_expired = self.timed_out = self.forgotten = 0
 
@@ -141,10 +144,14 @@ class TrajectoryJoiner:
             self.unjoined += 1
             self.no_trace += 1
             return None, VERSION_UNJOINED
-        found = self._lookup(trace_key(event.project, event.trace_id))
+        key = trace_key(event.project, event.trace_id)
+        found = self._lookup(key)
         if found is not None:
             self.joined += 1
             return found[2], VERSION_JOINED
+        if self._staged is not None and self.grace_s > 0:
+            self._staged.setdefault(key, []).append((event, partition, now, event_json))
+            return None
         if self._park(event, partition, now, emitted=self.grace_s <= 0, event_json=event_json):
             self.held += 1
             return None
@@ -161,6 +168,36 @@ class TrajectoryJoiner:
         assert event.trace_id is not None
         trajectory = self.trajectory_for(event.project, event.trace_id)
         return EnrichedEvent(event=event, trajectory=trajectory, version=out[1])
+
+    # -- batches ------------------------------------------------------------------------
+
+    def open_batch(self) -> None:
+        """Until :meth:`close_batch`, early events are staged in memory instead of parked:
+        one whose trajectory comes later in the same batch goes out joined when it does,
+        exactly as a parked one would be released, without writing the parked record and
+        its tombstone. (With SDK-framed traffic most early events are early only by the
+        order of topics within a batch.)"""
+        self._staged = {}
+
+    def close_batch(self) -> list[tuple[Event, bytes | None]]:
+        """Park the staged events still waiting for their trajectory, in arrival order.
+        Returns those that could not be parked (over the per-trace cap, too large) with
+        their JSON: they go out unjoined now, as :meth:`join_encoded` would have said."""
+        staged, self._staged = self._staged or {}, None
+        overflow: list[tuple[Event, bytes | None]] = []
+        for events in staged.values():
+            for event, partition, now, event_json in events:
+                if self._park(event, partition, now, emitted=False, event_json=event_json):
+                    self.held += 1
+                else:
+                    self.unjoined += 1
+                    overflow.append((event, event_json))
+        return overflow
+
+    def abandon_batch(self) -> None:
+        """Drop what an interrupted batch staged (the batch is not acknowledged: it
+        replays)."""
+        self._staged = None
 
     def _park(
         self, event: Event, partition: int, now: float, *, emitted: bool,
@@ -210,11 +247,19 @@ class TrajectoryJoiner:
         sent_before = sum(1 for _, _, sent in released if sent)
         self.joined += len(released) - sent_before
         self.late_joined += sent_before
+        late = [(event, event_json) for event, event_json, _ in released]
+        staged = self._staged.pop(key, None) if self._staged is not None else None
+        if staged:  # earlier in this batch, after those parked before: arrival order
+            self.joined += len(staged)
+            late.extend(
+                (event, event_json if event_json is not None else encode(event))
+                for event, _, _, event_json in staged
+            )
         return Applied(
             TrajectoryState(trajectory=merged, version=version),
             encode_state(trajectory_json, version),
             trajectory_json,
-            [(event, event_json) for event, event_json, _ in released],
+            late,
         )
 
     # -- timers -------------------------------------------------------------------------

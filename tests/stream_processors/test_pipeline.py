@@ -124,3 +124,10 @@ def test_a_crash_before_the_outputs_are_acknowledged_keeps_the_event_parked() ->
     out.log.clear()
     asyncio.run(processor(out, tables).process(TRAJECTORY))  # the next owner replays
     assert out.log.count(TOPICS.enriched) == 1
+
+
+def test_an_event_and_its_later_trajectory_in_one_batch_go_out_joined_without_parking() -> None:
+    out, tables = Output(), {name: Store() for name in ("trajectories", "pending", "seen")}
+    asyncio.run(processor(out, tables).process(EVENT + TRAJECTORY))
+    assert out.log.count(TOPICS.enriched) == 1 and "pending" not in out.log
+    assert tables["pending"] == {}

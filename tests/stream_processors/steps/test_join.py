@@ -225,3 +225,64 @@ def test_idle_sweep_forgets_parked_events_that_went_out() -> None:
     assert pending == {}
     _, late = j.apply_trajectory(TrajectoryRecord(trace_id="t"), 0, 201.0)
     assert late == []
+
+
+class _Writes(dict[str, Any]):
+    """A pending table that records every write."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.writes += 1
+        super().__setitem__(key, value)
+
+
+def _early(i: int) -> ActionEvent:
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    return ActionEvent(event_id=f"e{i}", name="x", trace_id="t", timestamp=at)
+
+
+def test_an_early_event_whose_trajectory_comes_later_in_the_batch_is_never_parked() -> None:
+    pending = _Writes()
+    j = TrajectoryJoiner({}, pending, grace_s=10)
+    j.open_batch()
+    assert j.join_encoded(_early(0), 0, 1.0, b'{"as":"received"}') is None
+    applied = j.apply_trajectory_encoded(TrajectoryRecord(trace_id="t"), 0, 1.0)
+    assert applied.late == [(_early(0), b'{"as":"received"}')]
+    assert j.close_batch() == []
+    assert pending.writes == 0 and (j.joined, j.held) == (1, 0)
+
+
+def test_staged_events_left_at_the_end_of_the_batch_are_parked_in_arrival_order() -> None:
+    pending = _Writes()
+    j = TrajectoryJoiner({}, pending, grace_s=10)
+    j.join_encoded(_early(0), 0, 1.0, b"0")  # no batch open: parked at once
+    j.open_batch()
+    j.join_encoded(_early(1), 0, 2.0, b"1")
+    j.join_encoded(_early(2), 0, 2.0, b"2")
+    assert j.close_batch() == [] and j.held == 3
+    assert len(pending) == 4  # three event records and the index
+    j.open_batch()
+    j.join_encoded(_early(3), 0, 3.0, b"3")
+    applied = j.apply_trajectory_encoded(TrajectoryRecord(trace_id="t"), 0, 3.0)
+    assert [json for _, json in applied.late] == [b"0", b"1", b"2", b"3"]
+    assert j.close_batch() == [] and pending == {} and j.joined == 4
+
+
+def test_staged_events_over_the_per_trace_cap_come_back_to_go_out_unjoined() -> None:
+    j = TrajectoryJoiner({}, {}, grace_s=10, max_pending_per_trace=1)
+    j.open_batch()
+    j.join_encoded(_early(0), 0, 1.0, b"0")
+    j.join_encoded(_early(1), 0, 1.0, b"1")
+    assert j.close_batch() == [(_early(1), b"1")]
+    assert (j.held, j.unjoined, j.pending_overflow) == (1, 1, 1)
+
+
+def test_an_abandoned_batch_leaves_nothing_staged() -> None:
+    j = TrajectoryJoiner({}, {}, grace_s=10)
+    j.open_batch()
+    j.join_encoded(_early(0), 0, 1.0, b"0")
+    j.abandon_batch()
+    assert j.apply_trajectory_encoded(TrajectoryRecord(trace_id="t"), 0, 2.0).late == []
