@@ -59,6 +59,14 @@ def cpu_seconds(pid: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, all cores, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    tick = os.sysconf("SC_CLK_TCK")
+    return (sum(fields[:8]) - idle) / tick, sum(fields[:8]) / tick
+
+
 def end_offsets(bootstrap: str, topic: str) -> int:
     """Records in ``topic``: the true end offsets (Tansu under-reports them, see
     stream_processors/end_offsets.py)."""
@@ -148,6 +156,10 @@ def main() -> None:
             time.sleep(1.0)
             pids = [w.pid for w in pipeline.workers if w.pid]
             workers_cpu0 = sum(cpu_seconds(p) for p in pids)
+            broker_pid = broker.pid
+            assert broker_pid is not None
+            broker_cpu0, here_cpu0 = cpu_seconds(broker_pid), cpu_seconds()
+            busy0, all0 = machine_cpu()
             print(f"pipeline  {len(pids)} worker(s), pids {' '.join(map(str, pids))}", flush=True)
             t0 = time.perf_counter()
             produce_s = produce(broker.bootstrap, topics, records)
@@ -171,6 +183,9 @@ def main() -> None:
             bar.close()
             total = time.perf_counter() - t0
             workers_cpu = sum(cpu_seconds(p) for p in pids) - workers_cpu0
+            broker_cpu = cpu_seconds(broker_pid) - broker_cpu0
+            here_cpu = cpu_seconds() - here_cpu0
+            busy1, all1 = machine_cpu()
         processed_at = processed_at or total
         proc = n_events / processed_at
         e2e = n_events / total
@@ -184,6 +199,11 @@ def main() -> None:
             f"processor CPU {workers_cpu / n_events * 1e6:,.1f} µs/event "
             f"({workers_cpu:.1f} CPU-s in {len(pids)} worker(s); 1e6 / that = "
             f"{n_events / workers_cpu:,.0f} events/s per busy core)"
+        )
+        print(
+            f"CPU-s during the run: workers {workers_cpu:.1f}, broker {broker_cpu:.1f}, this "
+            f"process (producer, sink, chDB) {here_cpu:.1f}; machine busy "
+            f"{(busy1 - busy0) / (all1 - all0):.0%} of {os.cpu_count()} cores"
         )
 
 

@@ -261,20 +261,26 @@ class MeterlineProducer:
     def _callback_for(
         self, record: RawRecord | None, per_record: DeliveryCallback | None = None
     ) -> Callable[[KafkaError | None, Message], None]:
-        stats, user_cb = self.stats, self._on_delivery
+        count, user_cb = self._count_delivery, self._on_delivery
+        if per_record is None and (record is None or user_cb is None):
+            return count  # nothing per record to call: no closure per record
 
         def _report(err: KafkaError | None, _msg: Message) -> None:
-            if err is None:
-                stats._delivered()
-            else:
-                stats._failed(err)
-                log.warning("meterline: delivery failed: %s", err)
+            count(err, _msg)
             if user_cb is not None and record is not None:
                 user_cb(record, err)
             if per_record is not None and record is not None:
                 per_record(record, err)
 
         return _report
+
+    def _count_delivery(self, err: KafkaError | None, _msg: Message) -> None:
+        """The delivery report of a record with no callback of its own: counted only."""
+        if err is None:
+            self.stats._delivered()
+        else:
+            self.stats._failed(err)
+            log.warning("meterline: delivery failed: %s", err)
 
     def poll(self, timeout: float = 0.0) -> int:
         """Serve pending delivery reports (callbacks); return how many were served."""

@@ -38,6 +38,17 @@ def murmur2(data: bytes) -> int:
     return h
 
 
+#: murmur2 of recent keys: records of one trace share a key, and the hash in Python costs
+#: several microseconds a key. Bounded: cleared when full (a cache, not state).
+_HASHES: dict[bytes, int] = {}
+_HASHES_MAX = 65_536
+
+
 def partition_for(key: bytes, partitions: int) -> int:
     """The partition Kafka's default partitioner picks for ``key``."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    h = _HASHES.get(key)
+    if h is None:
+        if len(_HASHES) >= _HASHES_MAX:
+            _HASHES.clear()
+        h = _HASHES[key] = murmur2(key) & 0x7FFFFFFF
+    return h % partitions

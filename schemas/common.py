@@ -69,7 +69,10 @@ def _as_utc(value: datetime) -> datetime:
     """Normalise to an aware UTC datetime. A naive datetime is taken to be UTC already.
     A time whose UTC form falls outside years 1-9999 (``0001-01-01T00:00:00+01:00``) is a
     ``ValueError`` (an invalid field), not the ``OverflowError`` datetime raises."""
-    if value.tzinfo is None:
+    tz = value.tzinfo
+    if tz is UTC:
+        return value
+    if tz is None:
         return value.replace(tzinfo=UTC)
     try:
         return value.astimezone(UTC)
@@ -81,7 +84,8 @@ def _utc_datetime(value: Any, handler: ValidatorFunctionWrapHandler) -> datetime
     """One Python call per field on the hot path: an ISO 8601 string goes through the C
     ``datetime.fromisoformat``; anything it does not read, pydantic's parser (and its error
     message); epoch numbers through :func:`_from_epoch`. Always aware UTC on the way out."""
-    if type(value) is str and not _EPOCH_STRING.fullmatch(value.strip()):
+    # "T" (or ":") never occurs in an epoch string: the common ISO form skips the regex
+    if type(value) is str and ("T" in value or not _EPOCH_STRING.fullmatch(value.strip())):
         try:
             return _as_utc(datetime.fromisoformat(value))
         except ValueError:

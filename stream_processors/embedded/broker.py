@@ -104,6 +104,11 @@ class TansuBroker:
         self.stop()
         raise RuntimeFailure(f"Tansu broker not ready on {self.bootstrap} after {timeout_s}s")
 
+    @property
+    def pid(self) -> int | None:
+        """The broker process's id while it runs (for CPU figures)."""
+        return self._proc.pid if self._proc is not None else None
+
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
