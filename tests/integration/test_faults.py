@@ -67,26 +67,22 @@ def exactly_once(
         "GROUP BY project, event_id HAVING n > 1 LIMIT 10"
     ).result_rows
     assert doubled == []
-    ids = {
-        r[0]
-        for r in ch.query(
-            f"SELECT event_id FROM {db}.events FINAL WHERE project = %(p)s",
-            parameters={"p": traffic.project},
-        ).result_rows
-    }
-    assert ids == set(traffic.unique_events)
+    assert event_ids(ch, db, traffic.project) == set(traffic.unique_events)
+
+
+def event_ids(ch: Any, db: str, project: str) -> set[str]:
+    """Distinct ``event_id`` of ``project`` in the events table."""
+    rows = ch.query(
+        f"SELECT DISTINCT event_id FROM {db}.events WHERE project = %(p)s",
+        parameters={"p": project},
+    ).result_rows
+    return {r[0] for r in rows}
 
 
 def missing(ch: Any, db: str, traffic: Traffic, limit: int = 30) -> list[tuple[str, str]]:
     """``(event_id, trace_id)`` of up to ``limit`` unique events not in ClickHouse: where to
     look when a run comes up short (one trace's parked events? scattered?)."""
-    stored = {
-        r[0]
-        for r in ch.query(
-            f"SELECT DISTINCT event_id FROM {db}.events WHERE project = %(p)s",
-            parameters={"p": traffic.project},
-        ).result_rows
-    }
+    stored = event_ids(ch, db, traffic.project)
     gone = [e for i, e in traffic.unique_events.items() if i not in stored]
     return [(e.event_id, e.trace_id or "") for e in gone[:limit]]
 
