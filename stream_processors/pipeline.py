@@ -61,6 +61,11 @@ EventT = _EventT[bytes]
 
 BATCH_MAX = 2_000
 BATCH_WITHIN_S = 0.5
+#: Records per processing step. A take of ``BATCH_MAX`` SDK-framed messages holds up to
+#: ~1,000,000 records: one step over all of them would hold their outputs, parked events and
+#: changelog records in memory at once and wait for ~1,000,000 acks within one flush timeout.
+#: Large enough that a trajectory usually shares a step with its early events (staging).
+BATCH_MAX_RECORDS = 50_000
 
 
 def records_of(msg: Any) -> list[tuple[int, bytes | None]]:
@@ -72,6 +77,25 @@ def records_of(msg: Any) -> list[tuple[int, bytes | None]]:
         if lines:
             return list(enumerate(lines))
     return [(0, msg.value)]
+
+
+def steps_of(events: list[Any], max_records: int = BATCH_MAX_RECORDS) -> list[list[Any]]:
+    """``events`` (Faust events, in order) cut into runs of whole messages holding at most
+    ``max_records`` records each (a message larger than that is a run of its own)."""
+    runs: list[list[Any]] = []
+    run: list[Any] = []
+    n = 0
+    for fe in events:
+        msg = fe.message
+        k = msg.value.count(b"\n") + 1 if msg.value and framing.is_batch(msg.headers) else 1
+        if run and n + k > max_records:
+            runs.append(run)
+            run, n = [], 0
+        run.append(fe)
+        n += k
+    if run:
+        runs.append(run)
+    return runs
 
 
 @dataclass(frozen=True)
@@ -385,8 +409,9 @@ def build_pipeline(
     @app.agent(source, name="meterline-process", supervisor_strategy=CrashingSupervisor)
     async def process(stream: Any) -> None:  # faust.Stream: take_events is not on StreamT
         async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
-            batch = list(events)
-            with processor.metrics.batch(len(batch)):
-                await processor.process(batch)
+            # each step flushes and marks its own events; Faust acks the take after all
+            for batch in steps_of(list(events)):
+                with processor.metrics.batch(len(batch)):
+                    await processor.process(batch)
 
     return processor

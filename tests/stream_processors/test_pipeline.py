@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from schemas import ActionEvent, Topics, TrajectoryRecord, encode
+from schemas import ActionEvent, Topics, TrajectoryRecord, encode, framing
 from stream_processors.dedupe_store import PersistentDedupe
 from stream_processors.output import OutputDeliveryError
-from stream_processors.pipeline import BatchProcessor, Outputs
+from stream_processors.pipeline import BatchProcessor, Outputs, steps_of
 from stream_processors.steps.dedupe import DedupeWindow
 from stream_processors.steps.join import TrajectoryJoiner
 from stream_processors.table_buffer import WriteBack
@@ -131,3 +131,23 @@ def test_an_event_and_its_later_trajectory_in_one_batch_go_out_joined_without_pa
     asyncio.run(processor(out, tables).process(EVENT + TRAJECTORY))
     assert out.log.count(TOPICS.enriched) == 1 and "pending" not in out.log
     assert tables["pending"] == {}
+
+
+class _Framed:
+    def __init__(self, records: int, framed: bool = True) -> None:
+        self.message = type(
+            "M", (), {"value": b"\n".join([b"{}"] * records),
+                      "headers": list(framing.BATCH_HEADERS) if framed else []},
+        )()  # fmt: skip
+
+
+def test_a_take_is_cut_into_steps_of_whole_messages_with_bounded_records() -> None:
+    sizes = [400, 400, 300, 1, 900, 2_000, 5]
+    events = [_Framed(n) for n in sizes]
+    steps = steps_of(events, max_records=1_000)
+    assert [[len(fe.message.value.split(b"\n")) for fe in step] for step in steps] == [
+        [400, 400], [300, 1], [900], [2_000], [5]
+    ]  # fmt: skip
+    assert [fe for step in steps for fe in step] == events  # all, in order
+    single = [_Framed(3, framed=False) for _ in range(3)]  # one record each, whatever bytes
+    assert steps_of(single, max_records=2) == [single[:2], single[2:]]
