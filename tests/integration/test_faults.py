@@ -87,6 +87,18 @@ def missing(ch: Any, db: str, traffic: Traffic, limit: int = 30) -> list[tuple[s
     return [(e.event_id, e.trace_id or "") for e in gone[:limit]]
 
 
+def unjoined_traces(ch: Any, db: str, project: str, limit: int = 10) -> list[tuple[str, int]]:
+    """``(trace_id, events)`` of traces with events stored unjoined (``events FINAL``)."""
+    return [
+        (str(t), int(n))
+        for t, n in ch.query(
+            f"SELECT trace_id, count() FROM {db}.events FINAL WHERE project = %(p)s "
+            f"AND joined = 0 GROUP BY trace_id ORDER BY trace_id LIMIT {int(limit)}",
+            parameters={"p": project},
+        ).result_rows
+    ]
+
+
 def retries_of(traffic: Traffic, share: float, seed: int = 3) -> list[Any]:
     """Events re-sent later with the same event_id, as a producer retry after a timeout."""
     rng = random.Random(seed)
@@ -228,11 +240,11 @@ def unique_events_in_chdb(path: Path, db: str, project: str) -> int:
 
 @pytest.mark.xfail(
     strict=False,
-    reason="non-strict until CI confirms the fix: 1 of 4 fresh-clone CI runs on 2026-11-27 "
-    "ended with 199,989 of 200,000 (11 lost, all joined, none doubled, nothing logged). The "
-    "likely cause, a released parked event's tombstone acknowledged before the event, is "
-    "fixed (flush order, docs/architecture.md); 3 of 3 local runs passed since. Make strict "
-    "once fresh-clone CI runs pass with it.",
+    reason="OPEN BUG, rare: after the kill -9 and restart, a whole raw message can go "
+    "unprocessed. Seen in 2 of the last 5 fresh-clone CI runs (2026-11-27): 11 events lost (all "
+    "others joined); later one trajectories message of 85 records never applied (316 events "
+    "of 42 traces stayed unjoined; the records are in the topic and fetch fine from any "
+    "offset). 7 of 7 runs alone passed. docs/architecture.md, Guarantee.",
 )
 @pytest.mark.timeout(1200)  # ~3-4 min on 2 idle cores; generous for a shared CI machine
 def test_kill_9_of_a_worker_and_of_the_sink_process_in_a_200k_run_loses_and_doubles_nothing(
@@ -242,7 +254,8 @@ def test_kill_9_of_a_worker_and_of_the_sink_process_in_a_200k_run_loses_and_doub
     retries). SIGKILL of the processor worker, restart; later SIGKILL of the sink process
     (``meterline sink`` with its own chDB), restart on the same chDB path and group.
     ClickHouse ends with exactly the unique events: none missing, none doubled."""
-    p = pipeline_factory(workers=1, sink=False)  # broker, topics, worker; the sink is ours
+    # broker, topics, worker; the sink is ours. Info logs: Faust's assignments and seeks
+    p = pipeline_factory(workers=1, sink=False, log_level="info")
     db, project = p.settings.database, "kill9x2"
     traffic = generate(project=project, events=200_000, duplicate_rate=0.02, early_rate=0.05)
     want = len(traffic.unique_events)
@@ -275,7 +288,13 @@ def test_kill_9_of_a_worker_and_of_the_sink_process_in_a_200k_run_loses_and_doub
         sink = SinkProcess(sink_settings, log).start()  # same group, same chDB path
         ch = sink.client()
 
-        exactly_once(p, traffic, 600, client=ch, interval_s=2)
+        try:
+            exactly_once(p, traffic, 600, client=ch, interval_s=2)
+        except AssertionError:
+            print(f"unjoined, by trace: {unjoined_traces(ch, db, project)}")
+            for w in p.workers:  # the log file holds the killed worker's lines too
+                print(f"--- worker {w.index}\n{w.log_tail(200)}")
+            raise
     finally:
         code = sink.stop(60)
     assert code == 0, sink.log_tail()
