@@ -23,6 +23,8 @@ from typing import Any, TypeVar
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
+from stream_processors.commits import StrictCommits
+
 log = logging.getLogger(__name__)
 
 TPT = TypeVar("TPT")  # a (topic, partition) named tuple: Faust's TP
@@ -88,8 +90,9 @@ def true_end_offsets(
     return ends
 
 
-class EndProbingConsumer(faust_aiokafka.Consumer):
-    """Faust's aiokafka consumer whose ``highwaters`` (used by table recovery) are probed."""
+class EndProbingConsumer(StrictCommits, faust_aiokafka.Consumer):
+    """Faust's aiokafka consumer whose ``highwaters`` (used by table recovery) are probed,
+    and whose commits never pass an unacknowledged record (:mod:`.commits`)."""
 
     async def highwaters(self, *partitions: Any) -> Mapping[Any, int]:
         reported = await super().highwaters(*partitions)
