@@ -102,6 +102,16 @@ class EndProbingConsumer(StrictCommits, faust_aiokafka.Consumer):
         probed = await asyncio.to_thread(true_end_offsets, config, reported)
         return {tp: end for tp, end in probed.items() if end is not None}
 
+    async def seek_wait(self, partitions: Mapping[Any, int]) -> None:
+        """Seek, with negative offsets read as "from the start". Faust's recovery seeks
+        standby changelogs to "earliest offset - 1" and maps only -1 to 0; an offset of -2
+        reached aiokafka once during a quick second rebalance on Tansu and crashed the worker
+        (``ValueError: Offset must be a positive integer``)."""
+        negative = {tp: offset for tp, offset in partitions.items() if offset < 0}
+        if any(offset < -1 for offset in negative.values()):
+            log.warning("recovery asked to seek to negative offsets %s; reading from 0", negative)
+        await super().seek_wait({tp: max(0, offset) for tp, offset in partitions.items()})
+
 
 class EndProbingTransport(faust_aiokafka.Transport):
     """The aiokafka transport with :class:`EndProbingConsumer`. ``client_config``: the
