@@ -102,15 +102,17 @@ class EndProbingConsumer(StrictCommits, faust_aiokafka.Consumer):
         probed = await asyncio.to_thread(true_end_offsets, config, reported)
         return {tp: end for tp, end in probed.items() if end is not None}
 
-    async def seek_wait(self, partitions: Mapping[Any, int]) -> None:
-        """Seek, with negative offsets read as "from the start". Faust's recovery seeks
-        standby changelogs to "earliest offset - 1" and maps only -1 to 0; an offset of -2
-        reached aiokafka once during a quick second rebalance on Tansu and crashed the worker
-        (``ValueError: Offset must be a positive integer``)."""
-        negative = {tp: offset for tp, offset in partitions.items() if offset < 0}
-        if any(offset < -1 for offset in negative.values()):
-            log.warning("recovery asked to seek to negative offsets %s; reading from 0", negative)
-        await super().seek_wait({tp: max(0, offset) for tp, offset in partitions.items()})
+    async def seek_wait(self, partitions: Mapping[Any, int | None]) -> None:
+        """Seek, with a negative or unknown (None) offset read as "from the start". Faust's
+        recovery maps only -1 to 0; during a quick second rebalance on Tansu its standby
+        seek handed aiokafka None (a standby added without an offset of its own) and crashed
+        the worker (``Offset must be a positive integer``)."""
+        odd = {tp: o for tp, o in partitions.items() if o is None or o < -1}
+        if odd:
+            log.warning("recovery asked to seek to offsets %s; reading those from 0", odd)
+        await super().seek_wait(
+            {tp: 0 if o is None or o < 0 else o for tp, o in partitions.items()}
+        )
 
 
 class EndProbingTransport(faust_aiokafka.Transport):

@@ -1,4 +1,4 @@
-"""The worker's consumer: seeks never reach aiokafka with a negative offset."""
+"""The worker's consumer: seeks never reach aiokafka with a negative or unknown offset."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ class _Thread:
         self.seeks.append(dict(partitions))
 
 
-def test_negative_seek_offsets_read_from_the_start() -> None:
+def test_negative_or_unknown_seek_offsets_read_from_the_start() -> None:
     consumer: Any = object.__new__(EndProbingConsumer)
     consumer._thread = thread = _Thread()
-    asyncio.run(consumer.seek_wait({"a": -2, "b": -1, "c": 0, "d": 41}))
-    assert thread.seeks == [{"a": 0, "b": 0, "c": 0, "d": 41}]
+    asyncio.run(consumer.seek_wait({"a": -2, "b": -1, "c": 0, "d": 41, "e": None}))
+    assert thread.seeks == [{"a": 0, "b": 0, "c": 0, "d": 41, "e": 0}]
