@@ -245,8 +245,8 @@ def unique_events_in_chdb(path: Path, db: str, project: str) -> int:
     "others joined); later one trajectories message of 85 records never applied (316 events "
     "of 42 traces stayed unjoined; the records are in the topic and fetch fine from any "
     "offset). 7 of 7 runs alone passed. Candidate cause: Faust commits past one unacknowledged "
-    "record (upstream #606), now held by stream_processors/commits.py; strict once CI "
-    "confirms. docs/architecture.md, Guarantee.",
+    "record (upstream #606), now held by stream_processors/commits.py, yet 1 of 2 CI runs "
+    "since still failed. docs/architecture.md, Guarantee.",
 )
 @pytest.mark.timeout(1200)  # ~3-4 min on 2 idle cores; generous for a shared CI machine
 def test_kill_9_of_a_worker_and_of_the_sink_process_in_a_200k_run_loses_and_doubles_nothing(
