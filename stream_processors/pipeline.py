@@ -192,13 +192,9 @@ class BatchProcessor:
                         if rules is not None:
                             rules.observe_trajectory(applied.state.trajectory)
                         for event, event_json in applied.late:
-                            out.producer.send(
-                                out.enriched,
-                                event.routing_key.encode(),
-                                encode_enriched(
-                                    event_json, applied.trajectory_json, VERSION_JOINED,
-                                    processed_at,
-                                ),
+                            self._send_encoded(
+                                event, event_json, applied.trajectory_json, VERSION_JOINED,
+                                processed_at,
                             )  # fmt: skip
                         continue
                     if self.dedupe.window.is_duplicate(record, in_flight):
@@ -210,13 +206,8 @@ class BatchProcessor:
                         rules.observe(record)
                     if joined is None:
                         continue  # held: staged in this batch, then parked
-                    assert value is not None  # it validated
                     # the validated event as received: no re-serialisation per output
-                    out.producer.send(
-                        out.enriched,
-                        record.routing_key.encode(),
-                        encode_enriched(value, joined[0], joined[1], processed_at),
-                    )
+                    self._send_encoded(record, value, joined[0], joined[1], processed_at)
             finally:
                 _current_event.reset(token)
 
@@ -228,6 +219,8 @@ class BatchProcessor:
         version: int,
         processed_at: bytes,
     ) -> None:
+        """One enriched event out, assembled from JSON already serialised (``event_json``:
+        the event as received; None: encoded here)."""
         body = event_json if event_json is not None else encode(event)
         self.out.producer.send(
             self.out.enriched,
