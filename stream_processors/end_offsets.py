@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from stream_processors.commits import StrictCommits
+from stream_processors.fetch_audit import FetchAudit
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +91,10 @@ def true_end_offsets(
     return ends
 
 
-class EndProbingConsumer(StrictCommits, faust_aiokafka.Consumer):
+class EndProbingConsumer(FetchAudit, StrictCommits, faust_aiokafka.Consumer):
     """Faust's aiokafka consumer whose ``highwaters`` (used by table recovery) are probed,
-    and whose commits never pass an unacknowledged record (:mod:`.commits`)."""
+    whose commits never pass an unacknowledged record (:mod:`.commits`), and which warns
+    when Faust's fetch loop drops records or counts a gap (:mod:`.fetch_audit`)."""
 
     async def highwaters(self, *partitions: Any) -> Mapping[Any, int]:
         reported = await super().highwaters(*partitions)

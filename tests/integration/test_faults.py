@@ -294,8 +294,14 @@ def test_kill_9_of_a_worker_and_of_the_sink_process_in_a_200k_run_loses_and_doub
             exactly_once(p, traffic, 600, client=ch, interval_s=2)
         except AssertionError:
             print(f"unjoined, by trace: {unjoined_traces(ch, db, project)}")
+            # held commit (records taken, never processed) or committed past them?
+            left = uncommitted(p, p.settings.app_id, p.settings.topics.raw)
+            print(f"raw offsets not committed: {left}")
             for w in p.workers:  # the log file holds the killed worker's lines too
-                print(f"--- worker {w.index}\n{w.log_tail(200)}")
+                text = w.log_path.read_text(errors="replace").splitlines()
+                print(f"--- worker {w.index}: warnings")
+                print("\n".join(line for line in text if "WARN" in line))
+                print(f"--- worker {w.index}: tail\n" + "\n".join(text[-200:]))
             raise
     finally:
         code = sink.stop(60)

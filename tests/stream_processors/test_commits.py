@@ -3,13 +3,15 @@ check lets exactly one such record through)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from typing import Any
 
+import pytest
 from faust.transport.drivers.aiokafka import Consumer as FaustConsumer
 from intervaltree import IntervalTree
 
-from stream_processors.commits import StrictCommits
+from stream_processors.commits import MAX_REREADS, REREAD_AFTER_S, StrictCommits
 from stream_processors.end_offsets import EndProbingConsumer
 
 TP = ("raw", 0)
@@ -60,3 +62,76 @@ def test_the_worker_consumer_commits_strictly() -> None:
     assert EndProbingConsumer.__mro__.index(StrictCommits) < EndProbingConsumer.__mro__.index(
         FaustConsumer
     )
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class _Message:
+    def __init__(self, tp: Any, offset: int) -> None:
+        self.tp, self.offset = tp, offset
+
+
+def _rereading(committed: int, acked: list[int]) -> tuple[Any, _Clock, list[tuple[Any, int]]]:
+    """A strict consumer whose seeks are recorded and whose clock the test moves."""
+    c = _consumer(_Strict, committed, acked)
+    clock, seeks = _Clock(), []
+    c.clock = clock
+    c._unacked_messages = set()
+
+    async def seek(tp: Any, offset: int) -> None:
+        seeks.append((tp, offset))
+
+    c.seek = seek
+    return c, clock, seeks
+
+
+def test_a_lasting_hold_rereads_the_partition_from_the_held_offset() -> None:
+    async def scenario() -> None:
+        c, clock, seeks = _rereading(51, [52, 53])
+        assert c._new_offset(TP) is None  # the hold starts
+        clock.now += REREAD_AFTER_S - 1
+        assert c._new_offset(TP) is None
+        await asyncio.sleep(0)
+        assert seeks == []  # not yet
+        clock.now += 1
+        assert c._new_offset(TP) is None
+        await asyncio.sleep(0)
+        assert seeks == [(TP, 51)]  # re-read from the record that never came
+        c._acked[TP].append(51)  # it comes: everything commits
+        assert c._new_offset(TP) == 54
+
+    asyncio.run(scenario())
+
+
+def test_no_reread_while_the_held_record_is_being_processed() -> None:
+    async def scenario() -> None:
+        c, clock, seeks = _rereading(51, [52])
+        c._unacked_messages.add(_Message(TP, 51))  # delivered, in a slow batch
+        c._new_offset(TP)
+        clock.now += 10 * REREAD_AFTER_S
+        c._new_offset(TP)
+        await asyncio.sleep(0)
+        assert seeks == []
+
+    asyncio.run(scenario())
+
+
+def test_rereads_stop_after_max_rereads(caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario() -> None:
+        c, clock, seeks = _rereading(51, [52])
+        c._new_offset(TP)
+        for _ in range(MAX_REREADS + 3):
+            clock.now += REREAD_AFTER_S
+            c._new_offset(TP)
+            await asyncio.sleep(0)
+        assert seeks == [(TP, 51)] * MAX_REREADS
+        errors = [r for r in caplog.records if r.levelname == "ERROR"]
+        assert len(errors) == 1 and "never came" in errors[0].getMessage()
+
+    asyncio.run(scenario())

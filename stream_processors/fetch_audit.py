@@ -1,0 +1,67 @@
+"""Warnings for what Faust's fetch loop does silently to records of acknowledged topics.
+
+Faust's consumer keeps a *read offset* per partition (the last record handed to the
+streams, or the seek position) and, for every fetched record (``_drain_messages``):
+
+- drops it when its offset is *below* the read offset (logged at Faust's "dev" level, below
+  debug): a record the agent never sees, though it was never processed either unless the
+  read offset was right;
+- records a *gap* when its offset is more than one *above* the read offset: the offsets in
+  between count as absent (compaction, transaction markers), and the commit passes them
+  without their acknowledgement (:mod:`.commits` honours those gaps too).
+
+On meterline's raw topics (not compacted, no transactions) neither should happen. Either
+means a record can go unprocessed: the commit then holds (:mod:`.commits`) or passes it
+(a gap). :class:`FetchAudit` logs both as warnings, at most once per partition every
+``EVERY_S`` seconds, so that a loss is visible where it starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+EVERY_S = 60.0
+
+
+class FetchAudit:
+    """Mixin for a Faust consumer (before it in the bases): audits ``getmany``."""
+
+    _read_offset: Any
+    app: Any
+
+    _audit_last: dict[tuple[Any, str], float]
+
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
+        read = self._read_offset
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        async for tp, message in super().getmany(timeout):  # type: ignore[misc]
+            r_offset = read.get(tp)
+            offset = message.offset
+            odd = r_offset is not None and (offset < r_offset or offset > r_offset + 1)
+            if odd and acks_enabled_for(message.topic):
+                self._audit(tp, offset, r_offset)
+            yield tp, message
+
+    def _audit(self, tp: Any, offset: int, r_offset: int) -> None:
+        kind = "dropped" if offset < r_offset else "gap"
+        now = time.monotonic()
+        last = self.__dict__.setdefault("_audit_last", {})
+        if now - last.get((tp, kind), -EVERY_S) < EVERY_S:
+            return
+        last[(tp, kind)] = now
+        if kind == "dropped":
+            log.warning(
+                "%s: fetched offset %d is below the read offset %d: Faust drops it unseen",
+                tp, offset, r_offset,
+            )  # fmt: skip
+        else:
+            log.warning(
+                "%s: fetched offset %d after read offset %d: Faust counts offsets %d-%d as a "
+                "gap and commits past them unacknowledged", tp, offset, r_offset,
+                r_offset + 1, offset - 1,
+            )  # fmt: skip
