@@ -150,17 +150,18 @@ class ClickHouseSink:
         return len(messages)
 
     def _lines(
-        self, messages: list[Message], *, direct: bool = True
+        self, messages: list[Message], *, direct: bool = True, skip: frozenset[str] = frozenset()
     ) -> tuple[dict[str, list[bytes]], InsertTokens]:
         """Each message's line by table, and the tables' insert tokens (``direct``: read
-        directly where the shape allows). A message the general way refuses becomes a
-        dead-letter line: it is kept with its reason and holds nothing else up."""
+        directly where the shape allows; ``skip``: leave out the messages of these tables,
+        already written). A message the general way refuses becomes a dead-letter line: it
+        is kept with its reason and holds nothing else up."""
         lines: dict[str, list[bytes]] = {
             "events": [], "trajectories": [], "dead_letters": [], "outcomes": []
         }  # fmt: skip
         tokens = InsertTokens()
         for msg in messages:
-            if msg.error() is not None:
+            if msg.error() is not None or self._decoders[str(msg.topic())][0] in skip:
                 continue
             value = msg.value() or b""
             table, line = self._line(msg, value, direct)
@@ -229,7 +230,8 @@ class ClickHouseSink:
                 if messages is not None:
                     log.warning("sink: %s; re-decoding the batch the general way", exc)
                     self.stats.fallbacks += 1
-                    (lines, tokens), messages = self._lines(messages, direct=False), None
+                    again = self._lines(messages, direct=False, skip=frozenset(written))
+                    (lines, tokens), messages, written = again, None, set()
                     continue
                 self.stats.write_failures += 1
                 self.metrics.write_failures.inc()

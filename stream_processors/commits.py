@@ -1,31 +1,35 @@
 """Offset commits that never pass a record the agent has not acknowledged.
 
-Faust's consumer commits, per partition, the first run of consecutive acknowledged offsets.
-Its guard against an unacknowledged record at the head of that run (faust-streaming #312)
-was loosened for compacted topics (#378) to ``min(acked) - committed > 1``, and reads the
-committed offset as falsy when it is 0 or unknown. With the committed offset ``C`` being the
-*next* record to process, acknowledged offsets ``C+1, C+2, ...`` then commit past ``C``
-although record ``C`` was never acknowledged (open upstream as #606): after a crash the
-next owner resumes after it and the record is never processed. In the 200,000-event kill
-test a whole raw message (85 trajectory records) went unprocessed this way, as far as we
-can tell (docs/architecture.md, Guarantee).
+Faust's consumer commits, per partition, the first run of consecutive acknowledged offsets
+after the committed offset ``C`` (the *next* record to process). Three ways it passes a
+record that was never processed:
 
-:class:`StrictCommits` holds the commit of a partition while record ``C`` is neither
-acknowledged nor inside a gap Faust saw in the fetched offsets (compaction, transaction
-markers, a reset past retention): it waits for that record instead. Faust's own computation
-runs otherwise. The price: were record ``C`` really absent from the log while ``C+1`` is
-there (a single transaction marker right at the committed offset; meterline's producers are
-idempotent, not transactional), the partition would stop committing and its lag would grow,
-where Faust would skip it. Holding is the safe failure for billing data.
+1. Its head check ``min(acked) - committed > 1`` (loosened for compacted topics, #378) lets
+   ``C+1, C+2, ...`` commit past an unacknowledged ``C`` (open upstream as #606;
+   ``tests/stream_processors/test_commits.py`` shows it on the installed Faust).
+2. It fills *gaps* it infers from the fetched offsets (an offset more than one above the
+   read offset) as if acknowledged. Around a rebalance the read offset can be stale (Faust
+   resumes stream partitions before seeking them to the committed offsets, and its fetch
+   loop writes read offsets after a seek), so records that exist count as a gap.
+3. Between a revoke and the seek that follows the next assignment the committed offset is
+   unknown (None), and Faust then commits whatever run of acknowledged offsets it has.
 
-A hold that lasts means record ``C`` was taken from the partition and lost inside this
-process: never delivered to the agent, or delivered and dropped unacknowledged (seen in the
-200,000-event kill test right after a restart, while Faust resumes the stream partitions
-before it seeks them to their committed offsets). Nothing would ever deliver it again
-before the next restart, so after ``REREAD_AFTER_S`` the partition is *re-read from C*, as
-a restart would: the records after ``C`` come again and are dropped by the dedupe window
-(trajectory records re-apply in order). At most ``MAX_REREADS`` times per held offset, then
-an error is logged and the partition stays held (a record truly missing from the log).
+:class:`StrictCommits` commits only through ``C``'s own acknowledgement or a gap *proven*
+from the log: it holds while ``C`` is unacknowledged, records no inferred gaps (Faust's
+``_add_gap``; :mod:`.fetch_audit` logs them), and holds a partition whose committed offset
+is unknown until the seek after its assignment (after that seek, unknown means "never
+committed": the group reads from the earliest offset, so the head is 0).
+
+A hold that lasts ``RESOLVE_AFTER_S`` with record ``C`` not in flight is resolved from the
+log (:meth:`first_offset_from`, a plain fetch outside the group): if the first record at or
+after ``C`` lies past it, ``C`` up to that record is absent (retention, transaction
+markers) and becomes a proven gap the commit passes; if ``C`` is there, it was taken from
+the partition and lost inside this process (seen in the 200,000-event kill test right after
+a restart: ``telemetry[3]@51`` never processed, every later record processed) and nothing
+would deliver it again before the next restart, so the partition is *re-read from C*, as a
+restart would: the records after ``C`` come again and the dedupe window drops them. At most
+``MAX_REREADS`` re-reads per held offset, then an error is logged and the partition stays
+held (its lag grows): the safe failure for billing data.
 """
 
 from __future__ import annotations
@@ -37,16 +41,15 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-#: A commit held this long at the same offset, with that record not in flight, re-reads the
-#: partition from it.
-REREAD_AFTER_S = 30.0
-#: Re-reads per held offset before giving up (the record is then taken to be absent).
+#: A commit held this long at the same offset, with that record not in flight, is resolved
+#: from the log: a proven gap, or a re-read of the partition.
+RESOLVE_AFTER_S = 30.0
+#: Re-reads per held offset before giving up.
 MAX_REREADS = 3
 
 
 class StrictCommits:
-    """Mixin for a Faust consumer (before it in the bases): the head check of
-    ``_new_offset``, strict, and the re-read of a partition whose head record was lost."""
+    """Mixin for a Faust consumer (before it in the bases)."""
 
     _acked: Any
     _committed_offset: Any
@@ -55,29 +58,53 @@ class StrictCommits:
 
     clock = staticmethod(time.monotonic)
 
+    def _state(self, name: str, factory: Any) -> Any:
+        return self.__dict__.setdefault(name, factory())
+
     def _new_offset(self, tp: Any) -> int | None:
         acked = self._acked[tp]
+        if not acked:
+            return None
         committed = self._committed_offset[tp]
-        if acked and committed is not None and min(acked) > committed:
+        if committed is None:
+            if tp not in self._state("_seeked", set):
+                return None  # between assignment and seek: the head is not known yet
+            committed = 0  # never committed: the group reads from the earliest offset
+        if min(acked) > committed:
             gap = self._gap.get(tp)
-            # Faust records a gap after a seek from the offset after the seek position, so
-            # a gap starting at `committed + 1` says record `committed` is missing too
-            if not (gap and (gap.at(committed) or gap.at(committed + 1))):
+            if not (gap and gap.at(committed)):  # only proven gaps (see _resolve)
                 self._held(tp, committed, min(acked), len(acked))
                 return None  # record `committed` is not acknowledged yet: wait for it
         return super()._new_offset(tp)  # type: ignore[misc, no-any-return]
 
+    async def _add_gap(self, tp: Any, offset_from: int, offset_to: int) -> None:
+        """Faust's inferred gaps are not evidence (stale read offsets make them up); a held
+        commit is resolved from the log instead (:meth:`_resolve`)."""
+
+    async def perform_seek(self) -> None:
+        await super().perform_seek()  # type: ignore[misc]
+        self._state("_seeked", set).update(self.assignment())  # type: ignore[attr-defined]
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        self._state("_seeked", set).difference_update(revoked)
+        await super().on_partitions_revoked(revoked)  # type: ignore[misc]
+
+    def first_offset_from(self, tp: Any, offset: int) -> int | None:
+        """The offset of the first record at or after ``offset`` in ``tp``'s log, read
+        outside the group (blocking; None: unknown). Without a way to read the log, None:
+        a held commit is then only ever re-read."""
+        return None
+
     def _held(self, tp: Any, committed: int, first_acked: int, n_acked: int) -> None:
-        """Called on each commit round that holds ``tp`` at ``committed``: re-read the
-        partition from there once the hold has lasted ``REREAD_AFTER_S`` and the record is
-        not being processed."""
-        holds: dict[Any, tuple[int, float, int]] = self.__dict__.setdefault("_holds", {})
+        """Called on each commit round that holds ``tp`` at ``committed``."""
+        holds: dict[Any, tuple[int, float, int]] = self._state("_holds", dict)
         now = self.clock()
         offset, since, rereads = holds.get(tp, (-1, now, 0))
         if offset != committed:
             holds[tp] = (committed, now, 0)
             return
-        if now - since < REREAD_AFTER_S or self._in_flight(tp, committed):
+        busy: dict[Any, asyncio.Future[Any]] = self._state("_resolving", dict)
+        if now - since < RESOLVE_AFTER_S or tp in busy or self._in_flight(tp, committed):
             return
         if rereads >= MAX_REREADS:
             if rereads == MAX_REREADS:
@@ -89,26 +116,39 @@ class StrictCommits:
                 holds[tp] = (committed, since, rereads + 1)
             return
         log.warning(
-            "%s: commit held at offset %d for %.0f s: that record was taken and never "
-            "acknowledged (%d later ones are, first %d); re-reading the partition from it",
+            "%s: commit held at offset %d for %.0f s: that record is not acknowledged (%d "
+            "later ones are, first %d); resolving it from the log",
             tp, committed, now - since, n_acked, first_acked,
         )  # fmt: skip
-        holds[tp] = (committed, now, rereads + 1)
-        self._reread(tp, committed)
+        holds[tp] = (committed, now, rereads)
+        task = asyncio.ensure_future(self._resolve(tp, committed))
+        busy[tp] = task
+        task.add_done_callback(lambda t: self._resolved(tp, t))
+
+    async def _resolve(self, tp: Any, offset: int) -> None:
+        """A proven gap if the log lacks ``offset``; else a re-read from it."""
+        first = await asyncio.to_thread(self.first_offset_from, tp, offset)
+        if first is not None and first > offset:
+            log.warning(
+                "%s: offsets %d-%d are not in the log: committing past them",
+                tp, offset, first - 1,
+            )  # fmt: skip
+            gap = self._gap[tp]
+            gap.addi(offset, first)
+            gap.merge_overlaps()
+            return
+        holds = self._state("_holds", dict)
+        held, since, rereads = holds.get(tp, (offset, self.clock(), 0))
+        if held == offset:
+            holds[tp] = (held, since, rereads + 1)
+        log.warning("%s: record %d is in the log: re-reading the partition from it", tp, offset)
+        await self.seek(tp, offset)  # type: ignore[attr-defined]
+
+    def _resolved(self, tp: Any, task: asyncio.Future[Any]) -> None:
+        self._state("_resolving", dict).pop(tp, None)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s: resolving a held commit failed: %r", tp, task.exception())
 
     def _in_flight(self, tp: Any, offset: int) -> bool:
         """Is the record at ``offset`` delivered to the agent and not yet acknowledged?"""
         return any(m.tp == tp and m.offset == offset for m in list(self._unacked_messages))
-
-    def _reread(self, tp: Any, offset: int) -> None:
-        """Seek ``tp`` back to ``offset`` (Faust's seek: the fetch position and the read
-        offset), in the background: commit rounds are not the place to wait for it."""
-        task = asyncio.ensure_future(self.seek(tp, offset))  # type: ignore[attr-defined]
-        tasks: set[asyncio.Future[Any]] = self.__dict__.setdefault("_reread_tasks", set())
-        tasks.add(task)
-        task.add_done_callback(self._reread_done)
-
-    def _reread_done(self, task: asyncio.Future[Any]) -> None:
-        self.__dict__.get("_reread_tasks", set()).discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("re-read seek failed: %r", task.exception())

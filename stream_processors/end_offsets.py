@@ -42,23 +42,15 @@ def true_end_offsets(
     """``reported`` end offsets, each raised to the end the fetch path shows: the offset of
     the end-of-partition event, or one past the last record read. A partition the probe
     cannot finish within ``timeout_s`` keeps the largest figure seen (logged)."""
-    from confluent_kafka import Consumer, KafkaError, TopicPartition
+    from confluent_kafka import KafkaError, TopicPartition
 
     ends = dict(reported)
     start = {tp: end for tp, end in reported.items() if end is not None and end >= 0}
     if not start:
         return ends
     by_key = {(tp.topic, tp.partition): tp for tp in start}  # type: ignore[attr-defined]
-    consumer = Consumer(
-        {
-            **client_config,
-            "group.id": PROBE_GROUP,
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            # an end below the log start (retention, compaction): jump to the end, see EOF
-            "auto.offset.reset": "latest",
-        }
-    )
+    # an end below the log start (retention, compaction): jump to the end, see EOF
+    consumer = _probe_consumer(client_config, reset="latest")
     pending = set(by_key)
     try:
         consumer.assign([TopicPartition(t, p, start[by_key[(t, p)]]) for t, p in by_key])
@@ -91,10 +83,55 @@ def true_end_offsets(
     return ends
 
 
+def first_offset_from(
+    client_config: Mapping[str, Any],
+    topic: str,
+    partition: int,
+    offset: int,
+    timeout_s: float = PROBE_TIMEOUT_S,
+) -> int | None:
+    """The offset of the first record at or after ``offset`` in the log (past it: the
+    records from ``offset`` are absent, e.g. deleted by retention or transaction markers),
+    or None when there is none yet or the broker did not answer within ``timeout_s``."""
+    from confluent_kafka import KafkaError, TopicPartition
+
+    consumer = _probe_consumer(client_config, reset="earliest")  # below the log start
+    try:
+        consumer.assign([TopicPartition(topic, partition, offset)])
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for msg in consumer.consume(1, timeout=0.2):
+                err = msg.error()
+                if err is None:
+                    found: int | None = msg.offset()
+                    return found
+                if err.code() == KafkaError._PARTITION_EOF:
+                    return None
+                log.warning("first-offset probe of %s[%d]@%d: %s", topic, partition, offset, err)
+    finally:
+        consumer.close()
+    return None
+
+
+def _probe_consumer(client_config: Mapping[str, Any], *, reset: str) -> Any:
+    from confluent_kafka import Consumer
+
+    return Consumer(
+        {
+            **client_config,
+            "group.id": PROBE_GROUP,
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "auto.offset.reset": reset,
+        }
+    )
+
+
 class EndProbingConsumer(FetchAudit, StrictCommits, faust_aiokafka.Consumer):
     """Faust's aiokafka consumer whose ``highwaters`` (used by table recovery) are probed,
-    whose commits never pass an unacknowledged record (:mod:`.commits`), and which warns
-    when Faust's fetch loop drops records or counts a gap (:mod:`.fetch_audit`)."""
+    whose commits never pass an unacknowledged record (:mod:`.commits`; held commits are
+    resolved by reading the log directly), and which warns when Faust's fetch loop drops
+    records or counts a gap (:mod:`.fetch_audit`)."""
 
     async def highwaters(self, *partitions: Any) -> Mapping[Any, int]:
         reported = await super().highwaters(*partitions)
@@ -103,6 +140,12 @@ class EndProbingConsumer(FetchAudit, StrictCommits, faust_aiokafka.Consumer):
             return reported
         probed = await asyncio.to_thread(true_end_offsets, config, reported)
         return {tp: end for tp, end in probed.items() if end is not None}
+
+    def first_offset_from(self, tp: Any, offset: int) -> int | None:
+        config = getattr(self.transport, "client_config", None)
+        if config is None:
+            return None
+        return first_offset_from(config, tp.topic, tp.partition, offset)
 
     async def seek_wait(self, partitions: Mapping[Any, int | None]) -> None:
         """Seek, with a negative or unknown (None) offset read as "from the start". Faust's

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from stream_processors.end_offsets import true_end_offsets
+from stream_processors.end_offsets import first_offset_from, true_end_offsets
 
 pytestmark = pytest.mark.integration
 
@@ -52,3 +52,16 @@ def test_the_probe_finds_the_true_end_of_each_partition(pipeline_factory: Any) -
     }
     # a true figure is kept as it is (what the probe does on Kafka)
     assert true_end_offsets(config, {TP(topic, 0): 300}) == {TP(topic, 0): 300}
+
+
+def test_the_first_offset_probe_reads_the_log_from_an_offset(pipeline_factory: Any) -> None:
+    """What a held commit is resolved with (stream_processors/commits.py): the record at the
+    held offset is there (re-read), or the first one after it (a gap)."""
+    p = pipeline_factory(workers=0, sink=False)
+    topic = p.settings.topics.enriched
+    _three_batches(p, topic)
+    config = {"bootstrap.servers": p.settings.kafka_bootstrap}
+    assert first_offset_from(config, topic, 0, 0) == 0
+    assert first_offset_from(config, topic, 0, 150) == 150  # inside a batch
+    assert first_offset_from(config, topic, 0, 299) == 299
+    assert first_offset_from(config, topic, 0, 300, timeout_s=5) is None  # nothing yet
