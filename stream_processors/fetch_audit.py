@@ -7,13 +7,14 @@ streams, or the seek position) and, for every fetched record (``_drain_messages`
   debug): a record the agent never sees, though it was never processed either unless the
   read offset was right;
 - records a *gap* when its offset is more than one *above* the read offset: the offsets in
-  between count as absent (compaction, transaction markers), and the commit passes them
-  without their acknowledgement (:mod:`.commits` honours those gaps too).
+  between count as absent (compaction, transaction markers), and Faust's commit passes them
+  without their acknowledgement. The worker's consumer records no such gaps
+  (:mod:`.commits`: a held commit is resolved from the log instead).
 
 On meterline's raw topics (not compacted, no transactions) neither should happen. Either
-means a record can go unprocessed: the commit then holds (:mod:`.commits`) or passes it
-(a gap). :class:`FetchAudit` logs both as warnings, at most once per partition every
-``EVERY_S`` seconds, so that a loss is visible where it starts.
+means a record may have been taken and not processed: the commit then holds and is
+resolved (:mod:`.commits`). :class:`FetchAudit` logs both as warnings, at most once per
+partition every ``EVERY_S`` seconds, so that the cause is visible where it starts.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ class FetchAudit:
             )  # fmt: skip
         else:
             log.warning(
-                "%s: fetched offset %d after read offset %d: Faust counts offsets %d-%d as a "
-                "gap and commits past them unacknowledged", tp, offset, r_offset,
-                r_offset + 1, offset - 1,
+                "%s: fetched offset %d after read offset %d: offsets %d-%d skipped (Faust "
+                "would count them as a gap; the commit holds for them instead)", tp, offset,
+                r_offset, r_offset + 1, offset - 1,
             )  # fmt: skip
