@@ -61,9 +61,17 @@ class StrictCommits:
     def _state(self, name: str, factory: Any) -> Any:
         return self.__dict__.setdefault(name, factory())
 
+    def freeze_commits(self, reason: str) -> None:
+        """Commit nothing more in this process. For an agent that failed mid-take: Faust's
+        ``take_events`` acknowledges every event of the take in a ``finally``, processed or
+        not, and commits when an agent fails; the next owner replays from the last commit."""
+        if not self.__dict__.get("_frozen"):
+            log.warning("offset commits frozen: %s", reason)
+        self.__dict__["_frozen"] = True
+
     def _new_offset(self, tp: Any) -> int | None:
         acked = self._acked[tp]
-        if not acked:
+        if not acked or self.__dict__.get("_frozen"):
             return None
         committed = self._committed_offset[tp]
         if committed is None:

@@ -403,8 +403,14 @@ def build_pipeline(
     async def process(stream: Any) -> None:  # faust.Stream: take_events is not on StreamT
         async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
             # each step flushes and marks its own events; Faust acks the take after all
-            for batch in steps_of(list(events)):
-                with processor.metrics.batch(len(batch)):
-                    await processor.process(batch)
+            try:
+                for batch in steps_of(list(events)):
+                    with processor.metrics.batch(len(batch)):
+                        await processor.process(batch)
+            except BaseException as exc:  # Faust acks the whole take anyway: commit no more
+                freeze = getattr(app.consumer, "freeze_commits", None)
+                if freeze is not None:
+                    freeze(f"the agent stopped mid-take ({type(exc).__name__}: {exc})")
+                raise
 
     return processor

@@ -190,3 +190,9 @@ def test_rereads_stop_after_max_rereads(caplog: pytest.LogCaptureFixture) -> Non
         assert len(errors) == 1 and "never came" in errors[0].getMessage()
 
     asyncio.run(scenario())
+
+
+def test_frozen_commits_commit_nothing() -> None:
+    c = _consumer(_Strict, 10, [10, 11])
+    c.freeze_commits("the agent stopped mid-take")
+    assert c._new_offset(TP) is None
