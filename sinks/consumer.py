@@ -24,7 +24,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from schemas import (
@@ -36,16 +35,12 @@ from schemas import (
     TrajectoryState,
     decode_as,
 )
-from sinks.clickhouse.lines import event_line, row_line, trajectory_line
 from sinks.clickhouse.rows import dead_letter_row, event_row, outcome_row, trajectory_row
 from sinks.clickhouse.writer import ClickHouseWriter, InsertTokens
 from sinks.errors import SinkWriteError
 from sinks.metrics import SinkMetrics
 
 log = logging.getLogger(__name__)
-
-Direct = Callable[[bytes], bytes | None]
-General = Callable[[bytes], tuple[Any, ...]]
 
 
 @dataclass
@@ -56,10 +51,6 @@ class SinkStats:
     )
     write_failures: int = 0
     undecodable: int = 0
-    #: messages decoded the general way (pydantic) rather than read directly (lines.py)
-    general_decodes: int = 0
-    #: batches whose direct lines ClickHouse refused, re-decoded the general way
-    fallbacks: int = 0
 
 
 class ClickHouseSink:
@@ -89,21 +80,17 @@ class ClickHouseSink:
         self._next_lag_at = 0.0
         self.last_loop = time.monotonic()  # liveness: the loop came round recently
         self.insert_error: str | None = None  # readiness: the last insert failed
-        # per topic: its table, the direct line reader (None: always the general way) and
-        # the general way (pydantic decode, then a row of rows.py)
-        self._decoders: dict[str, tuple[str, Direct | None, General]] = {
-            topics.enriched: (
-                "events", event_line, lambda v: event_row(decode_as(EnrichedEvent, v))
-            ),
-            topics.trajectory_state: (
+        self._decoders: dict[str, Callable[[bytes], tuple[str, tuple[Any, ...]]]] = {
+            topics.enriched: lambda v: ("events", event_row(decode_as(EnrichedEvent, v))),
+            topics.trajectory_state: lambda v: (
                 "trajectories",
-                trajectory_line,
-                lambda v: trajectory_row(decode_as(TrajectoryState, v)),
+                trajectory_row(decode_as(TrajectoryState, v)),
             ),
-            topics.dead_letters: (
-                "dead_letters", None, lambda v: dead_letter_row(decode_as(DeadLetter, v))
+            topics.dead_letters: lambda v: (
+                "dead_letters",
+                dead_letter_row(decode_as(DeadLetter, v)),
             ),
-            topics.outcomes: ("outcomes", None, lambda v: outcome_row(decode_as(Outcome, v))),
+            topics.outcomes: lambda v: ("outcomes", outcome_row(decode_as(Outcome, v))),
         }
         conf = {
             "bootstrap.servers": bootstrap_servers,
@@ -135,104 +122,78 @@ class ClickHouseSink:
             return 0
         self.metrics.messages_in.inc(len(messages))
         self.metrics.batch_size.observe(len(messages))
+        rows: dict[str, list[tuple[Any, ...]]] = {
+            "events": [],
+            "trajectories": [],
+            "dead_letters": [],
+            "outcomes": [],
+        }
         offsets: dict[tuple[str, int], int] = {}
+        tokens = InsertTokens()
         for msg in messages:
             if msg.error() is not None:
                 log.warning("sink: consumer error: %s", msg.error())
                 continue
-            offsets[(str(msg.topic()), msg.partition() or 0)] = (msg.offset() or 0) + 1
-        lines, tokens = self._lines(messages)
-        if not self._write_with_retry(lines, stop, tokens, messages):
+            topic, partition, offset = (
+                str(msg.topic()),
+                int(msg.partition() or 0),
+                int(msg.offset() or 0),
+            )
+            table, row = self._decode(msg, topic, partition, offset)
+            rows[table].append(row)
+            tokens.add(table, topic, partition, offset, msg.value() or b"")
+            offsets[(topic, partition)] = offset + 1
+        if not self._write_with_retry(rows, stop, tokens):
             return len(messages)  # stopping without commit: the batch is replayed later
         self._commit(offsets)
         self.stats.batches += 1
         self.metrics.batches.inc()
         return len(messages)
 
-    def _lines(
-        self, messages: list[Message], *, direct: bool = True, skip: frozenset[str] = frozenset()
-    ) -> tuple[dict[str, list[bytes]], InsertTokens]:
-        """Each message's line by table, and the tables' insert tokens (``direct``: read
-        directly where the shape allows; ``skip``: leave out the messages of these tables,
-        already written). A message the general way refuses becomes a dead-letter line: it
-        is kept with its reason and holds nothing else up."""
-        lines: dict[str, list[bytes]] = {
-            "events": [], "trajectories": [], "dead_letters": [], "outcomes": []
-        }  # fmt: skip
-        tokens = InsertTokens()
-        for msg in messages:
-            if msg.error() is not None or self._decoders[str(msg.topic())][0] in skip:
-                continue
-            value = msg.value() or b""
-            table, line = self._line(msg, value, direct)
-            lines[table].append(line)
-            tokens.add(table, str(msg.topic()), msg.partition() or 0, msg.offset() or 0, value)
-        return lines, tokens
-
-    def _line(self, msg: Message, value: bytes, direct: bool) -> tuple[str, bytes]:
-        topic = str(msg.topic())
-        table, read, general = self._decoders[topic]
-        if direct and read is not None:
-            line = read(value)
-            if line is not None:
-                return table, line
-        self.stats.general_decodes += 1
+    def _decode(
+        self, msg: Message, topic: str, partition: int, offset: int
+    ) -> tuple[str, tuple[Any, ...]]:
+        """A row for the message's table; an undecodable message becomes a dead-letter row."""
         try:
-            return table, row_line(table, general(value))
+            return self._decoders[topic](msg.value() or b"")
         except InvalidRecord as exc:
-            reason, error_type = exc.reason, exc.error_type
-        except orjson.JSONEncodeError as exc:  # e.g. a lone surrogate in a string
-            reason, error_type = f"not storable in ClickHouse: {exc}", "unencodable"
-        self.stats.undecodable += 1
-        self.metrics.dead_letter(error_type)
-        letter = DeadLetter(
-            source_topic=topic,
-            partition=msg.partition() or 0,
-            offset=msg.offset() or 0,
-            key=msg.key(),
-            payload=value,
-            reason=reason,
-            error_type=error_type,
-            stage="sink",
-        )
-        return "dead_letters", row_line("dead_letters", dead_letter_row(letter))
+            self.stats.undecodable += 1
+            self.metrics.dead_letter(exc.error_type)
+            letter = DeadLetter(
+                source_topic=topic,
+                partition=partition,
+                offset=offset,
+                key=msg.key(),
+                payload=msg.value() or b"",
+                reason=exc.reason,
+                error_type=exc.error_type,
+                stage="sink",
+            )
+            return "dead_letters", dead_letter_row(letter)
 
     def _write_with_retry(
         self,
-        lines: dict[str, list[bytes]],
+        rows: dict[str, list[tuple[Any, ...]]],
         stop: threading.Event | None,
         tokens: InsertTokens | None = None,
-        messages: list[Message] | None = None,
     ) -> bool:
-        """Insert every table's lines, retrying with the same dedup token per table.
-
-        ``messages``: the batch the lines came from. When an insert fails the first time,
-        the tables not yet written are re-decoded the general way before the retry: a
-        direct line ClickHouse refuses (a shape the direct reader misjudged) then becomes a
-        row or a dead letter instead of failing the batch for ever."""
+        """Insert every table's rows, retrying with the same dedup token per table."""
         delay, max_delay = self.retry_backoff_s
-        written: set[str] = set()
         while True:
             try:
-                for table, table_lines in lines.items():
-                    if not table_lines or table in written:
+                for table, table_rows in rows.items():
+                    if not table_rows:
                         continue
                     token = tokens.token(table) if tokens else None
                     started = time.perf_counter()
-                    self.writer.insert_lines(table, table_lines, dedup_token=token)
+                    self.writer.insert(table, table_rows, dedup_token=token)
                     self.metrics.insert_seconds[table].observe(time.perf_counter() - started)
-                    self.metrics.rows[table].inc(len(table_lines))
-                    self.stats.rows[table] += len(table_lines)
-                    written.add(table)  # not re-inserted on retry of a later table
+                    self.metrics.rows[table].inc(len(table_rows))
+                    self.stats.rows[table] += len(table_rows)
+                    table_rows.clear()  # written: not re-inserted on retry of a later table
                 self.insert_error = None
                 return True
             except SinkWriteError as exc:
-                if messages is not None:
-                    log.warning("sink: %s; re-decoding the batch the general way", exc)
-                    self.stats.fallbacks += 1
-                    again = self._lines(messages, direct=False, skip=frozenset(written))
-                    (lines, tokens), messages, written = again, None, set()
-                    continue
                 self.stats.write_failures += 1
                 self.metrics.write_failures.inc()
                 self.insert_error = str(exc)

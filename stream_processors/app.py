@@ -52,6 +52,8 @@ def create_app(settings: Settings, *, store: str = "memory://") -> faust.App:
     )
     # table recovery reads each changelog to its true end, not to the end Tansu reports
     end_offsets.install(
-        app, {"bootstrap.servers": settings.kafka_bootstrap, **settings.kafka_client_config()}
+        app,
+        {"bootstrap.servers": settings.kafka_bootstrap, **settings.kafka_client_config()},
+        resolve_after_s=settings.commit_resolve_after_s,
     )
     return app

@@ -20,10 +20,11 @@ from the log: it holds while ``C`` is unacknowledged, records no inferred gaps (
 is unknown until the seek after its assignment (after that seek, unknown means "never
 committed": the group reads from the earliest offset, so the head is 0).
 
-A hold that lasts ``RESOLVE_AFTER_S`` with record ``C`` not in flight is resolved from the
-log (:meth:`first_offset_from`, a plain fetch outside the group): if the first record at or
-after ``C`` lies past it, ``C`` up to that record is absent (retention, transaction
-markers) and becomes a proven gap the commit passes; if ``C`` is there, it was taken from
+A hold that lasts ``RESOLVE_AFTER_S`` (``METERLINE_COMMIT_RESOLVE_AFTER_S``) with record
+``C`` not in flight is resolved from the log (:meth:`first_offset_from`, a plain fetch
+outside the group): if the first record at or after ``C`` lies past it, ``C`` up to that
+record is absent (retention, transaction markers) and becomes a proven gap the commit
+passes; if ``C`` is there, it was taken from
 the partition and lost inside this process (seen in the 200,000-event kill test right after
 a restart: ``telemetry[3]@51`` never processed, every later record processed) and nothing
 would deliver it again before the next restart, so the partition is *re-read from C*, as a
@@ -57,6 +58,7 @@ class StrictCommits:
     _unacked_messages: Any
 
     clock = staticmethod(time.monotonic)
+    resolve_after_s: float = RESOLVE_AFTER_S
 
     def _state(self, name: str, factory: Any) -> Any:
         return self.__dict__.setdefault(name, factory())
@@ -112,7 +114,7 @@ class StrictCommits:
             holds[tp] = (committed, now, 0)
             return
         busy: dict[Any, asyncio.Future[Any]] = self._state("_resolving", dict)
-        if now - since < RESOLVE_AFTER_S or tp in busy or self._in_flight(tp, committed):
+        if now - since < self.resolve_after_s or tp in busy or self._in_flight(tp, committed):
             return
         if rereads >= MAX_REREADS:
             if rereads == MAX_REREADS:

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-from stream_processors.commits import StrictCommits
+from stream_processors.commits import RESOLVE_AFTER_S, StrictCommits
 from stream_processors.fetch_audit import FetchAudit
 
 log = logging.getLogger(__name__)
@@ -141,6 +141,10 @@ class EndProbingConsumer(FetchAudit, StrictCommits, faust_aiokafka.Consumer):
         probed = await asyncio.to_thread(true_end_offsets, config, reported)
         return {tp: end for tp, end in probed.items() if end is not None}
 
+    @property
+    def resolve_after_s(self) -> float:  # type: ignore[override]
+        return float(getattr(self.transport, "resolve_after_s", RESOLVE_AFTER_S))
+
     def first_offset_from(self, tp: Any, offset: int) -> int | None:
         config = getattr(self.transport, "client_config", None)
         if config is None:
@@ -166,10 +170,15 @@ class EndProbingTransport(faust_aiokafka.Transport):
 
     Consumer = EndProbingConsumer
     client_config: dict[str, Any] | None = None
+    resolve_after_s: float = RESOLVE_AFTER_S
 
 
-def install(app: Any, client_config: Mapping[str, Any]) -> None:
-    """Make ``app`` (a Faust app, before it starts) recover tables to the true end offsets."""
+def install(
+    app: Any, client_config: Mapping[str, Any], *, resolve_after_s: float = RESOLVE_AFTER_S
+) -> None:
+    """Make ``app`` (a Faust app, before it starts) recover tables to the true end offsets
+    and commit strictly (``resolve_after_s``: when a held commit is resolved from the log)."""
     transport = EndProbingTransport(app.conf.broker_consumer, app)
     transport.client_config = dict(client_config)
+    transport.resolve_after_s = resolve_after_s
     app.transport = transport

@@ -20,6 +20,7 @@ partition every ``EVERY_S`` seconds, so that the cause is visible where it start
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -27,6 +28,20 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 EVERY_S = 60.0
+
+#: Fault injection, for tests only: ``<topic>:<partition or *>:<offset>``. Each matching
+#: fetched record is swallowed once before Faust sees it, the way Faust's own fetch loop can
+#: lose one around a rebalance; :mod:`.commits` must then recover it.
+FAULT_ENV = "METERLINE_FAULT_LOSE_FETCHED"
+
+
+def _fault() -> tuple[str, int | None, int] | None:
+    spec = os.environ.get(FAULT_ENV)
+    if not spec:
+        return None
+    topic, partition, offset = spec.rsplit(":", 2)
+    log.warning("fault injection: losing fetched records %s once", spec)
+    return topic, None if partition == "*" else int(partition), int(offset)
 
 
 class FetchAudit:
@@ -40,13 +55,27 @@ class FetchAudit:
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
         read = self._read_offset
         acks_enabled_for = self.app.topics.acks_enabled_for
+        fault = self.__dict__.setdefault("_fault", _fault())
         async for tp, message in super().getmany(timeout):  # type: ignore[misc]
             r_offset = read.get(tp)
             offset = message.offset
+            if fault is not None and self._lose(fault, tp, offset):
+                continue
             odd = r_offset is not None and (offset < r_offset or offset > r_offset + 1)
             if odd and acks_enabled_for(message.topic):
                 self._audit(tp, offset, r_offset)
             yield tp, message
+
+    def _lose(self, fault: tuple[str, int | None, int], tp: Any, offset: int) -> bool:
+        topic, partition, at = fault
+        lost: set[Any] = self.__dict__.setdefault("_lost", set())
+        if offset != at or tp.topic != topic or partition not in (None, tp.partition):
+            return False
+        if tp in lost:
+            return False
+        lost.add(tp)
+        log.warning("fault injection: lost fetched record %s@%d", tp, offset)
+        return True
 
     def _audit(self, tp: Any, offset: int, r_offset: int) -> None:
         kind = "dropped" if offset < r_offset else "gap"

@@ -53,6 +53,9 @@ class Settings:
     store: str = "memory://"
     # stop when more than this share of the last 1,000 records is invalid (0 = no limit)
     dlq_max_ratio: float = 0.5
+    # a raw partition whose offset commit is held this long on a record that is not being
+    # processed is resolved from the log: a proven gap, or a re-read (stream_processors/commits.py)
+    commit_resolve_after_s: float = 30.0
     # consumer-group timing; low values make group joins fast (a join waits ~half the session)
     session_timeout_s: float = 6.0
     heartbeat_interval_s: float = 0.5
@@ -176,6 +179,9 @@ class Settings:
             ),
             store=get("STORE") or base.store,
             dlq_max_ratio=float(get("DLQ_MAX_RATIO") or base.dlq_max_ratio),
+            commit_resolve_after_s=float(
+                get("COMMIT_RESOLVE_AFTER_S") or base.commit_resolve_after_s
+            ),
             session_timeout_s=float(get("SESSION_TIMEOUT_S") or base.session_timeout_s),
             heartbeat_interval_s=float(get("HEARTBEAT_INTERVAL_S") or base.heartbeat_interval_s),
             metrics_port=parse_port(get("METRICS_PORT"), base.metrics_port),
@@ -207,6 +213,7 @@ class Settings:
             "JOIN_SWEEP_INTERVAL_S": str(self.join_sweep_interval_s),
             "STORE": self.store,
             "DLQ_MAX_RATIO": str(self.dlq_max_ratio),
+            "COMMIT_RESOLVE_AFTER_S": str(self.commit_resolve_after_s),
             "SESSION_TIMEOUT_S": str(self.session_timeout_s),
             "HEARTBEAT_INTERVAL_S": str(self.heartbeat_interval_s),
             "METRICS_PORT": "off" if self.metrics_port is None else str(self.metrics_port),

@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from sinks.clickhouse.ddl import backfills, check_identifier, dedup_settings, statements
-from sinks.clickhouse.lines import INSERT_SETTINGS
 from sinks.clickhouse.rows import COLUMNS
 from sinks.errors import SinkWriteError
 
@@ -84,31 +83,6 @@ class ClickHouseWriter:
 
     def _exists(self, table: str) -> bool:
         return bool(self.client.command(f"EXISTS TABLE {self.database}.{table}"))
-
-    def insert_lines(
-        self, table: str, lines: Sequence[bytes], *, dedup_token: str | None = None
-    ) -> None:
-        """Insert JSONEachRow ``lines`` (:mod:`.lines`): ClickHouse parses them, Python only
-        joins them (the sink's path; :meth:`insert` serialises Python rows column by column
-        in Python)."""
-        if not lines:
-            return
-        settings: dict[str, Any] = dict(INSERT_SETTINGS)
-        if dedup_token:
-            settings["insert_deduplication_token"] = dedup_token
-        target = f"{self.database}.{check_identifier(table)}"
-        try:
-            self.client.raw_insert(
-                target,
-                list(COLUMNS[table]),
-                b"\n".join(lines),
-                settings=settings,
-                fmt="JSONEachRow",
-            )
-        except Exception as exc:  # clickhouse-connect raises several unrelated types
-            raise SinkWriteError(
-                f"insert of {len(lines)} lines into {table} failed: {exc}"
-            ) from exc
 
     def insert(
         self, table: str, rows: Sequence[Sequence[Any]], *, dedup_token: str | None = None

@@ -1,3 +1,3 @@
-from tests.sinks.fixtures import other_writer, writer
+from tests.sinks.fixtures import writer
 
-__all__ = ["other_writer", "writer"]
+__all__ = ["writer"]

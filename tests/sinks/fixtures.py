@@ -11,19 +11,9 @@ import pytest
 from sinks.clickhouse.writer import ClickHouseWriter
 
 
-def _fresh(clickhouse: Any) -> Iterator[ClickHouseWriter]:
+@pytest.fixture
+def writer(clickhouse: Any) -> Iterator[ClickHouseWriter]:
     w = ClickHouseWriter(clickhouse, f"db_{uuid.uuid4().hex[:10]}")
     w.ensure_schema()
     yield w
     clickhouse.command(f"DROP DATABASE IF EXISTS {w.database}")
-
-
-@pytest.fixture
-def writer(clickhouse: Any) -> Iterator[ClickHouseWriter]:
-    yield from _fresh(clickhouse)
-
-
-@pytest.fixture
-def other_writer(clickhouse: Any) -> Iterator[ClickHouseWriter]:
-    """A second fresh database, for storing the same records two ways and comparing."""
-    yield from _fresh(clickhouse)
