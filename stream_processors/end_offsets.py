@@ -143,7 +143,8 @@ class EndProbingConsumer(FetchAudit, StrictCommits, faust_aiokafka.Consumer):
 
     @property
     def resolve_after_s(self) -> float:  # type: ignore[override]
-        return float(getattr(self.transport, "resolve_after_s", RESOLVE_AFTER_S))
+        transport = getattr(self, "transport", None)
+        return float(getattr(transport, "resolve_after_s", RESOLVE_AFTER_S))
 
     def first_offset_from(self, tp: Any, offset: int) -> int | None:
         config = getattr(self.transport, "client_config", None)
