@@ -262,16 +262,6 @@ def unique_events_in_chdb(path: Path, db: str, project: str) -> int:
     return int(done.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="OPEN BUG, rare: after the kill -9 and restart, a whole raw message can go "
-    "unprocessed. Seen in 2 of the last 5 fresh-clone CI runs (2026-11-27): 11 events lost (all "
-    "others joined); later one trajectories message of 85 records never applied (316 events "
-    "of 42 traces stayed unjoined; the records are in the topic and fetch fine from any "
-    "offset). 7 of 7 runs alone passed. Candidate cause: Faust commits past one unacknowledged "
-    "record (upstream #606), now held by stream_processors/commits.py, yet 1 of 2 CI runs "
-    "since still failed. docs/architecture.md, Guarantee.",
-)
 @pytest.mark.timeout(1200)  # ~3-4 min on 2 idle cores; generous for a shared CI machine
 def test_kill_9_of_a_worker_and_of_the_sink_process_in_a_200k_run_loses_and_doubles_nothing(
     pipeline_factory: Any, tmp_path: Path
