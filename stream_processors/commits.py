@@ -24,11 +24,11 @@ A hold that lasts ``RESOLVE_AFTER_S`` (``METERLINE_COMMIT_RESOLVE_AFTER_S``) wit
 ``C`` not in flight is resolved from the log (:meth:`first_offset_from`, a plain fetch
 outside the group): if the first record at or after ``C`` lies past it, ``C`` up to that
 record is absent (retention, transaction markers) and becomes a proven gap the commit
-passes; if ``C`` is there, it was taken from
-the partition and lost inside this process (seen in the 200,000-event kill test right after
-a restart: ``telemetry[3]@51`` never processed, every later record processed) and nothing
-would deliver it again before the next restart, so the partition is *re-read from C*, as a
-restart would: the records after ``C`` come again and the dedupe window drops them. At most
+passes; if ``C`` is there, it was taken from the partition and lost inside this process
+(seen in the 200,000-event kill test right after a restart: ``telemetry[3]@51`` never
+processed, every later record processed) and nothing would deliver it again before the next
+restart, so the partition is *re-read from C*, as a restart would: the records after ``C``
+come again and the dedupe window drops them. At most
 ``MAX_REREADS`` re-reads per held offset, then an error is logged and the partition stays
 held (its lag grows): the safe failure for billing data.
 """
