@@ -2,7 +2,8 @@
 
 A check returns None when fine, else a one-line problem (passwords in URLs are masked).
 Liveness: the process's own loop is turning. Readiness: it can do its work now -- the broker
-answers, and for a sink ClickHouse answers and the last insert did not fail.
+answers; for a processor worker, it is in its consumer group with its table state recovered;
+for a sink, ClickHouse answers and the last insert did not fail.
 """
 
 from __future__ import annotations
@@ -67,6 +68,24 @@ def kafka_check(reader: OffsetReader, topics: Sequence[str] = ()) -> Check:
         return f"kafka {reader.bootstrap}: missing topics {', '.join(missing)}" if missing else None
 
     return kafka
+
+
+def group_check(app: Any) -> Check:
+    """A Faust worker is in its consumer group, holds its assignment and has recovered the
+    table state of it (not ready from start until then, and again during each rebalance)."""
+
+    def consumer_group() -> str | None:
+        # Not ``app.tables.recovery``: that property builds Faust's Recovery service on first
+        # use, and built from this (HTTP) thread before the worker's own start it hung the
+        # worker's start-up. Before the table manager builds it, nothing is recovered.
+        recovery = getattr(app.tables, "_recovery", None)
+        if recovery is None or not recovery.completed.is_set():
+            return "consumer group: joining, or table state of the first assignment recovering"
+        if app.rebalancing:
+            return "consumer group: rebalancing, table state recovering"
+        return None
+
+    return consumer_group
 
 
 def clickhouse_check(client: Any) -> Check:

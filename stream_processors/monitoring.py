@@ -18,7 +18,13 @@ from prometheus_client import CollectorRegistry
 
 from sinks import redact_url
 from stream_processors.endpoints import EndpointServer
-from stream_processors.health import Health, clickhouse_check, kafka_check, sink_checks
+from stream_processors.health import (
+    Health,
+    clickhouse_check,
+    group_check,
+    kafka_check,
+    sink_checks,
+)
 from stream_processors.lag import OffsetReader
 from stream_processors.metrics import LagCollector, StepCounters
 from stream_processors.settings import Settings
@@ -52,7 +58,8 @@ def _server(
 def worker_endpoints(
     app: Any, settings: Settings, registry: CollectorRegistry, processor: Any
 ) -> EndpointServer | None:
-    """Endpoints of one Faust worker: its step counters and the lag of its partitions."""
+    """Endpoints of one Faust worker: its step counters and the lag of its partitions;
+    ready once it is in its consumer group with its table state recovered."""
     assert settings.kafka_bootstrap
     reader = OffsetReader(settings.kafka_bootstrap)
     topics = settings.topics.raw
@@ -64,7 +71,7 @@ def worker_endpoints(
     registry.register(
         LagCollector(settings.app_id, lambda: reader.group_lag(settings.app_id, topics, assigned))
     )
-    health = Health(ready=[kafka_check(reader, topics)])
+    health = Health(ready=[kafka_check(reader, topics), group_check(app)])
     return _server(settings, registry, health, worker_name())
 
 

@@ -7,9 +7,12 @@ integration tests start. Unset ``kafka_bootstrap`` -> a Tansu child process; uns
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
+import urllib.error
+import urllib.request
 from dataclasses import replace
 from typing import Any
 
@@ -145,6 +148,36 @@ class Pipeline:
             if str(e["name"]).startswith("processor-")
         }
 
+    def wait_ready(self, timeout_s: float = 120.0) -> float:
+        """Block until every worker answers ``/readyz`` with 200: in its consumer group, its
+        table state recovered (the first join alone takes seconds on Tansu). Returns the
+        seconds waited.
+
+        Raises:
+            RuntimeFailure: a component died, or a worker is not ready after ``timeout_s``
+                (the message quotes its last readiness problems).
+            ValueError: the endpoints are off (``metrics_port`` None): readiness is unknown.
+        """
+        if self.settings.metrics_port is None:
+            raise ValueError("readiness needs the workers' endpoints: metrics_port is off")
+        t0 = time.monotonic()
+        problems: dict[str, str] = {}
+        while True:
+            self.check()
+            urls = self.worker_urls()
+            problems = {}
+            for w in self.workers:
+                name = f"processor-{w.index}"
+                url = urls.get(name)
+                problems[name] = _not_ready(url) if url else "endpoint not published yet"
+            problems = {k: v for k, v in problems.items() if v}
+            if not problems:
+                return time.monotonic() - t0
+            if time.monotonic() - t0 > timeout_s:
+                detail = "; ".join(f"{k}: {v}" for k, v in sorted(problems.items()))
+                raise RuntimeFailure(f"workers not ready after {timeout_s:.0f}s: {detail}")
+            time.sleep(0.2)
+
     def check(self) -> None:
         """Restart the embedded broker if it died; raise :class:`RuntimeFailure` if another
         component died."""
@@ -231,3 +264,18 @@ class Pipeline:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _not_ready(url: str) -> str:
+    """"" when ``url``'s ``/readyz`` answers 200, else its problems (or why it did not
+    answer)."""
+    try:
+        with urllib.request.urlopen(url + "/readyz", timeout=5) as resp:
+            return "" if resp.status == 200 else f"HTTP {resp.status}"
+    except urllib.error.HTTPError as exc:
+        try:
+            return "; ".join(json.loads(exc.read()).get("problems", [])) or f"HTTP {exc.code}"
+        except ValueError:
+            return f"HTTP {exc.code}"
+    except OSError as exc:
+        return f"not answering ({exc})"

@@ -186,6 +186,23 @@ def test_readiness_is_false_while_inserts_fail_and_true_again_after(pipeline_fac
     )
 
 
+def test_a_worker_is_ready_once_in_its_group_with_its_state_recovered(
+    pipeline_factory: Any,
+) -> None:
+    pipeline = pipeline_factory(sink=False)
+    url = worker_url(pipeline)
+    # probed from its very start (probing once hung a worker's start-up), not ready until
+    # it has joined the group: that takes seconds on Tansu
+    first = probe(url, "/readyz")
+    waited = pipeline.wait_ready(timeout_s=120)
+    assert probe(url, "/readyz") == (200, {"status": "ok", "problems": []})
+    if first[0] != 200:
+        assert first[1]["problems"] == [
+            "consumer group: joining, or table state of the first assignment recovering"
+        ], first
+    assert waited >= 0
+
+
 def test_readiness_is_false_while_the_broker_is_unreachable(
     settings: Settings, clickhouse: Any
 ) -> None:

@@ -7,9 +7,10 @@ import os
 import urllib.error
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 
 from stream_processors.endpoints import EndpointServer, new_registry, read_endpoints
-from stream_processors.health import Health
+from stream_processors.health import Health, group_check
 
 
 def get(url: str) -> tuple[int, str]:
@@ -66,3 +67,29 @@ def test_problems_never_show_a_password() -> None:
     assert Health(ready=[clickhouse]).readiness() == [
         "insert failed on http://meterline:***@ch:8123/"
     ]
+
+
+class _Tables:
+    """A Faust table manager before and after it built its Recovery service."""
+
+    def __init__(self) -> None:
+        self._recovery: object | None = None
+
+    @property
+    def recovery(self) -> object:  # Faust builds the service here on first use
+        raise AssertionError("readiness must not build Faust's Recovery service")
+
+
+def test_a_worker_is_ready_only_in_its_group_with_its_state_recovered() -> None:
+    completed = SimpleNamespace(is_set=lambda: False)
+    tables = _Tables()
+    app = SimpleNamespace(tables=tables, rebalancing=False)
+    check = group_check(app)
+    # before the table manager started recovery (and without building it from this thread)
+    assert check() == "consumer group: joining, or table state of the first assignment recovering"
+    tables._recovery = SimpleNamespace(completed=completed)
+    assert check() is not None  # recovering the first assignment
+    completed.is_set = lambda: True
+    assert check() is None
+    app.rebalancing = True
+    assert check() == "consumer group: rebalancing, table state recovering"
