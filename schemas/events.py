@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, NonNegativeFloat, NonNegativeInt, model_validator
+from pydantic import Field, model_validator
 
 from schemas.common import Id, JsonObject, Label, UtcDatetime, WireModel, utc_now
+
+#: Largest token count: the ClickHouse columns are UInt64. A larger count used to pass
+#: validation and then fail every insert of the sink's batch, stalling the sink.
+MAX_TOKENS = 2**64 - 1
+#: Largest ``cost_usd`` of one event. Costs are summed as ``Decimal(38, 12)`` (below 1e26);
+#: a larger or infinite cost used to pass validation and then fail every insert of the
+#: sink's batch. No single call costs a trillion dollars: such a value is a bug upstream.
+MAX_COST_USD = 1e12
+
+TokenCount = Annotated[int, Field(ge=0, le=MAX_TOKENS)]
+CostUsd = Annotated[float, Field(ge=0, le=MAX_COST_USD, allow_inf_nan=False)]
+DurationMs = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
 class ActionKind(StrEnum):
@@ -61,14 +73,14 @@ class ActionEvent(_Attributed):
     status: Status = Status.SUCCESS
     started_at: UtcDatetime | None = None
     ended_at: UtcDatetime | None = None
-    duration_ms: NonNegativeFloat | None = None
+    duration_ms: DurationMs | None = None
     # LLM calls
     model: Label | None = None
     provider: Label | None = None
-    input_tokens: NonNegativeInt = 0
-    output_tokens: NonNegativeInt = 0
-    cached_tokens: NonNegativeInt = 0
-    cost_usd: NonNegativeFloat = 0.0
+    input_tokens: TokenCount = 0
+    output_tokens: TokenCount = 0
+    cached_tokens: TokenCount = 0
+    cost_usd: CostUsd = 0.0
     # errors
     error_type: Label | None = None
     error_message: str | None = None

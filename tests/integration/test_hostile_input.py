@@ -142,6 +142,65 @@ def test_skewed_clocks_and_bad_ids_are_normalised_or_dead_lettered(pipeline_fact
     assert "timestamp: " in reasons and "event_id: must not contain control characters" in reasons
 
 
+def test_numbers_clickhouse_cannot_store_are_dead_lettered_and_the_sink_keeps_going(
+    pipeline_factory: Any,
+) -> None:
+    """Token counts over UInt64 and infinite or absurd costs once passed validation and then
+    failed every insert of the sink's batch (retried forever): now they are dead letters."""
+    import base64
+    import json
+    from datetime import UTC, datetime
+
+    p = pipeline_factory()
+    assert p.settings.kafka_bootstrap
+    producer = MeterlineProducer(p.settings.kafka_bootstrap, topics=p.settings.topics)
+    now = datetime.now(UTC).isoformat()
+
+    def raw(event_id: str, extra: str) -> bytes:
+        head = {"type": "action", "project": "big", "event_id": event_id, "name": "t",
+                "timestamp": now}  # fmt: skip
+        return json.dumps(head).encode()[:-1] + b"," + extra.encode() + b"}"
+
+    accepted = {
+        "max-tokens": raw("max-tokens", f'"input_tokens": {2**64 - 1}, "cost_usd": 1e12'),
+        "long": raw("long", '"duration_ms": 1e300'),
+    }
+    rejected = {
+        raw("tokens", f'"input_tokens": {2**64}'): "input_tokens",
+        raw("cost", '"cost_usd": 1e30'): "cost_usd",
+        raw("inf-cost", '"cost_usd": Infinity'): "cost_usd",
+        raw("inf-duration", '"duration_ms": Infinity'): "duration_ms",
+    }
+    for value in [*rejected, *accepted.values()]:
+        producer.send_bytes(p.settings.topics.actions, b"k", value)
+    assert producer.close() == 0
+    db = p.settings.database
+
+    def letters() -> dict[bytes, tuple[str, str]]:
+        rows = p.clickhouse.query(
+            f"SELECT payload_base64, error_type, reason FROM {db}.dead_letters FINAL"
+        ).result_rows
+        return {base64.b64decode(r[0]): (r[1], r[2]) for r in rows}
+
+    assert wait_until(
+        lambda: counts(p.clickhouse, db, "big").events == 2 and len(letters()) == 4,
+        60,
+        pipeline=p,
+    ), (counts(p.clickhouse, db, "big"), letters())
+    for payload, field in rejected.items():
+        error_type, reason = letters()[payload]
+        assert error_type == "invalid_record" and reason.startswith(field), (payload, reason)
+    assert p.sink is not None and p.sink.insert_error is None
+    facts = p.clickhouse.query(
+        f"SELECT event_id, input_tokens, cost_usd FROM {db}.event_facts FINAL "
+        "WHERE project = 'big' ORDER BY event_id"
+    ).result_rows
+    assert [(e, t, float(c)) for e, t, c in facts] == [
+        ("long", 0, 0.0),
+        ("max-tokens", 2**64 - 1, 1e12),
+    ]
+
+
 def test_an_event_at_the_size_limit_lands_and_one_over_it_is_dead_lettered(
     pipeline_factory: Any,
 ) -> None:

@@ -72,6 +72,27 @@ def test_routing_key_is_trace_id_else_event_id() -> None:
             "invalid_record",
             "event_id: String should have at least 1 character",
         ),
+        # numbers the ClickHouse columns cannot hold (UInt64 tokens, Decimal(38, 12) costs)
+        (
+            b'{"type": "action", "event_id": "e", "name": "x", "input_tokens": %d}' % 2**64,
+            "invalid_record",
+            "input_tokens: Input should be less than or equal to 18446744073709551615",
+        ),
+        (
+            b'{"type": "action", "event_id": "e", "name": "x", "cost_usd": 1e30}',
+            "invalid_record",
+            "cost_usd: Input should be less than or equal to 1000000000000",
+        ),
+        (
+            b'{"type": "action", "event_id": "e", "name": "x", "cost_usd": Infinity}',
+            "invalid_record",
+            "cost_usd: Input should be a finite number",
+        ),
+        (
+            b'{"type": "action", "event_id": "e", "name": "x", "duration_ms": Infinity}',
+            "invalid_record",
+            "duration_ms: Input should be a finite number",
+        ),
     ],
 )
 def test_invalid_records_name_the_field(payload: bytes, error_type: str, reason: str) -> None:
