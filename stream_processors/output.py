@@ -32,6 +32,9 @@ CONFIG: dict[str, Any] = {
     "partitioner": "murmur2_random",  # same partitions as the raw topics' producers
     "queue.buffering.max.messages": 500_000,
     "log.connection.close": False,
+    # only failures are reported: a Python callback per acknowledged record cost ~1.5 µs of
+    # the worker's CPU per output record, and success needs no action (flush waits for all)
+    "delivery.report.only.error": True,
 }
 
 

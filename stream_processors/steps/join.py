@@ -33,6 +33,8 @@ from collections.abc import Iterable, MutableMapping
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+import orjson
+
 from schemas import (
     VERSION_JOINED,
     VERSION_UNJOINED,
@@ -73,15 +75,12 @@ def merge(old: TrajectoryRecord | None, new: TrajectoryRecord) -> TrajectoryReco
     """Later non-null fields win; the earliest start and the union of metadata are kept."""
     if old is None:
         return new
-    updates = {k: v for k, v in new.model_dump(exclude_unset=True).items() if v is not None}
-    merged = old.model_copy(update=updates)
+    # the fields set on ``new`` as they are (no dump: the values are immutable or replaced)
+    updates = {k: v for k in new.model_fields_set if (v := getattr(new, k)) is not None}
     starts = [s for s in (old.started_at, new.started_at) if s is not None]
-    return merged.model_copy(
-        update={
-            "started_at": min(starts) if starts else None,
-            "metadata": {**old.metadata, **new.metadata},
-        }
-    )
+    updates["started_at"] = min(starts) if starts else None
+    updates["metadata"] = {**old.metadata, **new.metadata}
+    return old.model_copy(update=updates)
 
 
 class TrajectoryJoiner:
@@ -116,20 +115,22 @@ class TrajectoryJoiner:
     def _lookup(self, key: str) -> tuple[int, TrajectoryRecord, bytes] | None:
         """(version, record, record JSON) of a known trajectory, parsed once per version."""
         stored = self._trajectories.get(key)
-        if stored is None:
-            return None
+        return None if stored is None else self._parsed(key, stored)
+
+    def _parsed(self, key: str, stored: Any) -> tuple[int, TrajectoryRecord, bytes]:
         version = int(stored["version"])
         cached = self._cache.get(key)
         if cached is not None and cached[0] == version:
             return cached
-        return self._remember(key, version, TrajectoryRecord.model_validate(stored["trajectory"]))
+        record = TrajectoryRecord.model_validate(stored["trajectory"])
+        return self._remember(key, version, record, record.model_dump_json().encode())
 
     def _remember(
-        self, key: str, version: int, record: TrajectoryRecord
+        self, key: str, version: int, record: TrajectoryRecord, record_json: bytes
     ) -> tuple[int, TrajectoryRecord, bytes]:
         if len(self._cache) >= _CACHE_SIZE:
             self._cache.clear()  # a parse cache only; the table is the state
-        entry = self._cache[key] = (version, record, record.model_dump_json().encode())
+        entry = self._cache[key] = (version, record, record_json)
         return entry
 
     # -- events -------------------------------------------------------------------------
@@ -235,13 +236,14 @@ class TrajectoryJoiner:
         without building or serialising models again."""
         key = trace_key(record.project, record.trace_id)
         stored = self._trajectories.get(key)
-        old = self.trajectory_for(record.project, record.trace_id) if stored else None
-        merged = merge(old, record)
+        merged = merge(self._parsed(key, stored)[1] if stored else None, record)
         version = (int(stored["version"]) if stored else 0) + 1
-        value = {"version": version, "trajectory": merged.model_dump(mode="json"),
-                 "p": partition, "seen": now}
+        # serialised once: the table keeps the JSON's Python form (= model_dump(mode="json"))
+        trajectory_json = merged.model_dump_json().encode()
+        value = {"version": version, "trajectory": orjson.loads(trajectory_json),
+                 "p": partition, "seen": now}  # fmt: skip
         put(self._trajectories, key, value, partition)
-        trajectory_json = self._remember(key, version, merged)[2]
+        self._remember(key, version, merged, trajectory_json)
         released = self._parked.release_encoded(key)
         # held events go out for the first time (joined); the others are re-emitted
         sent_before = sum(1 for _, _, sent in released if sent)
