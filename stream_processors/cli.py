@@ -12,6 +12,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from stream_processors.gc_tuning import tune_gc
 from stream_processors.logs import LOG_LEVELS, configure_logging
 from stream_processors.settings import Settings
 
@@ -38,6 +39,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from sinks import redact_url
     from stream_processors.embedded.runtime import Pipeline
 
+    tune_gc()  # this process runs the sink thread
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     pipeline = Pipeline(_settings(args), workers=args.workers).start()
@@ -157,6 +159,8 @@ def cmd_sink(args: argparse.Namespace) -> int:
     from stream_processors.endpoints import new_registry
     from stream_processors.monitoring import sink_endpoints
     from stream_processors.services import Stopped, build_sink, clickhouse_writer
+
+    tune_gc()
 
     settings = _settings(args)
     if not settings.kafka_bootstrap:

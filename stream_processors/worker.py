@@ -13,23 +13,11 @@ import sys
 
 from stream_processors.app import create_app
 from stream_processors.endpoints import new_registry
+from stream_processors.gc_tuning import tune_gc
 from stream_processors.metrics import ProcessorMetrics
 from stream_processors.monitoring import worker_endpoints
 from stream_processors.pipeline import build_pipeline
 from stream_processors.settings import Settings
-
-#: Allocations between two young-generation collections (Python's default: 700). The batch
-#: step allocates and drops many short-lived objects per record (models, dicts, bytes); at the
-#: default the cyclic collector took ~20% of the worker's CPU. Measured on the 300,000-event
-#: benchmark, alternating runs (2026-11-27): 108.7-118.8 -> 83.1-90.8 µs/event, end to end
-#: 6,488-7,171 -> 7,774-8,325 events/s. Reference counting frees most objects at once anyway;
-#: cycles are still collected, in larger steps.
-GC_THRESHOLDS = (100_000, 50, 100)
-
-
-def tune_gc() -> None:
-    """Fewer cyclic-GC passes for the processor's allocation pattern (see GC_THRESHOLDS)."""
-    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def main() -> None:
