@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import pytest
@@ -14,6 +15,14 @@ from tests.fixtures import wait_until
 pytestmark = pytest.mark.integration
 
 INJECTION = "x'); DROP TABLE events; --"
+
+
+def dead_letters(p: Any) -> dict[bytes, tuple[str, str]]:
+    """(error_type, reason) of each dead letter in ClickHouse, by its original bytes."""
+    rows = p.clickhouse.query(
+        f"SELECT payload_base64, error_type, reason FROM {p.settings.database}.dead_letters FINAL"
+    ).result_rows
+    return {base64.b64decode(r[0]): (r[1], r[2]) for r in rows}
 
 
 def test_same_event_ids_in_two_projects_are_two_events(pipeline_factory: Any) -> None:
@@ -83,7 +92,6 @@ def test_sql_shaped_strings_are_stored_verbatim(pipeline_factory: Any) -> None:
 
 
 def test_skewed_clocks_and_bad_ids_are_normalised_or_dead_lettered(pipeline_factory: Any) -> None:
-    import base64
     import json
     from datetime import UTC, datetime, timedelta
 
@@ -116,10 +124,7 @@ def test_skewed_clocks_and_bad_ids_are_normalised_or_dead_lettered(pipeline_fact
     db = p.settings.database
 
     def letters() -> dict[str, tuple[str, str]]:
-        rows = p.clickhouse.query(
-            f"SELECT payload_base64, error_type, reason FROM {db}.dead_letters FINAL"
-        ).result_rows
-        return {base64.b64decode(r[0]).decode(): (r[1], r[2]) for r in rows}
+        return {k.decode(): v for k, v in dead_letters(p).items()}
 
     assert wait_until(
         lambda: counts(p.clickhouse, db, "clock").events == 2 and len(letters()) == 4,
@@ -147,7 +152,6 @@ def test_numbers_clickhouse_cannot_store_are_dead_lettered_and_the_sink_keeps_go
 ) -> None:
     """Token counts over UInt64 and infinite or absurd costs once passed validation and then
     failed every insert of the sink's batch (retried forever): now they are dead letters."""
-    import base64
     import json
     from datetime import UTC, datetime
 
@@ -177,10 +181,7 @@ def test_numbers_clickhouse_cannot_store_are_dead_lettered_and_the_sink_keeps_go
     db = p.settings.database
 
     def letters() -> dict[bytes, tuple[str, str]]:
-        rows = p.clickhouse.query(
-            f"SELECT payload_base64, error_type, reason FROM {db}.dead_letters FINAL"
-        ).result_rows
-        return {base64.b64decode(r[0]): (r[1], r[2]) for r in rows}
+        return dead_letters(p)
 
     assert wait_until(
         lambda: counts(p.clickhouse, db, "big").events == 2 and len(letters()) == 4,
