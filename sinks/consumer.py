@@ -28,14 +28,19 @@ from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from schemas import (
     DeadLetter,
-    EnrichedEvent,
     InvalidRecord,
     Outcome,
     Topics,
     TrajectoryState,
     decode_as,
 )
-from sinks.clickhouse.rows import dead_letter_row, event_row, outcome_row, trajectory_row
+from sinks.clickhouse.rows import (
+    SinkEnrichedEvent,
+    dead_letter_row,
+    event_row,
+    outcome_row,
+    trajectory_row,
+)
 from sinks.clickhouse.writer import ClickHouseWriter, InsertTokens
 from sinks.errors import SinkWriteError
 from sinks.metrics import SinkMetrics
@@ -81,7 +86,7 @@ class ClickHouseSink:
         self.last_loop = time.monotonic()  # liveness: the loop came round recently
         self.insert_error: str | None = None  # readiness: the last insert failed
         self._decoders: dict[str, Callable[[bytes], tuple[str, tuple[Any, ...]]]] = {
-            topics.enriched: lambda v: ("events", event_row(decode_as(EnrichedEvent, v))),
+            topics.enriched: lambda v: ("events", event_row(decode_as(SinkEnrichedEvent, v))),
             topics.trajectory_state: lambda v: (
                 "trajectories",
                 trajectory_row(decode_as(TrajectoryState, v)),

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import orjson
+from pydantic import BaseModel, ConfigDict, Field
 
 from schemas import (
+    VERSION_UNJOINED,
     ActionEvent,
     DeadLetter,
     EnrichedEvent,
@@ -18,6 +20,7 @@ from schemas import (
     TrajectoryState,
     utc_now,
 )
+from schemas.common import Id, UtcDatetime, WireModel
 
 COLUMNS: dict[str, Sequence[str]] = {
     "events": (
@@ -117,7 +120,33 @@ def _json(value: dict[str, Any]) -> str:
     return orjson.dumps(value, default=str).decode() if value else "{}"
 
 
-def event_row(enriched: EnrichedEvent) -> tuple[Any, ...]:
+class TrajectoryRef(BaseModel):
+    """The fields of an enriched event's trajectory that its ``events`` row uses; the rest
+    of the trajectory is skipped, not validated (the trajectory itself is stored from the
+    trajectory-state topic, validated whole)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    trajectory_id: Id | None = None
+    user_id: Id | None = None
+    anonymous_id: Id | None = None
+    agent_id: Id | None = None
+
+
+class SinkEnrichedEvent(WireModel):
+    """The wire form of :class:`~schemas.EnrichedEvent` as the sink reads it: the event is
+    validated whole, the trajectory only for :class:`TrajectoryRef`'s fields. Validating
+    every event's copy of its trajectory was ~20-30% of the sink's decode (measured on
+    generated traffic: 32.9-39.3 -> 25.1-28.2 µs per enriched event)."""
+
+    type: Literal["enriched"] = "enriched"
+    event: ActionEvent | TelemetryEvent = Field(discriminator="type")
+    trajectory: TrajectoryRef | None = None
+    version: int = VERSION_UNJOINED
+    processed_at: UtcDatetime = Field(default_factory=utc_now)
+
+
+def event_row(enriched: EnrichedEvent | SinkEnrichedEvent) -> tuple[Any, ...]:
     ev, traj = enriched.event, enriched.trajectory
     user_id = ev.user_id or (traj.user_id if traj else None)
     anonymous_id = ev.anonymous_id or (traj.anonymous_id if traj else None)

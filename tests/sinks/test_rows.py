@@ -2,16 +2,31 @@ from __future__ import annotations
 
 import base64
 
+import pytest
+
 from schemas import (
     ActionEvent,
     ActionKind,
     DeadLetter,
     EnrichedEvent,
+    InvalidRecord,
     TelemetryEvent,
     TrajectoryRecord,
     TrajectoryState,
+    UnsupportedSchemaVersion,
+    decode_as,
+    encode,
+    utc_now,
 )
-from sinks.clickhouse.rows import COLUMNS, dead_letter_row, event_row, trajectory_row
+from schemas.codec import encode_enriched, encode_timestamp
+from sinks.clickhouse.rows import (
+    COLUMNS,
+    SinkEnrichedEvent,
+    dead_letter_row,
+    event_row,
+    trajectory_row,
+)
+from stream_processors.demo.traffic import generate
 
 
 def as_dict(table: str, row: tuple[object, ...]) -> dict[str, object]:
@@ -51,3 +66,38 @@ def test_trajectory_and_dead_letter_rows() -> None:
     row = as_dict("dead_letters", dead_letter_row(letter))
     assert base64.b64decode(str(row["payload_base64"])) == b"\xffbad"
     assert row["reason"] == "r"
+
+
+def test_the_sinks_enriched_decode_gives_the_rows_the_full_model_gives() -> None:
+
+    traffic = generate(project="slim", events=2_000, duplicate_rate=0.0, early_rate=0.1)
+    trajectories = {
+        r.trace_id: encode(r) for r in traffic.records if isinstance(r, TrajectoryRecord)
+    }
+    at = encode_timestamp(utc_now())
+    values = [
+        encode_enriched(encode(r), trajectories.get(r.trace_id or "") if i % 3 else None, 2, at)
+        for i, r in enumerate(traffic.records)
+        if not isinstance(r, TrajectoryRecord)
+    ]
+    assert {type(decode_as(EnrichedEvent, v).event).__name__ for v in values} == {
+        "ActionEvent",
+        "TelemetryEvent",
+    }
+    for value in values:
+        full = decode_as(EnrichedEvent, value)
+        assert event_row(decode_as(SinkEnrichedEvent, value)) == event_row(full)
+
+
+def test_the_sinks_enriched_decode_still_rejects_a_bad_event_or_wrapper() -> None:
+
+    event = b'{"type":"action","event_id":"e","name":"x","timestamp":"2026-11-01T00:00:00Z"'
+    ok = b'{"type":"enriched","event":%s},"trajectory":{"trace_id":"t","status":"?"}}' % event
+    assert decode_as(SinkEnrichedEvent, ok).trajectory is not None  # the rest is not read
+    bad_event = b'{"type":"enriched","event":%s,"input_tokens":-1}}' % event
+    with pytest.raises(InvalidRecord, match="input_tokens"):
+        decode_as(SinkEnrichedEvent, bad_event)
+    with pytest.raises(InvalidRecord, match="surprise"):
+        decode_as(SinkEnrichedEvent, b'{"type":"enriched","event":%s},"surprise":1}' % event)
+    with pytest.raises(UnsupportedSchemaVersion):
+        decode_as(SinkEnrichedEvent, b'{"schema_version":9,"type":"enriched","event":%s}}' % event)
