@@ -161,16 +161,16 @@ class Pipeline:
         if self.settings.metrics_port is None:
             raise ValueError("readiness needs the workers' endpoints: metrics_port is off")
         t0 = time.monotonic()
-        problems: dict[str, str] = {}
         while True:
             self.check()
             urls = self.worker_urls()
-            problems = {}
+            problems: dict[str, str] = {}
             for w in self.workers:
                 name = f"processor-{w.index}"
                 url = urls.get(name)
-                problems[name] = _not_ready(url) if url else "endpoint not published yet"
-            problems = {k: v for k, v in problems.items() if v}
+                problem = _not_ready(url) if url else "endpoint not published yet"
+                if problem:
+                    problems[name] = problem
             if not problems:
                 return time.monotonic() - t0
             if time.monotonic() - t0 > timeout_s:
@@ -267,7 +267,7 @@ class Pipeline:
 
 
 def _not_ready(url: str) -> str:
-    """"" when ``url``'s ``/readyz`` answers 200, else its problems (or why it did not
+    """Empty when ``url``'s ``/readyz`` answers 200, else its problems (or why it did not
     answer)."""
     try:
         with urllib.request.urlopen(url + "/readyz", timeout=5) as resp:
