@@ -7,7 +7,10 @@ the batch (at-least-once); ReplacingMergeTree keyed by id absorbs the replay. Ea
 carries a deduplication token derived from its messages, so ClickHouse drops a repeat of the
 identical insert (a retry after an ambiguous failure) before any merge. A failed
 insert is retried with backoff while the batch is held (no new polls): the sink applies
-backpressure instead of buffering without bound.
+backpressure instead of buffering without bound. An insert refused for its data (a value a
+column or view cannot hold) is split until the refused rows are found (:mod:`sinks.isolate`);
+those go to ``dead_letters`` (``rejected_by_clickhouse``, stage ``sink``, the original
+message) and the rest of the batch is written, so one bad row cannot stall every tenant.
 
 Operations: counters in :class:`SinkMetrics` (per batch, never per message), consumer lag
 per assigned partition every ``lag_interval_s`` (position vs high watermark), and
@@ -43,9 +46,16 @@ from sinks.clickhouse.rows import (
 )
 from sinks.clickhouse.writer import ClickHouseWriter, InsertTokens
 from sinks.errors import SinkWriteError
+from sinks.isolate import MAX_REJECTED, insert_isolating
 from sinks.metrics import SinkMetrics
 
 log = logging.getLogger(__name__)
+
+#: Insert order within a batch: dead letters last, so rows refused by the other tables join
+#: them in the same batch, before the commit.
+TABLE_ORDER = ("events", "trajectories", "outcomes", "dead_letters")
+#: Characters of ClickHouse's refusal kept in a dead letter's reason.
+_REASON_CHARS = 1_000
 
 
 @dataclass
@@ -56,6 +66,42 @@ class SinkStats:
     )
     write_failures: int = 0
     undecodable: int = 0
+    rejected: int = 0
+
+
+@dataclass
+class _Batch:
+    """One consumed batch on its way into ClickHouse: rows per table, the message behind each
+    row (for a dead letter, should ClickHouse refuse the row) and the insert tokens."""
+
+    rows: dict[str, list[tuple[Any, ...]]] = field(
+        default_factory=lambda: {table: [] for table in TABLE_ORDER}
+    )
+    sources: dict[str, list[Message]] = field(
+        default_factory=lambda: {table: [] for table in TABLE_ORDER}
+    )
+    tokens: InsertTokens = field(default_factory=InsertTokens)
+
+    def add(self, table: str, row: tuple[Any, ...], msg: Message) -> None:
+        value = msg.value() or b""
+        self.rows[table].append(row)
+        self.sources[table].append(msg)
+        self.tokens.add(table, str(msg.topic()), msg.partition() or 0, msg.offset() or 0, value)
+
+
+def _dead_letter(msg: Message, reason: str, error_type: str) -> tuple[Any, ...]:
+    """The dead-letter row of a message the sink could not decode or ClickHouse refused."""
+    letter = DeadLetter(
+        source_topic=str(msg.topic()),
+        partition=int(msg.partition() or 0),
+        offset=int(msg.offset() or 0),
+        key=msg.key(),
+        payload=msg.value() or b"",
+        reason=reason,
+        error_type=error_type,
+        stage="sink",
+    )
+    return dead_letter_row(letter)
 
 
 class ClickHouseSink:
@@ -72,6 +118,7 @@ class ClickHouseSink:
         retry_backoff_s: tuple[float, float] = (0.2, 10.0),
         metrics: SinkMetrics | None = None,
         lag_interval_s: float = 5.0,
+        max_rejected: int = MAX_REJECTED,
     ) -> None:
         self.topics = topics
         self.writer = writer
@@ -82,6 +129,7 @@ class ClickHouseSink:
         self.metrics = metrics or SinkMetrics()
         self.group_id = group_id
         self.lag_interval_s = lag_interval_s
+        self.max_rejected = max_rejected
         self._next_lag_at = 0.0
         self.last_loop = time.monotonic()  # liveness: the loop came round recently
         self.insert_error: str | None = None  # readiness: the last insert failed
@@ -127,14 +175,8 @@ class ClickHouseSink:
             return 0
         self.metrics.messages_in.inc(len(messages))
         self.metrics.batch_size.observe(len(messages))
-        rows: dict[str, list[tuple[Any, ...]]] = {
-            "events": [],
-            "trajectories": [],
-            "dead_letters": [],
-            "outcomes": [],
-        }
+        batch = _Batch()
         offsets: dict[tuple[str, int], int] = {}
-        tokens = InsertTokens()
         for msg in messages:
             if msg.error() is not None:
                 log.warning("sink: consumer error: %s", msg.error())
@@ -144,58 +186,33 @@ class ClickHouseSink:
                 int(msg.partition() or 0),
                 int(msg.offset() or 0),
             )
-            table, row = self._decode(msg, topic, partition, offset)
-            rows[table].append(row)
-            tokens.add(table, topic, partition, offset, msg.value() or b"")
+            table, row = self._decode(msg, topic)
+            batch.add(table, row, msg)
             offsets[(topic, partition)] = offset + 1
-        if not self._write_with_retry(rows, stop, tokens):
+        if not self._write_with_retry(batch, stop):
             return len(messages)  # stopping without commit: the batch is replayed later
         self._commit(offsets)
         self.stats.batches += 1
         self.metrics.batches.inc()
         return len(messages)
 
-    def _decode(
-        self, msg: Message, topic: str, partition: int, offset: int
-    ) -> tuple[str, tuple[Any, ...]]:
+    def _decode(self, msg: Message, topic: str) -> tuple[str, tuple[Any, ...]]:
         """A row for the message's table; an undecodable message becomes a dead-letter row."""
         try:
             return self._decoders[topic](msg.value() or b"")
         except InvalidRecord as exc:
             self.stats.undecodable += 1
             self.metrics.dead_letter(exc.error_type)
-            letter = DeadLetter(
-                source_topic=topic,
-                partition=partition,
-                offset=offset,
-                key=msg.key(),
-                payload=msg.value() or b"",
-                reason=exc.reason,
-                error_type=exc.error_type,
-                stage="sink",
-            )
-            return "dead_letters", dead_letter_row(letter)
+            return "dead_letters", _dead_letter(msg, exc.reason, exc.error_type)
 
-    def _write_with_retry(
-        self,
-        rows: dict[str, list[tuple[Any, ...]]],
-        stop: threading.Event | None,
-        tokens: InsertTokens | None = None,
-    ) -> bool:
-        """Insert every table's rows, retrying with the same dedup token per table."""
+    def _write_with_retry(self, batch: _Batch, stop: threading.Event | None) -> bool:
+        """Insert every table's rows, retrying with the same dedup tokens until written
+        (True) or ``stop`` is set (False: nothing committed, the batch is replayed)."""
         delay, max_delay = self.retry_backoff_s
         while True:
             try:
-                for table, table_rows in rows.items():
-                    if not table_rows:
-                        continue
-                    token = tokens.token(table) if tokens else None
-                    started = time.perf_counter()
-                    self.writer.insert(table, table_rows, dedup_token=token)
-                    self.metrics.insert_seconds[table].observe(time.perf_counter() - started)
-                    self.metrics.rows[table].inc(len(table_rows))
-                    self.stats.rows[table] += len(table_rows)
-                    table_rows.clear()  # written: not re-inserted on retry of a later table
+                for table in TABLE_ORDER:
+                    self._write_table(batch, table)
                 self.insert_error = None
                 return True
             except SinkWriteError as exc:
@@ -207,6 +224,45 @@ class ClickHouseSink:
                 if (stop or threading.Event()).wait(delay):
                     return False  # stopping: the batch is replayed by the next owner
                 delay = min(delay * 2, max_delay)
+
+    def _write_table(self, batch: _Batch, table: str) -> None:
+        """Write ``table``'s rows of the batch; rows ClickHouse refuses become dead letters
+        (inserted with the batch's other dead letters, hence ``TABLE_ORDER``)."""
+        rounds = 0
+        while batch.rows[table]:
+            rows, sources = batch.rows[table], batch.sources[table]
+            started = time.perf_counter()
+            rejected = insert_isolating(
+                lambda part, token: self.writer.insert(table, part, dedup_token=token),
+                rows,
+                batch.tokens.token(table),
+                max_rejected=self.max_rejected,
+            )
+            self.metrics.insert_seconds[table].observe(time.perf_counter() - started)
+            if rejected and table == "dead_letters" and rounds:
+                # held and retried: the rows written meanwhile are dropped by their tokens
+                raise SinkWriteError(
+                    f"ClickHouse refused the dead letter of a refused row: {rejected[0][1]}"
+                )
+            written = len(rows) - len(rejected)
+            self.metrics.rows[table].inc(written)
+            self.stats.rows[table] += written
+            batch.rows[table], batch.sources[table] = [], []  # written: not re-inserted on retry
+            for index, reason in rejected:
+                msg = sources[index]
+                log.error(
+                    "sink: ClickHouse refused the row of %s/%s/%s for %s; dead-lettered: %s",
+                    msg.topic(),
+                    msg.partition(),
+                    msg.offset(),
+                    table,
+                    reason,
+                )
+                self.stats.rejected += 1
+                self.metrics.dead_letter("rejected_by_clickhouse")
+                why = f"ClickHouse refused the row for {table}: {reason}"[:_REASON_CHARS]
+                batch.add("dead_letters", _dead_letter(msg, why, "rejected_by_clickhouse"), msg)
+            rounds += 1
 
     def _commit(self, offsets: dict[tuple[str, int], int]) -> None:
         if not offsets:
@@ -247,9 +303,7 @@ class ClickHouseSink:
         }
         out = []
         for tp in positions:
-            low, high = self._consumer.get_watermark_offsets(
-                tp, timeout=timeout_s, cached=cached
-            )
+            low, high = self._consumer.get_watermark_offsets(tp, timeout=timeout_s, cached=cached)
             if high < 0:  # cached: nothing fetched from this partition yet
                 continue
             at = tp.offset if tp.offset >= 0 else committed.get((tp.topic, tp.partition), -1)

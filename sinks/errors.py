@@ -13,3 +13,9 @@ class SinkWriteError(SinkError):
 
 class ConfigurationError(SinkError):
     """The sink target is misconfigured (bad URL, missing optional dependency)."""
+
+
+class SinkRowsRejected(SinkWriteError):
+    """ClickHouse, or the client encoding the insert, refused the rows' data (a value out of
+    range, a type it cannot convert). Retrying the same rows cannot succeed: the sink finds
+    the rows at fault and dead-letters them (:mod:`sinks.isolate`)."""

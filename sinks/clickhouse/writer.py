@@ -8,8 +8,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from sinks.clickhouse.ddl import backfills, check_identifier, dedup_settings, statements
+from sinks.clickhouse.rejections import is_data_error
 from sinks.clickhouse.rows import COLUMNS
-from sinks.errors import SinkWriteError
+from sinks.errors import SinkRowsRejected, SinkWriteError
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,9 @@ class ClickHouseWriter:
     """Inserts row batches into meterline's tables in ``database``.
 
     Blocking: ``insert`` returns once ClickHouse acknowledged the insert, or raises
-    :class:`SinkWriteError` (nothing is retried here; the caller keeps the batch).
+    :class:`SinkWriteError` (nothing is retried here; the caller keeps the batch), or its
+    subclass :class:`SinkRowsRejected` when the rows' data is at fault
+    (:func:`~sinks.clickhouse.rejections.is_data_error`).
     Idempotency: an insert repeated with the same ``dedup_token`` is dropped by ClickHouse;
     any other repeat of a row is collapsed by ReplacingMergeTree (read with ``FINAL`` or
     through the analytics views).
@@ -99,4 +102,5 @@ class ClickHouseWriter:
                 settings=settings,
             )
         except Exception as exc:  # clickhouse-connect raises several unrelated types
-            raise SinkWriteError(f"insert of {len(rows)} rows into {table} failed: {exc}") from exc
+            error = SinkRowsRejected if is_data_error(exc) else SinkWriteError
+            raise error(f"insert of {len(rows)} rows into {table} failed: {exc}") from exc

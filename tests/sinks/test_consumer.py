@@ -1,14 +1,17 @@
-"""The sink on real Tansu + chDB: a message it cannot decode becomes a dead-letter row
-(``stage = 'sink'``, with its reason) and holds nothing else up."""
+"""The sink on real Tansu + chDB: a message it cannot decode, or whose row ClickHouse refuses,
+becomes a dead-letter row (``stage = 'sink'``, with its reason) and holds nothing else up."""
 
 from __future__ import annotations
 
+import base64
+import threading
 from typing import Any
 
 import orjson
 import pytest
 from confluent_kafka import Producer
 
+from schemas import DeadLetter, encode
 from schemas.codec import encode_enriched
 from sinks.consumer import ClickHouseSink
 from stream_processors.admin import ensure_topics
@@ -25,25 +28,36 @@ def enriched(event: dict[str, Any]) -> bytes:
     return encode_enriched(orjson.dumps(event), None, 1, b'"2026-11-27T20:59:29.262152Z"')
 
 
+def send(settings: Settings, messages: list[tuple[str, bytes]]) -> None:
+    assert settings.kafka_bootstrap
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap})
+    for topic, value in messages:
+        producer.produce(topic, value, key=b"k")
+    assert producer.flush(30) == 0
+
+
+def sink_for(settings: Settings, clickhouse: Any, **kwargs: Any) -> ClickHouseSink:
+    """A sink on the test's topics (created first: a subscription to a missing topic waits
+    for librdkafka's next metadata refresh) and database (schema created)."""
+    assert settings.kafka_bootstrap
+    ensure_topics(settings.kafka_bootstrap, settings.topics.sink_inputs, settings.partitions)
+    writer = clickhouse_writer(settings, clickhouse)
+    return ClickHouseSink(
+        settings.kafka_bootstrap, settings.topics, writer, group_id=settings.sink_group, **kwargs
+    )
+
+
 def test_undecodable_messages_are_dead_lettered_and_the_rest_lands(
     settings: Settings, clickhouse: Any
 ) -> None:
-    assert settings.kafka_bootstrap
-    topics = settings.topics
-    ensure_topics(settings.kafka_bootstrap, topics.sink_inputs, settings.partitions)
     messages = [
         enriched({**EVENT, "event_id": "iso"}),
         enriched({**EVENT, "event_id": "epoch", "timestamp": 1_793_491_207}),
         enriched({**EVENT, "event_id": "feb-30", "timestamp": "2026-02-30T00:00:00Z"}),
         b"not json at all",
     ]
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap})
-    for value in messages:
-        producer.produce(topics.enriched, value, key=b"k")
-    assert producer.flush(30) == 0
-
-    writer = clickhouse_writer(settings, clickhouse)
-    sink = ClickHouseSink(settings.kafka_bootstrap, topics, writer, group_id=settings.sink_group)
+    sink = sink_for(settings, clickhouse)
+    send(settings, [(settings.topics.enriched, value) for value in messages])
     db = settings.database
     try:
         assert wait_until(lambda: sink.poll_once() == 0 and sink.stats.batches > 0, 60)
@@ -59,3 +73,76 @@ def test_undecodable_messages_are_dead_lettered_and_the_rest_lands(
     assert "feb-30" in letters[0][2] and "timestamp" in letters[0][3]
     assert letters[1][2] == "not json at all"
     assert sink.stats.undecodable == 2 and sink.stats.write_failures == 0
+
+
+def llm_call(event_id: str, cost: float) -> bytes:
+    return enriched(
+        {**EVENT, "event_id": event_id, "kind": "llm_call", "model": "m", "cost_usd": cost}
+    )
+
+
+def test_rows_clickhouse_refuses_are_dead_lettered_and_the_rest_lands(
+    settings: Settings, clickhouse: Any
+) -> None:
+    """Rows that pass validation but not ClickHouse (here: CHECK constraints an operator
+    added) are found by halving the batch and dead-lettered with the original message; a
+    dead letter ClickHouse refuses is replaced by the sink's own."""
+    db, topics = settings.database, settings.topics
+    sink = sink_for(settings, clickhouse)
+    clickhouse.command(f"ALTER TABLE {db}.events ADD CONSTRAINT small_cost CHECK cost_usd < 100")
+    clickhouse.command(f"ALTER TABLE {db}.dead_letters ADD CONSTRAINT known CHECK stage != 'x'")
+    refused = llm_call("costly", 1_000)
+    letter = DeadLetter(
+        source_topic="raw", partition=0, offset=7, payload=b"{}", reason="r", stage="x"
+    )
+    send(
+        settings,
+        [(topics.enriched, llm_call(f"ok-{i}", 0.5)) for i in range(5)]
+        + [(topics.enriched, refused), (topics.dead_letters, encode(letter))],
+    )
+    try:
+        assert wait_until(lambda: sink.poll_once() == 0 and sink.stats.batches > 0, 60)
+    finally:
+        sink.close()
+    events = clickhouse.query(f"SELECT event_id FROM {db}.event_facts ORDER BY event_id")
+    assert events.result_rows == [(f"ok-{i}",) for i in range(5)]
+    letters = clickhouse.query(
+        f"SELECT source_topic, payload_base64, error_type, stage, reason FROM {db}.dead_letters"
+        " ORDER BY source_topic"
+    ).result_rows
+    assert [(t, e, s) for t, _, e, s, _ in letters] == [
+        (topics.dead_letters, "rejected_by_clickhouse", "sink"),
+        (topics.enriched, "rejected_by_clickhouse", "sink"),
+    ]
+    assert base64.b64decode(letters[1][1]) == refused  # the original message, byte for byte
+    assert "small_cost" in letters[1][4] and "for events" in letters[1][4]
+    assert "for dead_letters" in letters[0][4]
+    assert sink.stats.rejected == 2 and sink.stats.write_failures == 0
+
+
+def test_a_storm_of_refused_rows_holds_the_batch_until_clickhouse_accepts_it(
+    settings: Settings, clickhouse: Any
+) -> None:
+    """More refusals in a batch than ``max_rejected`` look systemic: nothing is dead-lettered
+    or committed, the batch is retried, and it lands whole once ClickHouse takes it."""
+    db = settings.database
+    sink = sink_for(settings, clickhouse, max_rejected=2, retry_backoff_s=(0.1, 0.5))
+    clickhouse.command(f"ALTER TABLE {db}.events ADD CONSTRAINT small_cost CHECK cost_usd < 100")
+    costs = [0.5, 1_000, 1_000, 0.5, 1_000]
+    send(settings, [(settings.topics.enriched, llm_call(f"e{i}", c)) for i, c in enumerate(costs)])
+    stop = threading.Event()
+    runner = threading.Thread(target=sink.run, args=(stop,))
+    runner.start()
+    try:
+        assert wait_until(lambda: sink.stats.write_failures >= 2, 60)
+        assert "refused more than 2 of 5 rows" in (sink.insert_error or "")
+        assert sink.stats.rows["events"] == 0 and sink.stats.rejected == 0
+        clickhouse.command(f"ALTER TABLE {db}.events DROP CONSTRAINT small_cost")
+        assert wait_until(lambda: sink.stats.rows["events"] == 5, 60)
+    finally:
+        stop.set()
+        runner.join(30)
+    count = clickhouse.query(f"SELECT count() FROM {db}.event_facts FINAL").result_rows
+    assert count == [(5,)]
+    assert clickhouse.query(f"SELECT count() FROM {db}.dead_letters").result_rows == [(0,)]
+    assert sink.insert_error is None
