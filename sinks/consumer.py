@@ -54,8 +54,13 @@ log = logging.getLogger(__name__)
 #: Insert order within a batch: dead letters last, so rows refused by the other tables join
 #: them in the same batch, before the commit.
 TABLE_ORDER = ("events", "trajectories", "outcomes", "dead_letters")
-#: Characters of ClickHouse's refusal kept in a dead letter's reason.
+#: Characters of ClickHouse's refusal (or of an unexpected error) kept in a dead letter's
+#: reason.
 _REASON_CHARS = 1_000
+#: ``error_type`` of a message whose decoding raised something other than InvalidRecord (a
+#: bug): dead-lettered, so replaying it cannot crash-loop the sink (as in the processor's
+#: ``steps/validate.py``).
+UNEXPECTED_ERROR = "unexpected_error"
 
 
 @dataclass
@@ -204,6 +209,14 @@ class ClickHouseSink:
             self.stats.undecodable += 1
             self.metrics.dead_letter(exc.error_type)
             return "dead_letters", _dead_letter(msg, exc.reason, exc.error_type)
+        except Exception as exc:  # a bug in decoding or row mapping: this message pays for it
+            log.exception(
+                "sink: unexpected error decoding %s[%s]@%s", topic, msg.partition(), msg.offset()
+            )
+            self.stats.undecodable += 1
+            self.metrics.dead_letter(UNEXPECTED_ERROR)
+            reason = f"unexpected {type(exc).__name__} while decoding: {exc}"[:_REASON_CHARS]
+            return "dead_letters", _dead_letter(msg, reason, UNEXPECTED_ERROR)
 
     def _write_with_retry(self, batch: _Batch, stop: threading.Event | None) -> bool:
         """Insert every table's rows, retrying with the same dedup tokens until written

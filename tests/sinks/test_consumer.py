@@ -146,3 +146,32 @@ def test_a_storm_of_refused_rows_holds_the_batch_until_clickhouse_accepts_it(
     assert count == [(5,)]
     assert clickhouse.query(f"SELECT count() FROM {db}.dead_letters").result_rows == [(0,)]
     assert sink.insert_error is None
+
+
+def test_an_unexpected_error_decoding_a_message_dead_letters_it_instead_of_crashing(
+    settings: Settings, clickhouse: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug in the sink's decoding or row mapping (injected: ``event_row`` raising for one
+    event) costs that message a dead letter (``unexpected_error``), not a crash-looping sink."""
+    import sinks.consumer
+
+    real = sinks.consumer.event_row
+
+    def buggy(enriched: Any) -> tuple[Any, ...]:
+        if enriched.event.event_id == "bug":
+            raise KeyError("surprise")
+        return real(enriched)
+
+    monkeypatch.setattr(sinks.consumer, "event_row", buggy)
+    sink = sink_for(settings, clickhouse)
+    send(settings, [(settings.topics.enriched, enriched({**EVENT, "event_id": i})) for i in "ab"])
+    send(settings, [(settings.topics.enriched, enriched({**EVENT, "event_id": "bug"}))])
+    db = settings.database
+    try:
+        assert wait_until(lambda: sink.poll_once() == 0 and sink.stats.rows["events"] == 2, 60)
+    finally:
+        sink.close()
+    letters = clickhouse.query(f"SELECT error_type, stage, reason FROM {db}.dead_letters")
+    assert letters.result_rows == [
+        ("unexpected_error", "sink", "unexpected KeyError while decoding: 'surprise'")
+    ]
