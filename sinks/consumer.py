@@ -46,7 +46,7 @@ from sinks.clickhouse.rows import (
 )
 from sinks.clickhouse.writer import ClickHouseWriter, InsertTokens
 from sinks.errors import SinkWriteError
-from sinks.isolate import MAX_REJECTED, insert_isolating
+from sinks.isolate import MAX_REJECTED, RejectionWindow, insert_isolating
 from sinks.metrics import SinkMetrics
 
 log = logging.getLogger(__name__)
@@ -135,6 +135,7 @@ class ClickHouseSink:
         self.group_id = group_id
         self.lag_interval_s = lag_interval_s
         self.max_rejected = max_rejected
+        self.rejections = RejectionWindow()
         self._next_lag_at = 0.0
         self.last_loop = time.monotonic()  # liveness: the loop came round recently
         self.insert_error: str | None = None  # readiness: the last insert failed
@@ -257,6 +258,9 @@ class ClickHouseSink:
                 raise SinkWriteError(
                     f"ClickHouse refused the dead letter of a refused row: {rejected[0][1]}"
                 )
+            if rejected:  # held and retried, as above, when refusals look systemic
+                self.rejections.check(table, len(rows), len(rejected), rejected[-1][1])
+            self.rejections.record(len(rows), len(rejected))
             written = len(rows) - len(rejected)
             self.metrics.rows[table].inc(written)
             self.stats.rows[table] += written

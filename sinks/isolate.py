@@ -11,12 +11,15 @@ failure partway repeats the same parts and ClickHouse drops the ones it already 
 More than ``max_rejected`` refused rows in one batch is not bad data but something systemic
 (a column type changed under the sink, a view that refuses everything): isolation stops and
 raises :class:`~sinks.errors.SinkWriteError`, so the batch is held and retried instead of
-being dead-lettered row by row. The processor's dead-letter storm limit works the same way
+being dead-lettered row by row. Small batches (a quiet deployment) never reach that count,
+so :class:`RejectionWindow` also holds a batch when more than half of the last ~1,000 rows
+would have been refused. The processor's dead-letter storm limit works the same way
 (``stream_processors/steps/dlq_limit.py``).
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -63,3 +66,39 @@ def insert_isolating(
 
     attempt(0, len(rows), token)
     return rejected
+
+
+class RejectionWindow:
+    """Refused rows among the rows of the last inserts (about ``window`` rows, whole
+    inserts). :meth:`check` raises :class:`SinkWriteError` when an insert's refusals would
+    make more than ``max_ratio`` of them refused, once at least ``min_rows`` were seen;
+    :meth:`record` counts an insert that went through."""
+
+    def __init__(self, max_ratio: float = 0.5, window: int = 1_000, min_rows: int = 100) -> None:
+        if not 0 < max_ratio <= 1:
+            raise ValueError("max_ratio must be in (0, 1]")
+        self.max_ratio = max_ratio
+        self.window = window
+        self.min_rows = min(min_rows, window)
+        self._inserts: deque[tuple[int, int]] = deque()
+        self._rows = 0
+        self._rejected = 0
+
+    def check(self, table: str, rows: int, rejected: int, reason: str) -> None:
+        """Raise if ``rejected`` of ``rows`` (one insert into ``table``) tips the window."""
+        seen, refused = self._rows + rows, self._rejected + rejected
+        if rejected and seen >= self.min_rows and refused > self.max_ratio * seen:
+            raise SinkWriteError(
+                f"ClickHouse refused {refused} of the last {seen} rows (this insert: {rejected} "
+                f"of {rows} into {table}); holding the batch instead of dead-lettering them "
+                f"(a schema change?). Last refusal: {reason}"
+            )
+
+    def record(self, rows: int, rejected: int) -> None:
+        self._inserts.append((rows, rejected))
+        self._rows += rows
+        self._rejected += rejected
+        while self._rows - self._inserts[0][0] >= self.window:
+            old_rows, old_rejected = self._inserts.popleft()
+            self._rows -= old_rows
+            self._rejected -= old_rejected

@@ -120,30 +120,38 @@ def test_rows_clickhouse_refuses_are_dead_lettered_and_the_rest_lands(
     assert sink.stats.rejected == 2 and sink.stats.write_failures == 0
 
 
+@pytest.mark.parametrize(
+    ("max_rejected", "costs", "message"),
+    [
+        (2, [0.5, 1_000, 1_000, 0.5, 1_000], "refused more than 2 of 5 rows"),
+        (10_000, [0.5] * 30 + [1_000] * 100, "refused 100 of the last 130 rows"),
+    ],
+    ids=["over-max_rejected", "most-recent-rows-refused"],
+)
 def test_a_storm_of_refused_rows_holds_the_batch_until_clickhouse_accepts_it(
-    settings: Settings, clickhouse: Any
+    settings: Settings, clickhouse: Any, max_rejected: int, costs: list[float], message: str
 ) -> None:
-    """More refusals in a batch than ``max_rejected`` look systemic: nothing is dead-lettered
-    or committed, the batch is retried, and it lands whole once ClickHouse takes it."""
+    """More refusals in a batch than ``max_rejected``, or most of the recent rows refused,
+    look systemic: nothing is dead-lettered or committed, the batch is retried, and it lands
+    whole once ClickHouse takes it."""
     db = settings.database
-    sink = sink_for(settings, clickhouse, max_rejected=2, retry_backoff_s=(0.1, 0.5))
+    sink = sink_for(settings, clickhouse, max_rejected=max_rejected, retry_backoff_s=(0.1, 0.5))
     clickhouse.command(f"ALTER TABLE {db}.events ADD CONSTRAINT small_cost CHECK cost_usd < 100")
-    costs = [0.5, 1_000, 1_000, 0.5, 1_000]
     send(settings, [(settings.topics.enriched, llm_call(f"e{i}", c)) for i, c in enumerate(costs)])
     stop = threading.Event()
     runner = threading.Thread(target=sink.run, args=(stop,))
     runner.start()
     try:
         assert wait_until(lambda: sink.stats.write_failures >= 2, 60)
-        assert "refused more than 2 of 5 rows" in (sink.insert_error or "")
+        assert message in (sink.insert_error or "")
         assert sink.stats.rows["events"] == 0 and sink.stats.rejected == 0
         clickhouse.command(f"ALTER TABLE {db}.events DROP CONSTRAINT small_cost")
-        assert wait_until(lambda: sink.stats.rows["events"] == 5, 60)
+        assert wait_until(lambda: sink.stats.rows["events"] == len(costs), 60)
     finally:
         stop.set()
         runner.join(30)
     count = clickhouse.query(f"SELECT count() FROM {db}.event_facts FINAL").result_rows
-    assert count == [(5,)]
+    assert count == [(len(costs),)]
     assert clickhouse.query(f"SELECT count() FROM {db}.dead_letters").result_rows == [(0,)]
     assert sink.insert_error is None
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from sinks.errors import SinkRowsRejected, SinkWriteError
-from sinks.isolate import insert_isolating
+from sinks.isolate import RejectionWindow, insert_isolating
 
 
 class Table:
@@ -78,3 +78,26 @@ def test_more_refusals_than_the_limit_hold_the_batch_instead_of_dead_lettering_i
     with pytest.raises(SinkWriteError, match="more than 5 of 100 rows") as info:
         insert_isolating(table.insert, ROWS, "tok", max_rejected=5)
     assert not isinstance(info.value, SinkRowsRejected)  # the caller retries, it does not split
+
+
+def test_the_window_holds_once_most_recent_rows_are_refused_however_small_the_inserts() -> None:
+    window = RejectionWindow(max_ratio=0.5, window=1_000, min_rows=100)
+    for _ in range(9):  # a quiet sink: inserts of 10 rows, one refused each
+        window.check("events", 10, 1, "r")
+        window.record(10, 1)
+    window.check("events", 10, 9, "r")  # 18 of 100 refused: dead-lettered
+    window.record(10, 9)
+    for _ in range(6):
+        window.check("events", 10, 10, "r")
+        window.record(10, 10)  # 78 of 160
+    with pytest.raises(SinkWriteError, match="refused 88 of the last 170 rows"):
+        window.check("events", 10, 10, "out of range")
+    window.check("events", 10, 0, "r")  # an insert with no refusal never raises
+
+
+def test_the_window_forgets_old_inserts() -> None:
+    window = RejectionWindow(max_ratio=0.5, window=100, min_rows=10)
+    window.record(50, 50)
+    for _ in range(10):
+        window.record(20, 0)
+    window.check("events", 20, 10, "r")  # the 50 refusals fell out of the window
