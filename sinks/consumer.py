@@ -124,6 +124,7 @@ class ClickHouseSink:
         metrics: SinkMetrics | None = None,
         lag_interval_s: float = 5.0,
         max_rejected: int = MAX_REJECTED,
+        reject_max_ratio: float | None = 0.5,
     ) -> None:
         self.topics = topics
         self.writer = writer
@@ -135,7 +136,7 @@ class ClickHouseSink:
         self.group_id = group_id
         self.lag_interval_s = lag_interval_s
         self.max_rejected = max_rejected
-        self.rejections = RejectionWindow()
+        self.rejections = RejectionWindow(reject_max_ratio)
         self._next_lag_at = 0.0
         self.last_loop = time.monotonic()  # liveness: the loop came round recently
         self.insert_error: str | None = None  # readiness: the last insert failed

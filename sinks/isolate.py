@@ -56,8 +56,9 @@ def insert_isolating(
                 if len(rejected) > max_rejected:
                     raise SinkWriteError(
                         f"ClickHouse refused more than {max_rejected} of {len(rows)} rows in "
-                        f"one batch; not dead-lettering them one by one (a schema change?). "
-                        f"Last refusal: {rejected[-1][1]}"
+                        f"one batch; holding the batch instead of dead-lettering them (a "
+                        f"schema change? To dead-letter them, raise METERLINE_SINK_MAX_REJECTED)."
+                        f" Last refusal: {rejected[-1][1]}"
                     ) from exc
                 return
             mid = (lo + hi) // 2
@@ -71,12 +72,14 @@ def insert_isolating(
 class RejectionWindow:
     """Refused rows among the rows of the last inserts (about ``window`` rows, whole
     inserts). :meth:`check` raises :class:`SinkWriteError` when an insert's refusals would
-    make more than ``max_ratio`` of them refused, once at least ``min_rows`` were seen;
-    :meth:`record` counts an insert that went through."""
+    make more than ``max_ratio`` of them refused (None: never), once at least ``min_rows``
+    were seen; :meth:`record` counts an insert that went through."""
 
-    def __init__(self, max_ratio: float = 0.5, window: int = 1_000, min_rows: int = 100) -> None:
-        if not 0 < max_ratio <= 1:
-            raise ValueError("max_ratio must be in (0, 1]")
+    def __init__(
+        self, max_ratio: float | None = 0.5, window: int = 1_000, min_rows: int = 100
+    ) -> None:
+        if max_ratio is not None and not 0 < max_ratio <= 1:
+            raise ValueError("max_ratio must be in (0, 1], or None for no limit")
         self.max_ratio = max_ratio
         self.window = window
         self.min_rows = min(min_rows, window)
@@ -87,11 +90,14 @@ class RejectionWindow:
     def check(self, table: str, rows: int, rejected: int, reason: str) -> None:
         """Raise if ``rejected`` of ``rows`` (one insert into ``table``) tips the window."""
         seen, refused = self._rows + rows, self._rejected + rejected
-        if rejected and seen >= self.min_rows and refused > self.max_ratio * seen:
+        if self.max_ratio is None or not rejected or seen < self.min_rows:
+            return
+        if refused > self.max_ratio * seen:
             raise SinkWriteError(
                 f"ClickHouse refused {refused} of the last {seen} rows (this insert: {rejected} "
                 f"of {rows} into {table}); holding the batch instead of dead-lettering them "
-                f"(a schema change?). Last refusal: {reason}"
+                f"(a schema change? To dead-letter them, raise METERLINE_SINK_REJECT_MAX_RATIO "
+                f"or set it to 0). Last refusal: {reason}"
             )
 
     def record(self, rows: int, rejected: int) -> None:

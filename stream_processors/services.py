@@ -74,4 +74,6 @@ def build_sink(
         group_id=settings.sink_group,
         consumer_config={**consumer_timeouts(settings), **settings.kafka_client_config()},
         metrics=metrics,
+        max_rejected=settings.sink_max_rejected,
+        reject_max_ratio=settings.sink_reject_max_ratio or None,
     )

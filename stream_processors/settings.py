@@ -53,6 +53,11 @@ class Settings:
     store: str = "memory://"
     # stop when more than this share of the last 1,000 records is invalid (0 = no limit)
     dlq_max_ratio: float = 0.5
+    # the sink holds a batch instead of dead-lettering the rows ClickHouse refuses when more
+    # than this many are refused in it, or more than this share of the last ~1,000 rows
+    # (0 = no share limit): sinks/isolate.py
+    sink_max_rejected: int = 100
+    sink_reject_max_ratio: float = 0.5
     # a raw partition whose offset commit is held this long on a record that is not being
     # processed is resolved from the log: a proven gap, or a re-read (stream_processors/commits.py)
     commit_resolve_after_s: float = 30.0
@@ -174,11 +179,11 @@ class Settings:
             trajectory_idle_timeout_s=float(
                 get("TRAJECTORY_IDLE_TIMEOUT_S") or base.trajectory_idle_timeout_s
             ),
-            join_sweep_interval_s=float(
-                get("JOIN_SWEEP_INTERVAL_S") or base.join_sweep_interval_s
-            ),
+            join_sweep_interval_s=float(get("JOIN_SWEEP_INTERVAL_S") or base.join_sweep_interval_s),
             store=get("STORE") or base.store,
             dlq_max_ratio=float(get("DLQ_MAX_RATIO") or base.dlq_max_ratio),
+            sink_max_rejected=int(get("SINK_MAX_REJECTED") or base.sink_max_rejected),
+            sink_reject_max_ratio=float(get("SINK_REJECT_MAX_RATIO") or base.sink_reject_max_ratio),
             commit_resolve_after_s=float(
                 get("COMMIT_RESOLVE_AFTER_S") or base.commit_resolve_after_s
             ),
@@ -213,6 +218,8 @@ class Settings:
             "JOIN_SWEEP_INTERVAL_S": str(self.join_sweep_interval_s),
             "STORE": self.store,
             "DLQ_MAX_RATIO": str(self.dlq_max_ratio),
+            "SINK_MAX_REJECTED": str(self.sink_max_rejected),
+            "SINK_REJECT_MAX_RATIO": str(self.sink_reject_max_ratio),
             "COMMIT_RESOLVE_AFTER_S": str(self.commit_resolve_after_s),
             "SESSION_TIMEOUT_S": str(self.session_timeout_s),
             "HEARTBEAT_INTERVAL_S": str(self.heartbeat_interval_s),

@@ -118,3 +118,12 @@ def test_sdk_init_reads_access_from_the_same_variables() -> None:
     assert access_config_from_env({}) == {}
     conf = access_config_from_env(ACCESS_ENV)
     assert conf["sasl.username"] == "svc" and conf["security.protocol"] == "SASL_SSL"
+
+
+def test_the_sinks_rejection_limits_come_from_the_environment() -> None:
+    s = Settings.from_env(
+        {"METERLINE_SINK_MAX_REJECTED": "5000", "METERLINE_SINK_REJECT_MAX_RATIO": "0"}
+    )
+    assert (s.sink_max_rejected, s.sink_reject_max_ratio) == (5000, 0.0)
+    assert Settings.from_env(s.to_env()) == s
+    assert (Settings().sink_max_rejected, Settings().sink_reject_max_ratio) == (100, 0.5)
