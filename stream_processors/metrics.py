@@ -33,6 +33,7 @@ MetricName = Literal[
     "meterline_processor_events_joined",  # of those: joined to their trajectory on arrival
     "meterline_processor_events_unjoined",  # of those: sent unjoined (trajectory not known yet)
     "meterline_processor_late_joins",  # early events re-emitted joined when the trajectory came
+    "meterline_processor_events_parked",  # early events held (parked) for their trajectory
     "meterline_processor_duplicates_dropped",  # (project, event_id) already emitted: dropped
     "meterline_processor_dedupe_outside_window",  # older than the dedupe window: passed on
     "meterline_processor_pending_overflow",  # early events not parked (trace over its limit,
@@ -123,6 +124,11 @@ class StepCounters(Collector):
             ("meterline_processor_events_joined", "events joined on arrival", joined),
             ("meterline_processor_events_unjoined", "events sent unjoined", unjoined),
             ("meterline_processor_late_joins", "events re-emitted joined", joiner.late_joined),
+            (
+                "meterline_processor_events_parked",
+                "early events parked to wait for their trajectory",
+                joiner.held,
+            ),
             ("meterline_processor_duplicates_dropped", "duplicates dropped", window.duplicates),
             (
                 "meterline_processor_dedupe_outside_window",

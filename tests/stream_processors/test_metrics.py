@@ -26,7 +26,7 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 
 
 def fake_processor() -> SimpleNamespace:
-    joiner = SimpleNamespace(joined=3, unjoined=2, late_joined=1, pending_overflow=0)
+    joiner = SimpleNamespace(joined=3, unjoined=2, late_joined=1, held=4, pending_overflow=0)
     out = SimpleNamespace(
         producer=SimpleNamespace(sent={"e": 6}),
         enriched="e",
