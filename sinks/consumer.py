@@ -61,6 +61,15 @@ _REASON_CHARS = 1_000
 #: bug): dead-lettered, so replaying it cannot crash-loop the sink (as in the processor's
 #: ``steps/validate.py``).
 UNEXPECTED_ERROR = "unexpected_error"
+#: ``error_type`` of a message whose row ClickHouse refused (:mod:`sinks.isolate`).
+REJECTED = "rejected_by_clickhouse"
+
+#: Where a message came from: (topic, partition, offset).
+Where = tuple[str, int, int]
+
+
+def _where(msg: Message) -> Where:
+    return str(msg.topic()), int(msg.partition() or 0), int(msg.offset() or 0)
 
 
 @dataclass
@@ -87,19 +96,19 @@ class _Batch:
     )
     tokens: InsertTokens = field(default_factory=InsertTokens)
 
-    def add(self, table: str, row: tuple[Any, ...], msg: Message) -> None:
-        value = msg.value() or b""
+    def add(self, table: str, row: tuple[Any, ...], msg: Message, where: Where) -> None:
         self.rows[table].append(row)
         self.sources[table].append(msg)
-        self.tokens.add(table, str(msg.topic()), msg.partition() or 0, msg.offset() or 0, value)
+        self.tokens.add(table, *where, msg.value() or b"")
 
 
-def _dead_letter(msg: Message, reason: str, error_type: str) -> tuple[Any, ...]:
+def _dead_letter(msg: Message, where: Where, reason: str, error_type: str) -> tuple[Any, ...]:
     """The dead-letter row of a message the sink could not decode or ClickHouse refused."""
+    topic, partition, offset = where
     letter = DeadLetter(
-        source_topic=str(msg.topic()),
-        partition=int(msg.partition() or 0),
-        offset=int(msg.offset() or 0),
+        source_topic=topic,
+        partition=partition,
+        offset=offset,
         key=msg.key(),
         payload=msg.value() or b"",
         reason=reason,
@@ -188,13 +197,9 @@ class ClickHouseSink:
             if msg.error() is not None:
                 log.warning("sink: consumer error: %s", msg.error())
                 continue
-            topic, partition, offset = (
-                str(msg.topic()),
-                int(msg.partition() or 0),
-                int(msg.offset() or 0),
-            )
-            table, row = self._decode(msg, topic)
-            batch.add(table, row, msg)
+            where = topic, partition, offset = _where(msg)
+            table, row = self._decode(msg, where)
+            batch.add(table, row, msg, where)
             offsets[(topic, partition)] = offset + 1
         if not self._write_with_retry(batch, stop):
             return len(messages)  # stopping without commit: the batch is replayed later
@@ -203,22 +208,20 @@ class ClickHouseSink:
         self.metrics.batches.inc()
         return len(messages)
 
-    def _decode(self, msg: Message, topic: str) -> tuple[str, tuple[Any, ...]]:
+    def _decode(self, msg: Message, where: Where) -> tuple[str, tuple[Any, ...]]:
         """A row for the message's table; an undecodable message becomes a dead-letter row."""
         try:
-            return self._decoders[topic](msg.value() or b"")
+            return self._decoders[where[0]](msg.value() or b"")
         except InvalidRecord as exc:
             self.stats.undecodable += 1
             self.metrics.dead_letter(exc.error_type)
-            return "dead_letters", _dead_letter(msg, exc.reason, exc.error_type)
+            return "dead_letters", _dead_letter(msg, where, exc.reason, exc.error_type)
         except Exception as exc:  # a bug in decoding or row mapping: this message pays for it
-            log.exception(
-                "sink: unexpected error decoding %s[%s]@%s", topic, msg.partition(), msg.offset()
-            )
+            log.exception("sink: unexpected error decoding %s[%s]@%s", *where)
             self.stats.undecodable += 1
             self.metrics.dead_letter(UNEXPECTED_ERROR)
             reason = f"unexpected {type(exc).__name__} while decoding: {exc}"[:_REASON_CHARS]
-            return "dead_letters", _dead_letter(msg, reason, UNEXPECTED_ERROR)
+            return "dead_letters", _dead_letter(msg, where, reason, UNEXPECTED_ERROR)
 
     def _write_with_retry(self, batch: _Batch, stop: threading.Event | None) -> bool:
         """Insert every table's rows, retrying with the same dedup tokens until written
@@ -268,18 +271,17 @@ class ClickHouseSink:
             batch.rows[table], batch.sources[table] = [], []  # written: not re-inserted on retry
             for index, reason in rejected:
                 msg = sources[index]
+                where = _where(msg)
                 log.error(
                     "sink: ClickHouse refused the row of %s/%s/%s for %s; dead-lettered: %s",
-                    msg.topic(),
-                    msg.partition(),
-                    msg.offset(),
+                    *where,
                     table,
                     reason,
                 )
                 self.stats.rejected += 1
-                self.metrics.dead_letter("rejected_by_clickhouse")
+                self.metrics.dead_letter(REJECTED)
                 why = f"ClickHouse refused the row for {table}: {reason}"[:_REASON_CHARS]
-                batch.add("dead_letters", _dead_letter(msg, why, "rejected_by_clickhouse"), msg)
+                batch.add("dead_letters", _dead_letter(msg, where, why, REJECTED), msg, where)
             rounds += 1
 
     def _commit(self, offsets: dict[tuple[str, int], int]) -> None:
