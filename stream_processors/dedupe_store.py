@@ -15,7 +15,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
-from schemas import Event
+from schemas.fast_decode import AnyEvent
 from stream_processors.changelog import Changelog
 from stream_processors.steps.dedupe import DedupeWindow, digest, pack, split_digests
 
@@ -45,7 +45,7 @@ class PersistentDedupe:
 
     def mark(
         self,
-        accepted: list[tuple[int, int, Event]],
+        accepted: list[tuple[int, int, AnyEvent]],
         in_partition: Callable[[int], AbstractContextManager[None]] = _anywhere,
     ) -> None:
         """Remember ``(partition, offset, event)`` triples whose output is acknowledged.

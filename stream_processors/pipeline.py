@@ -34,7 +34,6 @@ from schemas import (
     VERSION_JOINED,
     VERSION_UNJOINED,
     EnrichedEvent,
-    Event,
     RawRecord,
     TrajectoryRecord,
     encode,
@@ -42,6 +41,7 @@ from schemas import (
     utc_now,
 )
 from schemas.codec import encode_enriched, encode_timestamp
+from schemas.fast_decode import AnyEvent, FastEvent, to_model
 from stream_processors.changelog import Changelog
 from stream_processors.dedupe_store import PersistentDedupe
 from stream_processors.errors import InvalidMessage
@@ -150,7 +150,7 @@ class BatchProcessor:
             await self._process(events)
 
     async def _process(self, events: list[EventT]) -> None:
-        accepted: list[tuple[int, int, Event]] = []
+        accepted: list[tuple[int, int, AnyEvent]] = []
         processed_at = encode_timestamp(utc_now())
         now = time.time()
         joiner = self.joiner
@@ -169,7 +169,7 @@ class BatchProcessor:
     def _run(
         self,
         events: list[EventT],
-        accepted: list[tuple[int, int, Event]],
+        accepted: list[tuple[int, int, AnyEvent]],
         processed_at: bytes,
         now: float,
     ) -> None:
@@ -207,7 +207,7 @@ class BatchProcessor:
                     accepted.append((partition, msg.offset, record))
                     joined = joiner.join_encoded(record, partition, now, value)
                     if rules is not None:  # state written under this event's partition
-                        rules.observe(record)
+                        rules.observe(to_model(record))
                     if joined is None:
                         continue  # held: staged in this batch, then parked
                     # the validated event as received: no re-serialisation per output
@@ -217,7 +217,7 @@ class BatchProcessor:
 
     def _send_encoded(
         self,
-        event: Event,
+        event: AnyEvent,
         event_json: bytes | None,
         trajectory_json: bytes | None,
         version: int,
@@ -225,7 +225,7 @@ class BatchProcessor:
     ) -> None:
         """One enriched event out, assembled from JSON already serialised (``event_json``:
         the event as received; None: encoded here)."""
-        body = event_json if event_json is not None else encode(event)
+        body = event_json if event_json is not None else encode(to_model(event))
         self.out.producer.send(
             self.out.enriched,
             event.routing_key.encode(),
@@ -276,7 +276,9 @@ class BatchProcessor:
             await self._flush()
             return len(late), len(closed)
 
-    def _validate(self, msg: Any, value: bytes | None, item: int) -> RawRecord | None:
+    def _validate(
+        self, msg: Any, value: bytes | None, item: int
+    ) -> RawRecord | FastEvent | None:
         try:
             record = validate(
                 value, topic=msg.topic, partition=msg.partition, offset=msg.offset, item=item

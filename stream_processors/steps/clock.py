@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 
 from schemas import ActionEvent, RawRecord, TrajectoryRecord
 from schemas.common import utc_now
+from schemas.fast_decode import FastActionEvent, FastEvent
 
 ERROR_TYPE = "timestamp_out_of_range"
 
@@ -44,7 +45,9 @@ class TimestampOutOfRange(ValueError):
     """A record's event time is outside :class:`TimeBounds`; ``str()`` names the field."""
 
 
-def check_time(record: RawRecord, bounds: TimeBounds, now: datetime | None = None) -> None:
+def check_time(
+    record: RawRecord | FastEvent, bounds: TimeBounds, now: datetime | None = None
+) -> None:
     """Raise :class:`TimestampOutOfRange` for the first out-of-range time field.
 
     Pure apart from ``now`` (default: the current UTC time).
@@ -65,9 +68,9 @@ def check_time(record: RawRecord, bounds: TimeBounds, now: datetime | None = Non
             )
 
 
-def _times(record: RawRecord) -> list[tuple[str, datetime | None]]:
+def _times(record: RawRecord | FastEvent) -> list[tuple[str, datetime | None]]:
     times: list[tuple[str, datetime | None]] = [("timestamp", record.timestamp)]
-    if isinstance(record, ActionEvent | TrajectoryRecord):
+    if isinstance(record, ActionEvent | FastActionEvent | TrajectoryRecord):
         times += [("started_at", record.started_at), ("ended_at", record.ended_at)]
     return times
 

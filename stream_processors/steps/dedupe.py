@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from hashlib import blake2b
 
-from schemas import Event
+from schemas.fast_decode import AnyEvent
 
 SEP = "\x1f"
 DIGEST_SIZE = 16
@@ -24,12 +24,12 @@ DAY_S = 86_400
 DEFAULT_WINDOW_S = 7 * DAY_S
 
 
-def dedupe_key(event: Event) -> str:
+def dedupe_key(event: AnyEvent) -> str:
     """Dedupe scope: one project never suppresses another project's event_id."""
     return f"{event.project}{SEP}{event.event_id}"
 
 
-def digest(event: Event) -> bytes:
+def digest(event: AnyEvent) -> bytes:
     return blake2b(dedupe_key(event).encode(), digest_size=DIGEST_SIZE).digest()
 
 
@@ -55,7 +55,7 @@ class DedupeWindow:
         self.duplicates = 0
         self.outside_window = 0
 
-    def bucket_of(self, event: Event) -> int:
+    def bucket_of(self, event: AnyEvent) -> int:
         return int(event.timestamp.timestamp()) // self.bucket_s
 
     @property
@@ -63,7 +63,7 @@ class DedupeWindow:
         """Events in older buckets are outside the window."""
         return self._newest_bucket - self.window_s // self.bucket_s
 
-    def is_duplicate(self, event: Event, in_flight: set[bytes]) -> bool:
+    def is_duplicate(self, event: AnyEvent, in_flight: set[bytes]) -> bool:
         """True if already emitted, or already accepted earlier in the same batch."""
         d = digest(event)
         if d in in_flight:

@@ -39,13 +39,13 @@ from schemas import (
     VERSION_JOINED,
     VERSION_UNJOINED,
     EnrichedEvent,
-    Event,
     TrajectoryRecord,
     TrajectoryState,
     TrajectoryStatus,
     encode,
 )
 from schemas.codec import encode_state
+from schemas.fast_decode import AnyEvent, to_model
 from stream_processors.steps.dedupe import SEP
 from stream_processors.steps.parked import DEFAULT_MAX_PARKED_BYTES, ParkedEvents, delete, put
 
@@ -64,7 +64,7 @@ class Applied(NamedTuple):
     state: TrajectoryState
     state_json: bytes
     trajectory_json: bytes
-    late: list[tuple[Event, bytes]]
+    late: list[tuple[AnyEvent, bytes]]
 
 
 def trace_key(project: str, trace_id: str) -> str:
@@ -102,7 +102,7 @@ class TrajectoryJoiner:
         self.idle_timeout_s = idle_timeout_s
         self._cache: dict[str, tuple[int, TrajectoryRecord, bytes]] = {}
         #: while a batch is open: early events per trace, in arrival order, not parked yet
-        self._staged: dict[str, list[tuple[Event, int, float, bytes | None]]] | None = None
+        self._staged: dict[str, list[tuple[AnyEvent, int, float, bytes | None]]] | None = None
         self.joined = self.unjoined = self.late_joined = self.pending_overflow = 0
         self.no_trace = self.held = self.grace_expired = self.timed_out = self.forgotten = 0
 
@@ -136,7 +136,8 @@ class TrajectoryJoiner:
     # -- events -------------------------------------------------------------------------
 
     def join_encoded(
-        self, event: Event, partition: int = 0, now: float = 0.0, event_json: bytes | None = None
+        self, event: AnyEvent, partition: int = 0, now: float = 0.0,
+        event_json: bytes | None = None,
     ) -> tuple[bytes | None, int] | None:
         """The hot path: the trajectory's JSON (None: unjoined) and the output version, or
         None when the event is held in ``pending`` for the grace period (nothing to emit).
@@ -159,11 +160,14 @@ class TrajectoryJoiner:
         self.unjoined += 1
         return None, VERSION_UNJOINED
 
-    def join(self, event: Event, partition: int = 0, now: float = 0.0) -> EnrichedEvent | None:
+    def join(
+        self, event: AnyEvent, partition: int = 0, now: float = 0.0
+    ) -> EnrichedEvent | None:
         """Enrich one (deduplicated) event; None while it is held for the grace period."""
         out = self.join_encoded(event, partition, now)
         if out is None:
             return None
+        event = to_model(event)
         if out[0] is None:
             return EnrichedEvent(event=event, version=out[1])
         assert event.trace_id is not None
@@ -180,12 +184,12 @@ class TrajectoryJoiner:
         order of topics within a batch.)"""
         self._staged = {}
 
-    def close_batch(self) -> list[tuple[Event, bytes | None]]:
+    def close_batch(self) -> list[tuple[AnyEvent, bytes | None]]:
         """Park the staged events still waiting for their trajectory, in arrival order.
         Returns those that could not be parked (over the per-trace cap, too large) with
         their JSON: they go out unjoined now, as :meth:`join_encoded` would have said."""
         staged, self._staged = self._staged or {}, None
-        overflow: list[tuple[Event, bytes | None]] = []
+        overflow: list[tuple[AnyEvent, bytes | None]] = []
         for events in staged.values():
             for event, partition, now, event_json in events:
                 if self._park(event, partition, now, emitted=False, event_json=event_json):
@@ -201,7 +205,7 @@ class TrajectoryJoiner:
         self._staged = None
 
     def _park(
-        self, event: Event, partition: int, now: float, *, emitted: bool,
+        self, event: AnyEvent, partition: int, now: float, *, emitted: bool,
         event_json: bytes | None = None,
     ) -> bool:  # fmt: skip
         """Park an early event; True if it is held (not emitted yet). An event over the
@@ -223,7 +227,7 @@ class TrajectoryJoiner:
         applied = self.apply_trajectory_encoded(record, partition, now)
         merged = applied.state.trajectory
         late = [
-            EnrichedEvent(event=event, trajectory=merged, version=VERSION_JOINED)
+            EnrichedEvent(event=to_model(event), trajectory=merged, version=VERSION_JOINED)
             for event, _ in applied.late
         ]
         return applied.state, late
@@ -249,12 +253,12 @@ class TrajectoryJoiner:
         sent_before = sum(1 for _, _, sent in released if sent)
         self.joined += len(released) - sent_before
         self.late_joined += sent_before
-        late = [(event, event_json) for event, event_json, _ in released]
+        late: list[tuple[AnyEvent, bytes]] = [(e, e_json) for e, e_json, _ in released]
         staged = self._staged.pop(key, None) if self._staged is not None else None
         if staged:  # earlier in this batch, after those parked before: arrival order
             self.joined += len(staged)
             late.extend(
-                (event, event_json if event_json is not None else encode(event))
+                (event, event_json if event_json is not None else encode(to_model(event)))
                 for event, _, _, event_json in staged
             )
         return Applied(

@@ -33,6 +33,7 @@ import orjson
 from pydantic import TypeAdapter
 
 from schemas import ActionEvent, Event, TelemetryEvent
+from schemas.fast_decode import AnyEvent, to_model
 from stream_processors.steps.dedupe import SEP
 
 State = MutableMapping[str, Any]
@@ -87,7 +88,7 @@ class ParkedEvents:
         self._events: dict[str, tuple[Event, bytes | None]] = {}
 
     def park(
-        self, key: str, event: Event, partition: int, now: float, *, sent: bool,
+        self, key: str, event: AnyEvent, partition: int, now: float, *, sent: bool,
         event_json: bytes | None = None,
     ) -> bool:  # fmt: skip
         """Park ``event`` under its trace ``key`` (``sent``: it already went out unjoined;
@@ -98,6 +99,7 @@ class ParkedEvents:
         n, s = int(index["n"]), int(index["s"])
         if n >= self.max_per_trace:
             return False
+        event = to_model(event)  # parked events are read back (sweeps, recovery) as models
         record: dict[str, Any] = {"e": event.model_dump(mode="json"), "t": now, "x": sent}
         if len(orjson.dumps(record)) > self.max_record_bytes:
             return False

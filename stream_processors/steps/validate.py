@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from schemas import DeadLetter, InvalidRecord, RawRecord, decode_raw
+from schemas import DeadLetter, InvalidRecord, RawRecord
+from schemas.fast_decode import FastEvent, decode_raw_fast
 from stream_processors.errors import InvalidMessage
 from stream_processors.steps.clock import (
     DEFAULT_BOUNDS,
@@ -36,7 +37,7 @@ def validate(
     max_bytes: int = DEFAULT_MAX_RECORD_BYTES,
     time_bounds: TimeBounds = DEFAULT_BOUNDS,
     now: datetime | None = None,
-) -> RawRecord:
+) -> RawRecord | FastEvent:
     """Parse one raw record (``item``: its index inside a batch message, else 0) and check
     its event times against ``time_bounds`` (the upper bound relative to ``now``, default the
     current time: see ``steps/clock.py``).
@@ -65,7 +66,7 @@ def validate(
             item=item,
         )
     try:
-        record = decode_raw(value)
+        record = decode_raw_fast(value)  # msgspec first; pydantic for the rest
         check_time(record, time_bounds, now)
     except InvalidRecord as exc:
         raise InvalidMessage(

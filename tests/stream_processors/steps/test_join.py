@@ -14,6 +14,7 @@ from schemas import (
     TrajectoryRecord,
     TrajectoryStatus,
 )
+from schemas.fast_decode import FastActionEvent
 from stream_processors.steps.join import TrajectoryJoiner, merge, trace_key
 from stream_processors.steps.validate import DEFAULT_MAX_RECORD_BYTES, validate
 from stream_processors.table_buffer import WriteBack
@@ -207,7 +208,7 @@ def test_an_event_too_large_for_one_kafka_message_is_not_parked() -> None:
     assert len(raw) <= DEFAULT_MAX_RECORD_BYTES
     event = validate(raw, topic="actions", partition=0, offset=0,
                      now=datetime(2026, 1, 1, tzinfo=UTC))
-    assert isinstance(event, ActionEvent)
+    assert isinstance(event, ActionEvent | FastActionEvent)
     pending: dict[str, Any] = {}
     j = TrajectoryJoiner({}, pending, grace_s=10)
     out = j.join(event)

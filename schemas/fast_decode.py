@@ -1,0 +1,210 @@
+"""Fast path for decoding raw action and telemetry events: msgspec Structs beside the
+pydantic models of :mod:`schemas.events` (trajectory records stay on pydantic).
+
+Contract: the fast path accepts a strict subset of what :func:`schemas.codec.decode_raw`
+accepts, with equal field values. :func:`decode_event` returns None for anything else and
+:func:`decode_raw_fast` then falls back to pydantic, which reads the lax forms (epoch-number
+timestamps, numbers as strings, ids padded with whitespace, ...) or gives the precise error.
+``tests/schemas/test_fast_decode.py`` holds the two paths against each other. Stricter than
+the models: ints must be JSON integers and strings JSON strings; ids must be printable
+(``str.isprintable``) and not start or end with a space (pydantic strips whitespace);
+timestamps must be ISO 8601 strings starting ``YYYY-`` (parsed as in ``schemas.common``).
+
+A :class:`FastActionEvent` / :class:`FastTelemetryEvent` has the attributes of its model
+(and ``type``, ``routing_key``); :func:`to_model` gives the pydantic model where one is
+needed (the rule stage, :class:`~schemas.derived.EnrichedEvent`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from math import isfinite
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
+
+import msgspec
+from msgspec.structs import force_setattr
+
+from schemas.codec import decode_raw
+from schemas.common import SCHEMA_VERSION, _as_utc
+from schemas.events import (
+    MAX_COST_USD,
+    ActionEvent,
+    ActionKind,
+    Event,
+    RawRecord,
+    Status,
+    TelemetryEvent,
+)
+
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]  # and see _check_ids
+Label = Annotated[str, msgspec.Meta(max_length=512)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
+#: msgspec bounds fit an int64: counts up to ``MAX_TOKENS`` (2**64 - 1) above it are pydantic's
+Count = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+Cost = Annotated[float, msgspec.Meta(ge=0, le=MAX_COST_USD)]
+Duration = Annotated[float, msgspec.Meta(ge=0)]  # and finite: see _finish
+Version = Annotated[int, msgspec.Meta(ge=1, le=SCHEMA_VERSION)]
+_LLM_CALL = ActionKind.LLM_CALL
+#: pydantic refuses JSON nested deeper than about 200 levels; msgspec does not.
+_MAX_DEPTH = 200
+
+
+class _Attributed(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="type", kw_only=True
+):
+    # Timestamps are read as strings and parsed by _finish with the same
+    # ``datetime.fromisoformat`` as schemas.common: msgspec's own parser rounds more than
+    # six fractional digits where pydantic's path truncates.
+    if TYPE_CHECKING:
+        timestamp: datetime
+    else:
+        timestamp: str
+    event_id: Id
+    project: Id = "default"
+    schema_version: Version = SCHEMA_VERSION
+    trace_id: Id | None = None
+    session_id: Id | None = None
+    user_id: Id | None = None
+    anonymous_id: Id | None = None
+    agent_id: Id | None = None
+    properties: dict[str, Any] = msgspec.field(default_factory=dict)
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+
+    @property
+    def routing_key(self) -> str:
+        """The Kafka key: the trace_id when there is one, else the event_id."""
+        return self.trace_id or self.event_id
+
+    def _finish(self) -> None:
+        """The checks msgspec cannot express, and the timestamps parsed; raises for
+        anything left to pydantic."""
+        raise NotImplementedError
+
+
+class FastActionEvent(_Attributed, frozen=True, tag="action"):
+    """:class:`~schemas.events.ActionEvent`, decoded by msgspec."""
+
+    type: ClassVar[Literal["action"]] = "action"
+    name: Name
+    kind: ActionKind = ActionKind.ACTION
+    status: Status = Status.SUCCESS
+    if TYPE_CHECKING:
+        started_at: datetime | None = None
+        ended_at: datetime | None = None
+    else:
+        started_at: str | None = None
+        ended_at: str | None = None
+    duration_ms: Duration | None = None
+    model: Label | None = None
+    provider: Label | None = None
+    input_tokens: Count = 0
+    output_tokens: Count = 0
+    cached_tokens: Count = 0
+    cost_usd: Cost = 0.0
+    error_type: Label | None = None
+    error_message: str | None = None
+    parent_event_id: Id | None = None
+    source: Label = "sdk"
+
+    def _finish(self) -> None:
+        if self.kind is _LLM_CALL and not self.model:
+            raise ValueError("model: required when kind is 'llm_call'")
+        if self.duration_ms is not None and not isfinite(self.duration_ms):
+            raise ValueError("duration_ms left to pydantic")
+        _check_ids((
+            self.project, self.event_id, self.trace_id, self.session_id, self.user_id,
+            self.anonymous_id, self.agent_id, self.parent_event_id,
+        ))  # fmt: skip
+        force_setattr(self, "timestamp", _utc(self.timestamp))
+        if self.started_at is not None:
+            force_setattr(self, "started_at", _utc(self.started_at))
+        if self.ended_at is not None:
+            force_setattr(self, "ended_at", _utc(self.ended_at))
+
+
+class FastTelemetryEvent(_Attributed, frozen=True, tag="telemetry"):
+    """:class:`~schemas.events.TelemetryEvent`, decoded by msgspec."""
+
+    type: ClassVar[Literal["telemetry"]] = "telemetry"
+    event_type: Name
+    trajectory_id: Id | None = None
+    source: Label = "sdk"
+
+    def _finish(self) -> None:
+        _check_ids((
+            self.project, self.event_id, self.trace_id, self.session_id, self.user_id,
+            self.anonymous_id, self.agent_id, self.trajectory_id,
+        ))  # fmt: skip
+        force_setattr(self, "timestamp", _utc(self.timestamp))
+
+
+FastEvent = FastActionEvent | FastTelemetryEvent
+#: An event as the processor's steps see it: either decoding path.
+AnyEvent = Event | FastEvent
+
+_DECODER = msgspec.json.Decoder(FastEvent)
+
+
+def decode_event(data: bytes | str) -> FastEvent | None:
+    """The event, if the fast path accepts ``data``; else None (never raises)."""
+    try:
+        if _maybe_too_deep(data):
+            return None
+        event: FastEvent = _DECODER.decode(data)
+        event._finish()
+    except Exception:  # whatever msgspec or the checks refuse is pydantic's to judge
+        return None
+    return event
+
+
+def decode_raw_fast(data: bytes | str) -> RawRecord | FastEvent:
+    """:func:`~schemas.codec.decode_raw` with the fast path first: same records accepted,
+    same errors raised."""
+    event = decode_event(data)
+    return event if event is not None else decode_raw(data)
+
+
+def to_model(event: AnyEvent) -> Event:
+    """The pydantic model of an event (itself if it is one)."""
+    if isinstance(event, FastActionEvent):
+        return ActionEvent.model_construct(**msgspec.structs.asdict(event))
+    if isinstance(event, FastTelemetryEvent):
+        return TelemetryEvent.model_construct(**msgspec.structs.asdict(event))
+    return event
+
+
+def to_json_dict(event: AnyEvent) -> dict[str, Any]:
+    """The event as JSON-ready builtins, as ``model_dump(mode="json")`` gives them."""
+    if isinstance(event, FastActionEvent | FastTelemetryEvent):
+        result: dict[str, Any] = msgspec.to_builtins(event)
+        return result
+    return event.model_dump(mode="json")
+
+
+def _maybe_too_deep(data: bytes | str) -> bool:
+    """Whether ``data`` could nest deeper than pydantic's JSON parser allows (msgspec reads
+    deeper): more than ``_MAX_DEPTH`` opening brackets."""
+    if len(data) <= 2 * _MAX_DEPTH:
+        return False
+    raw = data.encode() if isinstance(data, str) else data
+    return raw.count(b"[") + raw.count(b"{") > _MAX_DEPTH
+
+
+def _check_ids(values: tuple[str | None, ...]) -> None:
+    """Printable (no controls, no whitespace but " ") and no " " at either end: then
+    pydantic strips nothing and its pattern holds. Usually one check of all ids at once."""
+    joined = "".join(filter(None, values))
+    if joined.isprintable() and " " not in joined:
+        return
+    for v in values:
+        if v is not None and (v[0] == " " or v[-1] == " " or not v.isprintable()):
+            raise ValueError("id left to pydantic")
+
+
+def _utc(value: Any) -> datetime:  # a str: the Struct's annotation is for its readers
+    """``schemas.common._utc_datetime`` for a string that is not an epoch number (a digit,
+    then "-" at index 4); anything else raises, for pydantic to judge."""
+    if not ("0" <= value[:1] <= "9" and value[4:5] == "-"):
+        raise ValueError("timestamp left to pydantic")
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo is UTC else _as_utc(parsed)
