@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -99,8 +100,49 @@ def _utc_datetime(value: Any, handler: ValidatorFunctionWrapHandler) -> datetime
 #: Range checks against processing time are the processor's (``steps/clock.py``).
 UtcDatetime = Annotated[datetime, WrapValidator(_utc_datetime)]
 
-#: JSON-object payloads (properties, metadata).
-JsonObject = dict[str, Any]
+#: The integers a JSON payload may hold: what the pipeline's JSON writers (orjson, in the
+#: processor's state and the sink's columns) can write again. A larger one used to pass
+#: validation and then crash the worker on every replay when its event was parked.
+MIN_JSON_INT = -(2**63)
+MAX_JSON_INT = 2**64 - 1
+_SCALARS = (str, float, bool, type(None))
+
+
+def out_of_range_int(value: Any) -> list[str] | None:
+    """The path (innermost key first) to the first integer in ``value`` outside
+    ``MIN_JSON_INT..MAX_JSON_INT``, through dicts and lists; None if there is none."""
+    kind = type(value)
+    if kind is int:
+        return None if MIN_JSON_INT <= value <= MAX_JSON_INT else []
+    if kind is dict:
+        items: Any = value.items()
+    elif kind is list or kind is tuple:
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        if type(item) in _SCALARS:
+            continue
+        path = out_of_range_int(item)
+        if path is not None:
+            path.append(str(key))
+            return path
+    return None
+
+
+def check_json_ints(value: dict[str, Any]) -> dict[str, Any]:
+    """``value`` unchanged, or a ``ValueError`` naming the key of an integer out of range."""
+    path = out_of_range_int(value)
+    if path is None:
+        return value
+    raise ValueError(
+        f"{'.'.join(reversed(path))}: integer outside the 64-bit range "
+        f"[-2^63, 2^64 - 1]; send it as a string"
+    )
+
+
+#: JSON-object payloads (properties, metadata); integers must fit in 64 bits.
+JsonObject = Annotated[dict[str, Any], AfterValidator(check_json_ints)]
 
 
 def utc_now() -> datetime:

@@ -25,7 +25,7 @@ import msgspec
 from msgspec.structs import force_setattr
 
 from schemas.codec import decode_raw
-from schemas.common import SCHEMA_VERSION, _as_utc
+from schemas.common import SCHEMA_VERSION, _as_utc, check_json_ints
 from schemas.events import (
     MAX_COST_USD,
     ActionEvent,
@@ -36,7 +36,7 @@ from schemas.events import (
     TelemetryEvent,
 )
 
-Id = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]  # and see _check_ids
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]  # and see check_ids
 Label = Annotated[str, msgspec.Meta(max_length=512)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
 #: msgspec bounds fit an int64: counts up to ``MAX_TOKENS`` (2**64 - 1) above it are pydantic's
@@ -111,15 +111,17 @@ class FastActionEvent(_Attributed, frozen=True, tag="action"):
             raise ValueError("model: required when kind is 'llm_call'")
         if self.duration_ms is not None and not isfinite(self.duration_ms):
             raise ValueError("duration_ms left to pydantic")
-        _check_ids((
+        check_ids((
             self.project, self.event_id, self.trace_id, self.session_id, self.user_id,
             self.anonymous_id, self.agent_id, self.parent_event_id,
         ))  # fmt: skip
-        force_setattr(self, "timestamp", _utc(self.timestamp))
+        force_setattr(self, "timestamp", parse_utc(self.timestamp))
+        check_json_ints(self.properties)
+        check_json_ints(self.metadata)
         if self.started_at is not None:
-            force_setattr(self, "started_at", _utc(self.started_at))
+            force_setattr(self, "started_at", parse_utc(self.started_at))
         if self.ended_at is not None:
-            force_setattr(self, "ended_at", _utc(self.ended_at))
+            force_setattr(self, "ended_at", parse_utc(self.ended_at))
 
 
 class FastTelemetryEvent(_Attributed, frozen=True, tag="telemetry"):
@@ -131,11 +133,13 @@ class FastTelemetryEvent(_Attributed, frozen=True, tag="telemetry"):
     source: Label = "sdk"
 
     def _finish(self) -> None:
-        _check_ids((
+        check_ids((
             self.project, self.event_id, self.trace_id, self.session_id, self.user_id,
             self.anonymous_id, self.agent_id, self.trajectory_id,
         ))  # fmt: skip
-        force_setattr(self, "timestamp", _utc(self.timestamp))
+        force_setattr(self, "timestamp", parse_utc(self.timestamp))
+        check_json_ints(self.properties)
+        check_json_ints(self.metadata)
 
 
 FastEvent = FastActionEvent | FastTelemetryEvent
@@ -148,7 +152,7 @@ _DECODER = msgspec.json.Decoder(FastEvent)
 def decode_event(data: bytes | str) -> FastEvent | None:
     """The event, if the fast path accepts ``data``; else None (never raises)."""
     try:
-        if _maybe_too_deep(data):
+        if maybe_too_deep(data):
             return None
         event: FastEvent = _DECODER.decode(data)
         event._finish()
@@ -181,7 +185,7 @@ def to_json_dict(event: AnyEvent) -> dict[str, Any]:
     return event.model_dump(mode="json")
 
 
-def _maybe_too_deep(data: bytes | str) -> bool:
+def maybe_too_deep(data: bytes | str) -> bool:
     """Whether ``data`` could nest deeper than pydantic's JSON parser allows (msgspec reads
     deeper): more than ``_MAX_DEPTH`` opening brackets."""
     if len(data) <= 2 * _MAX_DEPTH:
@@ -190,7 +194,7 @@ def _maybe_too_deep(data: bytes | str) -> bool:
     return raw.count(b"[") + raw.count(b"{") > _MAX_DEPTH
 
 
-def _check_ids(values: tuple[str | None, ...]) -> None:
+def check_ids(values: tuple[str | None, ...]) -> None:
     """Printable (no controls, no whitespace but " ") and no " " at either end: then
     pydantic strips nothing and its pattern holds. Usually one check of all ids at once."""
     joined = "".join(filter(None, values))
@@ -201,7 +205,7 @@ def _check_ids(values: tuple[str | None, ...]) -> None:
             raise ValueError("id left to pydantic")
 
 
-def _utc(value: Any) -> datetime:  # a str: the Struct's annotation is for its readers
+def parse_utc(value: Any) -> datetime:  # a str: the Struct's annotation is for its readers
     """``schemas.common._utc_datetime`` for a string that is not an epoch number (a digit,
     then "-" at index 4); anything else raises, for pydantic to judge."""
     if not ("0" <= value[:1] <= "9" and value[4:5] == "-"):

@@ -151,7 +151,9 @@ def test_numbers_clickhouse_cannot_store_are_dead_lettered_and_the_sink_keeps_go
     pipeline_factory: Any,
 ) -> None:
     """Token counts over UInt64 and infinite or absurd costs once passed validation and then
-    failed every insert of the sink's batch (retried forever): now they are dead letters."""
+    failed every insert of the sink's batch (retried forever); an integer beyond 64 bits in
+    the properties of an early event crashed the worker on every replay when it was parked
+    (orjson cannot write it). Now they are all dead letters."""
     import json
     from datetime import UTC, datetime
 
@@ -168,12 +170,17 @@ def test_numbers_clickhouse_cannot_store_are_dead_lettered_and_the_sink_keeps_go
     accepted = {
         "max-tokens": raw("max-tokens", f'"input_tokens": {2**64 - 1}, "cost_usd": 1e12'),
         "long": raw("long", '"duration_ms": 1e300'),
+        "max-int": raw(
+            "max-int",
+            f'"trace_id": "never", "properties": {{"n": [{2**64 - 1}, {-(2**63)}]}}',
+        ),
     }
     rejected = {
         raw("tokens", f'"input_tokens": {2**64}'): "input_tokens",
         raw("cost", '"cost_usd": 1e30'): "cost_usd",
         raw("inf-cost", '"cost_usd": Infinity'): "cost_usd",
         raw("inf-duration", '"duration_ms": Infinity'): "duration_ms",
+        raw("big-int", f'"trace_id": "never", "properties": {{"n": [1, {2**64}]}}'): "properties",
     }
     for value in [*rejected, *accepted.values()]:
         producer.send_bytes(p.settings.topics.actions, b"k", value)
@@ -184,7 +191,7 @@ def test_numbers_clickhouse_cannot_store_are_dead_lettered_and_the_sink_keeps_go
         return dead_letters(p)
 
     assert wait_until(
-        lambda: counts(p.clickhouse, db, "big").events == 2 and len(letters()) == 4,
+        lambda: counts(p.clickhouse, db, "big").events == 3 and len(letters()) == 5,
         60,
         pipeline=p,
     ), (counts(p.clickhouse, db, "big"), letters())
@@ -198,8 +205,13 @@ def test_numbers_clickhouse_cannot_store_are_dead_lettered_and_the_sink_keeps_go
     ).result_rows
     assert [(e, t, float(c)) for e, t, c in facts] == [
         ("long", 0, 0.0),
+        ("max-int", 0, 0.0),
         ("max-tokens", 2**64 - 1, 1e12),
     ]
+    props = p.clickhouse.query(
+        f"SELECT properties FROM {db}.events FINAL WHERE event_id = 'max-int'"
+    ).result_rows
+    assert props == [(f'{{"n":[{2**64 - 1},{-(2**63)}]}}',)]
 
 
 def test_an_event_at_the_size_limit_lands_and_one_over_it_is_dead_lettered(

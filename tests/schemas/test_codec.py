@@ -214,3 +214,17 @@ def test_malformed_ids_are_invalid_and_named(field: str, value: object, reason: 
 def test_ids_keep_inner_spaces_and_unicode() -> None:
     record = decode_raw(_action(timestamp=1_700_000_000, event_id=" ü id ", user_id="用户 1"))
     assert (record.event_id, record.user_id) == ("ü id", "用户 1")
+
+
+def test_an_integer_beyond_64_bits_in_a_payload_is_refused_where_the_record_is_built() -> None:
+    """The SDK learns it when building the record, not the processor when parking it."""
+    from pydantic import ValidationError
+
+    from schemas import ActionEvent, TrajectoryRecord
+
+    with pytest.raises(ValidationError, match=r"a\.0\.b: integer outside the 64-bit range"):
+        ActionEvent(event_id="e", name="n", properties={"a": [{"b": 2**64}]})
+    with pytest.raises(ValidationError, match=r"n: integer outside"):
+        TrajectoryRecord(trace_id="t", metadata={"n": -(2**63) - 1})
+    edge = {"a": (2**64 - 1, -(2**63)), "b": True, "c": 1.5e300}
+    assert ActionEvent(event_id="e", name="n", metadata=edge).metadata == edge

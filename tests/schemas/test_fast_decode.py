@@ -15,7 +15,7 @@ from schemas.common import Id
 from schemas.fast_decode import (
     FastActionEvent,
     FastTelemetryEvent,
-    _check_ids,
+    check_ids,
     decode_event,
     decode_raw_fast,
     to_json_dict,
@@ -28,7 +28,7 @@ ACTION: dict[str, Any] = {
     "schema_version": 1, "project": "p1", "event_id": "e-1", "trace_id": "t-1",
     "session_id": "s", "user_id": "u", "anonymous_id": "a", "agent_id": "ag",
     "timestamp": TS, "properties": {"n": 1, "f": 1.5, "s": "x", "l": [1, {"d": None}],
-                                    "b": True, "big": 2**70, "ü": "日本"},
+                                    "b": True, "big": 2**64 - 1, "ü": "日本"},
     "metadata": {"k": {"nested": [[]]}}, "type": "action", "kind": "llm_call",
     "name": "chat", "status": "error", "started_at": "2026-03-04T05:06:00+02:00",
     "ended_at": "2026-03-04T05:06:07", "duration_ms": 12.5, "model": "m", "provider": "o",
@@ -47,7 +47,8 @@ HOSTILE_VALUES: list[Any] = [
     "\x1f", "a\ud800", "é", "日本", "🙂" * 256, "🙂" * 257, "x" * 256, "x" * 257, "x" * 512,
     "x" * 513, 0, -1, 1, 2, 1.0, 1.5, -0.0, -0.5, "1", "1.5", True, False, 2**63, 2**64, 10**30,
     2**63 - 1, 2**64 - 1, 1e12, 1.0000001e12, 1e308, [], {}, {"a": 1}, "action", "telemetry",
-    "trajectory", "llm_call", "LLM_CALL",
+    "trajectory", "llm_call", "LLM_CALL", {"n": 2**64}, [1, 2**64], {"n": [-(2**63) - 1]},
+    {"n": -(2**63)}, {"n": {"m": 10**30}},
     "success", "2026-01-01T00:00:00Z", "2026-01-01T00:00:00", "2026-01-01T00:00:00+05:30",
     "2026-01-01T00:00:00.1234567Z", "2026-01-01T00:00:00.9999999Z", "2026-01-01t00:00:00z",
     "2026-01-01 00:00:00Z", "2026-01-01", "2026-01-01T00:00", "20260101T000000Z", "20260101",
@@ -205,7 +206,7 @@ def test_no_character_pydantic_strips_or_refuses_passes_the_id_check(where: str)
     for code in range(sys.maxunicode + 1):
         value = chr(code) + "a" if where == "start" else "a" + chr(code)
         try:
-            _check_ids((value,))
+            check_ids((value,))
         except ValueError:
             continue
         assert ids.validate_python(value) == value, hex(code)

@@ -63,3 +63,21 @@ def test_an_unexpected_error_in_validation_dead_letters_the_record_instead_of_ra
     assert exc.error_type == step.UNEXPECTED_ERROR
     assert exc.reason == "unexpected OverflowError while validating: date value out of range"
     assert (exc.topic, exc.partition, exc.offset) == ("raw", 2, 41)
+
+
+@pytest.mark.parametrize("number", [2**64, -(2**63) - 1, 10**30])
+@pytest.mark.parametrize("where", ["properties", "metadata"])
+def test_an_integer_beyond_64_bits_is_dead_lettered_naming_its_key(number: int, where: str) -> None:
+    """Such an integer passed validation and then crashed the worker on every replay when
+    its event was parked (orjson cannot write it); now the record is refused up front."""
+    value = (
+        b'{"type":"action","event_id":"e","name":"a","trace_id":"t",'
+        b'"timestamp":"2026-01-01T00:00:00Z","%s":{"n":[1,{"deep":%d}]}}'
+        % (where.encode(), number)
+    )
+    with pytest.raises(InvalidMessage) as info:
+        validate(value, **WHERE)
+    assert info.value.error_type == "invalid_record"
+    assert info.value.reason.startswith(f"{where}: Value error, n.1.deep: integer outside")
+    edge = value.replace(b"%d" % number, b"%d" % (2**64 - 1 if number > 0 else -(2**63)))
+    assert validate(edge, **WHERE).properties is not None
