@@ -38,9 +38,8 @@ from schemas import (
     decode_as,
 )
 from sinks.clickhouse.rows import (
-    SinkEnrichedEvent,
     dead_letter_row,
-    event_row,
+    enriched_row,
     outcome_row,
     trajectory_row,
 )
@@ -150,7 +149,7 @@ class ClickHouseSink:
         self.last_loop = time.monotonic()  # liveness: the loop came round recently
         self.insert_error: str | None = None  # readiness: the last insert failed
         self._decoders: dict[str, Callable[[bytes], tuple[str, tuple[Any, ...]]]] = {
-            topics.enriched: lambda v: ("events", event_row(decode_as(SinkEnrichedEvent, v))),
+            topics.enriched: lambda v: ("events", enriched_row(v)),
             topics.trajectory_state: lambda v: (
                 "trajectories",
                 trajectory_row(decode_as(TrajectoryState, v)),

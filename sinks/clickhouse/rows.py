@@ -19,7 +19,10 @@ from schemas import (
     TrajectoryState,
     utc_now,
 )
+from schemas.codec import decode_as
 from schemas.common import Id
+from schemas.fast_decode import FastActionEvent, FastTelemetryEvent
+from sinks.clickhouse.fast_decode import FastEnriched, decode_enriched
 
 COLUMNS: dict[str, Sequence[str]] = {
     "events": (
@@ -141,14 +144,27 @@ class SinkEnrichedEvent(EnrichedEvent):
     trajectory: TrajectoryRef | None = None  # type: ignore[assignment]
 
 
-def event_row(enriched: EnrichedEvent) -> tuple[Any, ...]:
+def enriched_row(data: bytes) -> tuple[Any, ...]:
+    """The ``events`` row of an enriched event's wire JSON: the msgspec fast path
+    (:mod:`sinks.clickhouse.fast_decode`), else pydantic (:class:`SinkEnrichedEvent`).
+
+    Raises:
+        InvalidRecord: pydantic refused it too (the reason names the field).
+    """
+    fast = decode_enriched(data)
+    return event_row(fast if fast is not None else decode_as(SinkEnrichedEvent, data))
+
+
+def event_row(enriched: EnrichedEvent | FastEnriched) -> tuple[Any, ...]:
     ev, traj = enriched.event, enriched.trajectory
     user_id = ev.user_id or (traj.user_id if traj else None)
     anonymous_id = ev.anonymous_id or (traj.anonymous_id if traj else None)
     agent_id = ev.agent_id or (traj.agent_id if traj else None)
-    own_trajectory_id = ev.trajectory_id if isinstance(ev, TelemetryEvent) else None
+    own_trajectory_id = (
+        ev.trajectory_id if isinstance(ev, TelemetryEvent | FastTelemetryEvent) else None
+    )
     trajectory_id = own_trajectory_id or (traj.trajectory_id if traj else None)
-    if isinstance(ev, ActionEvent):
+    if isinstance(ev, ActionEvent | FastActionEvent):
         kind, name, status = ev.kind.value, ev.name, ev.status.value
         llm = (
             ev.started_at,

@@ -161,16 +161,16 @@ def test_an_unexpected_error_decoding_a_message_dead_letters_it_instead_of_crash
 ) -> None:
     """A bug in the sink's decoding or row mapping (injected: ``event_row`` raising for one
     event) costs that message a dead letter (``unexpected_error``), not a crash-looping sink."""
-    import sinks.consumer
+    import sinks.clickhouse.rows
 
-    real = sinks.consumer.event_row
+    real = sinks.clickhouse.rows.event_row
 
     def buggy(enriched: Any) -> tuple[Any, ...]:
         if enriched.event.event_id == "bug":
             raise KeyError("surprise")
         return real(enriched)
 
-    monkeypatch.setattr(sinks.consumer, "event_row", buggy)
+    monkeypatch.setattr(sinks.clickhouse.rows, "event_row", buggy)
     sink = sink_for(settings, clickhouse)
     send(settings, [(settings.topics.enriched, enriched({**EVENT, "event_id": i})) for i in "ab"])
     send(settings, [(settings.topics.enriched, enriched({**EVENT, "event_id": "bug"}))])

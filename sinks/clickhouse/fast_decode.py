@@ -1,0 +1,80 @@
+"""Fast path for the sink's enriched events: msgspec Structs beside
+:class:`~sinks.clickhouse.rows.SinkEnrichedEvent`, as :mod:`schemas.fast_decode` is for the
+processor's raw events (and built on its event Structs).
+
+Contract: :func:`decode_enriched` accepts a strict subset of what
+``decode_as(SinkEnrichedEvent, ...)`` accepts, with equal field values, and returns None for
+anything else (never raises); the sink then decodes with pydantic, which reads the lax forms
+or gives the precise dead-letter reason. ``tests/sinks/clickhouse/test_fast_decode.py`` holds
+the two paths against each other, row for row. Stricter than the models: ``processed_at``
+and ``type`` are required, ints are JSON integers, and the event follows
+:mod:`schemas.fast_decode`'s rules. The trajectory is read for the ids the row uses only,
+the rest skipped (as :class:`~sinks.clickhouse.rows.TrajectoryRef` does).
+
+Measured on generated traffic: decode plus row ~18-28 µs per enriched event with pydantic,
+~7-10 µs for this decode (the row adds ~3.5 µs).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import msgspec
+from msgspec.structs import force_setattr
+
+from schemas import VERSION_UNJOINED
+from schemas.common import SCHEMA_VERSION
+from schemas.fast_decode import FastEvent, Id, Version, check_ids, maybe_too_deep, parse_utc
+
+
+class FastTrajectoryRef(msgspec.Struct, frozen=True):
+    """:class:`~sinks.clickhouse.rows.TrajectoryRef`: the ids an ``events`` row takes from
+    the trajectory; other fields are skipped unread."""
+
+    trajectory_id: Id | None = None
+    user_id: Id | None = None
+    anonymous_id: Id | None = None
+    agent_id: Id | None = None
+
+
+class FastEnriched(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="type", tag="enriched",
+    kw_only=True,
+):  # fmt: skip
+    """:class:`~sinks.clickhouse.rows.SinkEnrichedEvent`, decoded by msgspec."""
+
+    event: FastEvent
+    if TYPE_CHECKING:
+        processed_at: datetime
+    else:
+        processed_at: str  # parsed by _finish, as schemas.fast_decode does for timestamps
+    trajectory: FastTrajectoryRef | None = None
+    version: int = VERSION_UNJOINED
+    schema_version: Version = SCHEMA_VERSION
+
+    def _finish(self) -> None:
+        """The checks msgspec cannot express, and ``processed_at`` parsed; raises for
+        anything left to pydantic."""
+        self.event._finish()
+        t = self.trajectory
+        if t is not None:
+            check_ids((t.trajectory_id, t.user_id, t.anonymous_id, t.agent_id))
+        force_setattr(self, "processed_at", parse_utc(self.processed_at))
+
+
+_DECODER = msgspec.json.Decoder(FastEnriched)
+
+
+def decode_enriched(data: bytes) -> FastEnriched | None:
+    """The enriched event, if the fast path accepts ``data``; else None (never raises)."""
+    try:
+        if maybe_too_deep(data):
+            return None
+        if not data.isascii():
+            data.decode()  # msgspec does not check UTF-8 in the trajectory fields it skips
+        enriched: FastEnriched = _DECODER.decode(data)
+        enriched._finish()
+    except Exception:  # whatever msgspec or the checks refuse is pydantic's to judge
+        return None
+    return enriched
