@@ -278,7 +278,7 @@ class TrajectoryJoiner:
         for the next :meth:`recover` (which follows every assignment)."""
         owned = None if partitions is None else set(partitions)
         out = [
-            EnrichedEvent(event=event, version=VERSION_UNJOINED)
+            EnrichedEvent(event=to_model(event), version=VERSION_UNJOINED)
             for event in self._parked.due(now, self.grace_s, owned)
         ]
         self.grace_expired += len(out)

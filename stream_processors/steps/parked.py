@@ -32,8 +32,8 @@ from typing import Any
 import orjson
 from pydantic import TypeAdapter
 
-from schemas import ActionEvent, Event, TelemetryEvent
-from schemas.fast_decode import AnyEvent, to_model
+from schemas import ActionEvent, Event, TelemetryEvent, encode
+from schemas.fast_decode import AnyEvent, to_json_dict, to_model
 from stream_processors.steps.dedupe import SEP
 
 State = MutableMapping[str, Any]
@@ -85,7 +85,7 @@ class ParkedEvents:
         self._due_at: dict[str, float] = {}  # trace -> park time of its first held event
         self._schedule: list[tuple[float, str]] = []  # heap; stale where _due_at differs
         #: event record key -> the event parked there and its JSON (records parked here)
-        self._events: dict[str, tuple[Event, bytes | None]] = {}
+        self._events: dict[str, tuple[AnyEvent, bytes | None]] = {}
 
     def park(
         self, key: str, event: AnyEvent, partition: int, now: float, *, sent: bool,
@@ -99,8 +99,8 @@ class ParkedEvents:
         n, s = int(index["n"]), int(index["s"])
         if n >= self.max_per_trace:
             return False
-        event = to_model(event)  # parked events are read back (sweeps, recovery) as models
-        record: dict[str, Any] = {"e": event.model_dump(mode="json"), "t": now, "x": sent}
+        # model_dump(mode="json") of the event, without building the model for a Struct
+        record: dict[str, Any] = {"e": to_json_dict(event), "t": now, "x": sent}
         if len(orjson.dumps(record)) > self.max_record_bytes:
             return False
         ekey = event_key(key, n)
@@ -115,11 +115,11 @@ class ParkedEvents:
             self._plan(key, float(first["t"]) if first is not None else now)
         return True
 
-    def release(self, key: str) -> list[tuple[Event, bool]]:
+    def release(self, key: str) -> list[tuple[AnyEvent, bool]]:
         """Remove the trace's parked events; return each with whether it went out before."""
         return [(event, sent) for event, _, sent in self.release_encoded(key)]
 
-    def release_encoded(self, key: str) -> list[tuple[Event, bytes, bool]]:
+    def release_encoded(self, key: str) -> list[tuple[AnyEvent, bytes, bool]]:
         """:meth:`release` with each event's JSON (as given to :meth:`park`, else encoded)."""
         index = self._index(key)
         if index is None:
@@ -128,13 +128,13 @@ class ParkedEvents:
         for ekey, rec, sent in self._remove(key, index):
             event, event_json = self._event(ekey, rec)
             if event_json is None:
-                event_json = event.model_dump_json().encode()
+                event_json = encode(to_model(event))
             out.append((event, event_json, sent))
         return out
 
     def _event(
         self, ekey: str, rec: dict[str, Any], *, forget: bool = True
-    ) -> tuple[Event, bytes | None]:
+    ) -> tuple[AnyEvent, bytes | None]:
         """The event of record ``rec`` (at ``ekey``): as parked by this process, else parsed.
         ``forget``: the record is gone, so is its memory."""
         cached = self._events.pop(ekey, None) if forget else self._events.get(ekey)
@@ -142,12 +142,12 @@ class ParkedEvents:
             return cached
         return _EVENT.validate_python(rec["e"]), None
 
-    def due(self, now: float, grace_s: float, partitions: set[int] | None) -> list[Event]:
+    def due(self, now: float, grace_s: float, partitions: set[int] | None) -> list[AnyEvent]:
         """Held events parked at least ``grace_s`` ago, in park order per trace: marked sent
         and returned. Costs the events due, not the events parked. Traces on partitions not in
         ``partitions`` leave the schedule: they are another worker's now, and the recovery that
         follows every assignment schedules them again."""
-        out: list[Event] = []
+        out: list[AnyEvent] = []
         later: list[tuple[str, float]] = []
         while self._schedule and now - self._schedule[0][0] >= grace_s:
             t, key = heapq.heappop(self._schedule)

@@ -91,3 +91,24 @@ def test_the_per_trace_limit_and_the_record_size_limit_write_nothing() -> None:
     assert parked.park(KEY, event("a"), 0, 0.0, sent=True)
     assert not parked.park(KEY, event("b"), 0, 0.0, sent=True)
     assert len(table) == 2 and table[KEY]["n"] == 1
+
+
+def test_an_event_from_the_fast_path_parks_as_its_model_would_and_recovers_as_the_model() -> None:
+    """The processor parks msgspec Structs (``schemas.fast_decode``): the parked record is the
+    model's ``model_dump(mode="json")``, so a restarted worker reads it back as the model."""
+    from schemas import encode
+    from schemas.fast_decode import decode_event
+
+    model = ActionEvent(
+        event_id="e", name="x", trace_id="t", kind="llm_call", model="m", input_tokens=3,
+        properties={"n": [1, {"big": 2**64 - 1}]}, started_at="2026-01-01T00:00:00.5+02:00",
+    )  # fmt: skip
+    fast = decode_event(encode(model))
+    assert fast is not None
+    by_fast, by_model = ParkedEvents({}, max_per_trace=5), ParkedEvents({}, max_per_trace=5)
+    assert by_fast.park(KEY, fast, 0, 1.0, sent=False, event_json=encode(model))
+    assert by_model.park(KEY, model, 0, 1.0, sent=False)
+    assert by_fast.table == by_model.table
+    restarted = ParkedEvents(dict(by_fast.table), max_per_trace=5)
+    assert restarted.recover() == 1
+    assert restarted.due(10.0, 5.0, None) == [model]
