@@ -17,7 +17,7 @@ from typing import Any
 
 from schemas.fast_decode import AnyEvent
 from stream_processors.changelog import Changelog
-from stream_processors.steps.dedupe import DedupeWindow, digest, pack, split_digests
+from stream_processors.steps.dedupe import DedupeWindow, Seen, digest, pack, split_digests
 
 
 def _anywhere(_partition: int) -> AbstractContextManager[None]:
@@ -53,11 +53,22 @@ class PersistentDedupe:
         ``in_partition(p)`` enters the context in which the store may write partition ``p``
         (Faust's RocksDB store picks the partition database from the current event).
         """
+        bucket_of = self.window.bucket_of
+        seen = [(p, offset, (digest(e), bucket_of(e))) for p, offset, e in accepted]
+        self.mark_seen(seen, in_partition)
+
+    def mark_seen(
+        self,
+        accepted: list[tuple[int, int, Seen]],
+        in_partition: Callable[[int], AbstractContextManager[None]] = _anywhere,
+    ) -> None:
+        """:meth:`mark` for ``(partition, offset, (digest, bucket))`` triples, as
+        :meth:`DedupeWindow.admit` returned them."""
         groups: dict[tuple[int, int], list[bytes]] = defaultdict(list)
         last: dict[tuple[int, int], int] = {}
-        for partition, offset, event in accepted:
-            gk = (partition, self.window.bucket_of(event))
-            groups[gk].append(digest(event))
+        for partition, offset, (d, bucket) in accepted:
+            gk = (partition, bucket)
+            groups[gk].append(d)
             last[gk] = max(offset, last.get(gk, -1))
         for (partition, bucket), digests in groups.items():
             key = f"{partition}/{bucket}/{last[(partition, bucket)]}"

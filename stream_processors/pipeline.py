@@ -49,7 +49,7 @@ from stream_processors.metrics import ProcessorMetrics
 from stream_processors.output import BatchOutput
 from stream_processors.rules.stage import RuleStage
 from stream_processors.settings import Settings
-from stream_processors.steps.dedupe import DedupeWindow
+from stream_processors.steps.dedupe import DedupeWindow, Seen
 from stream_processors.steps.dlq_limit import DlqLimit
 from stream_processors.steps.join import TrajectoryJoiner
 from stream_processors.steps.validate import dead_letter_for, validate
@@ -150,7 +150,7 @@ class BatchProcessor:
             await self._process(events)
 
     async def _process(self, events: list[EventT]) -> None:
-        accepted: list[tuple[int, int, AnyEvent]] = []
+        accepted: list[tuple[int, int, Seen]] = []
         processed_at = encode_timestamp(utc_now())
         now = time.time()
         joiner = self.joiner
@@ -164,12 +164,12 @@ class BatchProcessor:
             self._send_encoded(event, event_json, None, VERSION_UNJOINED, processed_at)
         await self._flush()
         by_partition = {fe.message.partition: fe for fe in events}
-        self.dedupe.mark(accepted, lambda p: as_current(by_partition[p]))
+        self.dedupe.mark_seen(accepted, lambda p: as_current(by_partition[p]))
 
     def _run(
         self,
         events: list[EventT],
-        accepted: list[tuple[int, int, AnyEvent]],
+        accepted: list[tuple[int, int, Seen]],
         processed_at: bytes,
         now: float,
     ) -> None:
@@ -178,6 +178,7 @@ class BatchProcessor:
         in_flight: set[bytes] = set()
         joiner = self.joiner
         rules = self.rules
+        admit = self.dedupe.window.admit
         for fe in events:
             msg = fe.message
             partition = msg.partition
@@ -201,10 +202,11 @@ class BatchProcessor:
                                 processed_at,
                             )  # fmt: skip
                         continue
-                    if self.dedupe.window.is_duplicate(record, in_flight):
-                        continue
+                    seen = admit(record, in_flight)
+                    if seen is None:
+                        continue  # a duplicate
                     # seen once output *or* parked: both are durable after the flush below
-                    accepted.append((partition, msg.offset, record))
+                    accepted.append((partition, msg.offset, seen))
                     joined = joiner.join_encoded(record, partition, now, value)
                     if rules is not None:  # state written under this event's partition
                         rules.observe(to_model(record))

@@ -23,6 +23,9 @@ DIGEST_SIZE = 16
 DAY_S = 86_400
 DEFAULT_WINDOW_S = 7 * DAY_S
 
+#: An admitted event as the window keeps it: (digest, bucket of its event time).
+Seen = tuple[bytes, int]
+
 
 def dedupe_key(event: AnyEvent) -> str:
     """Dedupe scope: one project never suppresses another project's event_id."""
@@ -65,18 +68,25 @@ class DedupeWindow:
 
     def is_duplicate(self, event: AnyEvent, in_flight: set[bytes]) -> bool:
         """True if already emitted, or already accepted earlier in the same batch."""
+        return self.admit(event, in_flight) is None
+
+    def admit(self, event: AnyEvent, in_flight: set[bytes]) -> Seen | None:
+        """None if already emitted or accepted earlier in the same batch; else the event is
+        added to ``in_flight`` and its (digest, bucket) returned, for
+        :meth:`~stream_processors.dedupe_store.PersistentDedupe.mark_seen` to persist
+        without computing them again."""
         d = digest(event)
         if d in in_flight:
             self.duplicates += 1
-            return True
+            return None
         bucket = self.bucket_of(event)
         if bucket < self.oldest_bucket:
             self.outside_window += 1  # ClickHouse is the backstop for these
         elif d in self._buckets.get(bucket, ()):
             self.duplicates += 1
-            return True
+            return None
         in_flight.add(d)
-        return False
+        return d, bucket
 
     def add(self, bucket: int, digests: Iterable[bytes]) -> None:
         self._buckets.setdefault(bucket, set()).update(digests)

@@ -50,3 +50,17 @@ def test_expired_buckets_are_deleted_from_the_changelog() -> None:
     store.mark([(0, 2, ev(2, at=T0 + timedelta(days=5)))])
     assert len(table.data) == 1
     assert table.changelog[-1][2] is None  # tombstone for the expired blob
+
+
+def test_marking_what_admit_returned_persists_what_marking_the_events_does() -> None:
+    """The processor persists the (digest, bucket) the window computed when it admitted each
+    event (``mark_seen``), instead of computing them again (``mark``)."""
+    events = [(0, 10, ev(1)), (0, 11, ev(2)), (1, 5, ev(3, T0 - timedelta(days=2)))]
+    by_events, by_seen = FakeTable(), FakeTable()
+    PersistentDedupe(by_events, DedupeWindow()).mark(events)
+    store = PersistentDedupe(by_seen, DedupeWindow())
+    in_flight: set[bytes] = set()
+    seen = [(p, o, store.window.admit(e, in_flight)) for p, o, e in events]
+    assert store.window.admit(ev(2), in_flight) is None  # a duplicate within the batch
+    store.mark_seen([(p, o, s) for p, o, s in seen if s is not None])
+    assert (by_seen.data, by_seen.changelog) == (by_events.data, by_events.changelog)
