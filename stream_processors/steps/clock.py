@@ -53,6 +53,16 @@ def check_time(
     Pure apart from ``now`` (default: the current UTC time).
     """
     latest = (now or utc_now()) + bounds.max_future
+    low = bounds.min_time
+    # the common case: every time in range, without building the list that names a field
+    if low <= record.timestamp <= latest and (
+        not isinstance(record, _SPANNED)
+        or (
+            (record.started_at is None or low <= record.started_at <= latest)
+            and (record.ended_at is None or low <= record.ended_at <= latest)
+        )
+    ):
+        return
     for name, value in _times(record):
         if value is None:
             continue
@@ -68,9 +78,13 @@ def check_time(
             )
 
 
+#: Records with ``started_at`` and ``ended_at`` besides ``timestamp``.
+_SPANNED = (ActionEvent, FastActionEvent, TrajectoryRecord)
+
+
 def _times(record: RawRecord | FastEvent) -> list[tuple[str, datetime | None]]:
     times: list[tuple[str, datetime | None]] = [("timestamp", record.timestamp)]
-    if isinstance(record, ActionEvent | FastActionEvent | TrajectoryRecord):
+    if isinstance(record, _SPANNED):
         times += [("started_at", record.started_at), ("ended_at", record.ended_at)]
     return times
 

@@ -63,3 +63,23 @@ def test_validate_accepts_in_range_epochs() -> None:
     millis = int(NOW.timestamp() * 1000)
     raw = f'{{"type": "action", "event_id": "e", "name": "a", "timestamp": {millis}}}'
     assert validate(raw.encode(), now=NOW, **WHERE).timestamp == NOW
+
+
+@pytest.mark.parametrize("field", ["timestamp", "started_at", "ended_at"])
+def test_the_fast_path_s_events_are_held_to_the_same_bounds(field: str) -> None:
+    """Events decoded by msgspec (``schemas.fast_decode``) take the same check; the edges of
+    the range pass, one microsecond beyond fails naming the field."""
+    from schemas.fast_decode import decode_event
+
+    def fast(at: datetime) -> object:
+        times: dict[str, datetime] = {"timestamp": NOW, field: at}
+        event = decode_event(encode(ActionEvent(event_id="e", name="a", **times)))
+        assert event is not None
+        return event
+
+    latest, earliest = NOW + timedelta(hours=24), datetime(2000, 1, 1, tzinfo=UTC)
+    for at in (latest, earliest):
+        check_time(fast(at), TimeBounds(), NOW)  # type: ignore[arg-type]
+    for at in (latest + timedelta(microseconds=1), earliest - timedelta(microseconds=1)):
+        with pytest.raises(TimestampOutOfRange, match=f"^{field}: "):
+            check_time(fast(at), TimeBounds(), NOW)  # type: ignore[arg-type]
