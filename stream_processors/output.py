@@ -50,8 +50,12 @@ class BatchOutput:
     def __init__(self, bootstrap: str, config: dict[str, Any] | None = None) -> None:
         config = config or {}
         access = {} if "security.protocol" in config else access_config_from_env()
-        self._producer = Producer({**CONFIG, **access, "bootstrap.servers": bootstrap, **config})
         self._lock = threading.Lock()
+        # one callback for the producer, not one per produce() call (~0.2-1 µs less a record)
+        self._producer = Producer({
+            **CONFIG, **access, "bootstrap.servers": bootstrap, **config,
+            "on_delivery": self._on_delivery,
+        })  # fmt: skip
         self._errors: list[str] = []
         self.sent: dict[str, int] = {}  # records sent per topic (read by metrics)
 
@@ -69,14 +73,9 @@ class BatchOutput:
         while True:
             try:
                 if partition is None:
-                    self._producer.produce(
-                        topic, value=value, key=key, on_delivery=self._on_delivery
-                    )
+                    self._producer.produce(topic, value=value, key=key)
                 else:
-                    self._producer.produce(
-                        topic, value=value, key=key, partition=partition,
-                        on_delivery=self._on_delivery,
-                    )
+                    self._producer.produce(topic, value=value, key=key, partition=partition)
                 return
             except BufferError:
                 self._producer.poll(0.05)
