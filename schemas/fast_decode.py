@@ -80,6 +80,17 @@ class _Attributed(
         anything left to pydantic."""
         raise NotImplementedError
 
+    def _finish_common(self, own_id: str | None) -> None:
+        """:meth:`_finish` for the fields every event has (``own_id``: the subclass's id
+        field besides them)."""
+        check_ids((
+            self.project, self.event_id, self.trace_id, self.session_id, self.user_id,
+            self.anonymous_id, self.agent_id, own_id,
+        ))  # fmt: skip
+        force_setattr(self, "timestamp", parse_utc(self.timestamp))
+        check_json_ints(self.properties)
+        check_json_ints(self.metadata)
+
 
 class FastActionEvent(_Attributed, frozen=True, tag="action"):
     """:class:`~schemas.events.ActionEvent`, decoded by msgspec."""
@@ -111,13 +122,7 @@ class FastActionEvent(_Attributed, frozen=True, tag="action"):
             raise ValueError("model: required when kind is 'llm_call'")
         if self.duration_ms is not None and not isfinite(self.duration_ms):
             raise ValueError("duration_ms left to pydantic")
-        check_ids((
-            self.project, self.event_id, self.trace_id, self.session_id, self.user_id,
-            self.anonymous_id, self.agent_id, self.parent_event_id,
-        ))  # fmt: skip
-        force_setattr(self, "timestamp", parse_utc(self.timestamp))
-        check_json_ints(self.properties)
-        check_json_ints(self.metadata)
+        self._finish_common(self.parent_event_id)
         if self.started_at is not None:
             force_setattr(self, "started_at", parse_utc(self.started_at))
         if self.ended_at is not None:
@@ -133,13 +138,7 @@ class FastTelemetryEvent(_Attributed, frozen=True, tag="telemetry"):
     source: Label = "sdk"
 
     def _finish(self) -> None:
-        check_ids((
-            self.project, self.event_id, self.trace_id, self.session_id, self.user_id,
-            self.anonymous_id, self.agent_id, self.trajectory_id,
-        ))  # fmt: skip
-        force_setattr(self, "timestamp", parse_utc(self.timestamp))
-        check_json_ints(self.properties)
-        check_json_ints(self.metadata)
+        self._finish_common(self.trajectory_id)
 
 
 FastEvent = FastActionEvent | FastTelemetryEvent

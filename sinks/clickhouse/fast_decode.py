@@ -5,7 +5,7 @@ processor's raw events (and built on its event Structs).
 Contract: :func:`decode_enriched` accepts a strict subset of what
 ``decode_as(SinkEnrichedEvent, ...)`` accepts, with equal field values, and returns None for
 anything else (never raises); the sink then decodes with pydantic, which reads the lax forms
-or gives the precise dead-letter reason. ``tests/sinks/clickhouse/test_fast_decode.py`` holds
+or gives the precise dead-letter reason. ``tests/sinks/test_fast_decode.py`` holds
 the two paths against each other, row for row. Stricter than the models: ``processed_at``
 and ``type`` are required, ints are JSON integers, and the event follows
 :mod:`schemas.fast_decode`'s rules. The trajectory is read for the ids the row uses only,
