@@ -1,5 +1,5 @@
-"""Fast path for decoding raw action and telemetry events: msgspec Structs beside the
-pydantic models of :mod:`schemas.events` (trajectory records stay on pydantic).
+"""Fast path for decoding raw records (action and telemetry events, trajectory records):
+msgspec Structs beside the pydantic models of :mod:`schemas.events`.
 
 Contract: the fast path accepts a strict subset of what :func:`schemas.codec.decode_raw`
 accepts, with equal field values. :func:`decode_event` returns None for anything else and
@@ -12,7 +12,9 @@ timestamps must be ISO 8601 strings starting ``YYYY-`` (parsed as in ``schemas.c
 
 A :class:`FastActionEvent` / :class:`FastTelemetryEvent` has the attributes of its model
 (and ``type``, ``routing_key``); :func:`to_model` gives the pydantic model where one is
-needed (the rule stage, :class:`~schemas.derived.EnrichedEvent`).
+needed (the rule stage, :class:`~schemas.derived.EnrichedEvent`). A
+:class:`FastTrajectoryRecord` also tells which fields its JSON set (the processor merges
+only those, as pydantic's ``model_fields_set`` says): see :func:`set_fields`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from math import isfinite
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import msgspec
+from msgspec import UNSET, UnsetType
 from msgspec.structs import force_setattr
 
 from schemas.codec import decode_raw
@@ -34,6 +37,8 @@ from schemas.events import (
     RawRecord,
     Status,
     TelemetryEvent,
+    TrajectoryRecord,
+    TrajectoryStatus,
 )
 
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]  # and see check_ids
@@ -141,30 +146,82 @@ class FastTelemetryEvent(_Attributed, frozen=True, tag="telemetry"):
         self._finish_common(self.trajectory_id)
 
 
+class FastTrajectoryRecord(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="type", tag="trajectory",
+    kw_only=True,
+):  # fmt: skip
+    """:class:`~schemas.events.TrajectoryRecord`, decoded by msgspec.
+
+    ``status`` and ``schema_version`` are :data:`msgspec.UNSET` when the JSON leaves them
+    out (the model fills its defaults): a later record that does not name its status must
+    not reset it to ``running`` when merged. :func:`set_fields` gives what a record sets."""
+
+    type: ClassVar[Literal["trajectory"]] = "trajectory"
+    if TYPE_CHECKING:
+        timestamp: datetime
+        started_at: datetime | None = None
+        ended_at: datetime | None = None
+    else:
+        timestamp: str
+        started_at: str | None = None
+        ended_at: str | None = None
+    trace_id: Id
+    project: Id = "default"
+    schema_version: Version | UnsetType = UNSET
+    trajectory_id: Id | None = None
+    user_id: Id | None = None
+    anonymous_id: Id | None = None
+    agent_id: Id | None = None
+    status: TrajectoryStatus | UnsetType = UNSET
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+
+    @property
+    def routing_key(self) -> str:
+        return self.trace_id
+
+    def _finish(self) -> None:
+        check_ids((
+            self.project, self.trace_id, self.trajectory_id, self.user_id, self.anonymous_id,
+            self.agent_id,
+        ))  # fmt: skip
+        force_setattr(self, "timestamp", parse_utc(self.timestamp))
+        if self.started_at is not None:
+            force_setattr(self, "started_at", parse_utc(self.started_at))
+        if self.ended_at is not None:
+            force_setattr(self, "ended_at", parse_utc(self.ended_at))
+        check_json_ints(self.metadata)
+
+
 FastEvent = FastActionEvent | FastTelemetryEvent
 #: An event as the processor's steps see it: either decoding path.
 AnyEvent = Event | FastEvent
+FastRecord = FastEvent | FastTrajectoryRecord
+#: A trajectory record as the processor's steps see it: either decoding path.
+AnyTrajectory = TrajectoryRecord | FastTrajectoryRecord
+#: For ``isinstance``: a trajectory record from either path.
+TRAJECTORY_TYPES = (TrajectoryRecord, FastTrajectoryRecord)
 
-_DECODER = msgspec.json.Decoder(FastEvent)
+_DECODER = msgspec.json.Decoder(FastRecord)
 
 
-def decode_event(data: bytes | str) -> FastEvent | None:
-    """The event, if the fast path accepts ``data``; else None (never raises)."""
+def decode_event(data: bytes | str) -> FastRecord | None:
+    """The record (an event or a trajectory record), if the fast path accepts ``data``;
+    else None (never raises)."""
     try:
         if maybe_too_deep(data):
             return None
-        event: FastEvent = _DECODER.decode(data)
-        event._finish()
+        record: FastRecord = _DECODER.decode(data)
+        record._finish()
     except Exception:  # whatever msgspec or the checks refuse is pydantic's to judge
         return None
-    return event
+    return record
 
 
-def decode_raw_fast(data: bytes | str) -> RawRecord | FastEvent:
+def decode_raw_fast(data: bytes | str) -> RawRecord | FastRecord:
     """:func:`~schemas.codec.decode_raw` with the fast path first: same records accepted,
     same errors raised."""
-    event = decode_event(data)
-    return event if event is not None else decode_raw(data)
+    record = decode_event(data)
+    return record if record is not None else decode_raw(data)
 
 
 def to_model(event: AnyEvent) -> Event:
@@ -174,6 +231,32 @@ def to_model(event: AnyEvent) -> Event:
     if isinstance(event, FastTelemetryEvent):
         return TelemetryEvent.model_construct(**msgspec.structs.asdict(event))
     return event
+
+
+def to_trajectory_model(record: AnyTrajectory) -> TrajectoryRecord:
+    """The pydantic model of a trajectory record (itself if it is one), with the fields its
+    JSON set as ``model_fields_set`` (fields set to null aside: merging skips them)."""
+    if isinstance(record, TrajectoryRecord):
+        return record
+    values = set_fields(record)
+    full = {name: getattr(record, name) for name in _TRAJECTORY_FIELDS}
+    full["status"] = values.get("status", TrajectoryStatus.RUNNING)
+    full["schema_version"] = values.get("schema_version", SCHEMA_VERSION)
+    return TrajectoryRecord.model_construct(_fields_set=set(values), **full)
+
+
+def set_fields(record: FastTrajectoryRecord) -> dict[str, Any]:
+    """The fields ``record``'s JSON set to a value (not null), as Python values; and
+    ``project`` and ``metadata`` always (a merge finds the same project on both sides, being
+    keyed by it, and takes the union of metadata)."""
+    return {
+        name: value
+        for name in _TRAJECTORY_FIELDS
+        if (value := getattr(record, name)) is not None and value is not UNSET
+    }
+
+
+_TRAJECTORY_FIELDS = tuple(f for f in FastTrajectoryRecord.__struct_fields__ if f != "type")
 
 
 def to_json_dict(event: AnyEvent) -> dict[str, Any]:

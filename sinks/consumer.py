@@ -34,14 +34,13 @@ from schemas import (
     InvalidRecord,
     Outcome,
     Topics,
-    TrajectoryState,
     decode_as,
 )
 from sinks.clickhouse.rows import (
     dead_letter_row,
     enriched_row,
     outcome_row,
-    trajectory_row,
+    state_row,
 )
 from sinks.clickhouse.writer import ClickHouseWriter, InsertTokens
 from sinks.errors import SinkWriteError
@@ -150,10 +149,7 @@ class ClickHouseSink:
         self.insert_error: str | None = None  # readiness: the last insert failed
         self._decoders: dict[str, Callable[[bytes], tuple[str, tuple[Any, ...]]]] = {
             topics.enriched: lambda v: ("events", enriched_row(v)),
-            topics.trajectory_state: lambda v: (
-                "trajectories",
-                trajectory_row(decode_as(TrajectoryState, v)),
-            ),
+            topics.trajectory_state: lambda v: ("trajectories", state_row(v)),
             topics.dead_letters: lambda v: (
                 "dead_letters",
                 dead_letter_row(decode_as(DeadLetter, v)),

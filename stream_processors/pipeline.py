@@ -35,13 +35,12 @@ from schemas import (
     VERSION_UNJOINED,
     EnrichedEvent,
     RawRecord,
-    TrajectoryRecord,
     encode,
     framing,
     utc_now,
 )
 from schemas.codec import encode_enriched, encode_timestamp
-from schemas.fast_decode import AnyEvent, FastEvent, to_model
+from schemas.fast_decode import TRAJECTORY_TYPES, AnyEvent, FastRecord, to_model
 from stream_processors.changelog import Changelog
 from stream_processors.dedupe_store import PersistentDedupe
 from stream_processors.errors import InvalidMessage
@@ -189,7 +188,7 @@ class BatchProcessor:
                     record = self._validate(msg, value, item)
                     if record is None:
                         continue
-                    if isinstance(record, TrajectoryRecord):
+                    if isinstance(record, TRAJECTORY_TYPES):
                         applied = joiner.apply_trajectory_encoded(record, partition, now)
                         out.producer.send(
                             out.trajectory_state, record.routing_key.encode(), applied.state_json
@@ -280,7 +279,7 @@ class BatchProcessor:
 
     def _validate(
         self, msg: Any, value: bytes | None, item: int
-    ) -> RawRecord | FastEvent | None:
+    ) -> RawRecord | FastRecord | None:
         try:
             record = validate(
                 value, topic=msg.topic, partition=msg.partition, offset=msg.offset, item=item

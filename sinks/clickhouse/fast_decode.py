@@ -1,10 +1,11 @@
-"""Fast path for the sink's enriched events: msgspec Structs beside
-:class:`~sinks.clickhouse.rows.SinkEnrichedEvent`, as :mod:`schemas.fast_decode` is for the
-processor's raw events (and built on its event Structs).
+"""Fast path for the sink's enriched events and trajectory states: msgspec Structs beside
+:class:`~sinks.clickhouse.rows.SinkEnrichedEvent` and :class:`~schemas.derived.TrajectoryState`,
+as :mod:`schemas.fast_decode` is for the processor's raw records (and built on its Structs).
 
-Contract: :func:`decode_enriched` accepts a strict subset of what
-``decode_as(SinkEnrichedEvent, ...)`` accepts, with equal field values, and returns None for
-anything else (never raises); the sink then decodes with pydantic, which reads the lax forms
+Contract: :func:`decode_enriched` (:func:`decode_state`) accepts a strict subset of what
+``decode_as(SinkEnrichedEvent, ...)`` (``decode_as(TrajectoryState, ...)``) accepts, with
+equal field values, and returns None for anything else (never raises); the sink then decodes
+with pydantic, which reads the lax forms
 or gives the precise dead-letter reason. ``tests/sinks/test_fast_decode.py`` holds
 the two paths against each other, row for row. Stricter than the models: ``processed_at``
 and ``type`` are required, ints are JSON integers, and the event follows
@@ -23,9 +24,17 @@ from typing import TYPE_CHECKING
 import msgspec
 from msgspec.structs import force_setattr
 
-from schemas import VERSION_UNJOINED
+from schemas import VERSION_UNJOINED, TrajectoryStatus
 from schemas.common import SCHEMA_VERSION
-from schemas.fast_decode import FastEvent, Id, Version, check_ids, maybe_too_deep, parse_utc
+from schemas.fast_decode import (
+    FastEvent,
+    FastTrajectoryRecord,
+    Id,
+    Version,
+    check_ids,
+    maybe_too_deep,
+    parse_utc,
+)
 
 
 class FastTrajectoryRef(msgspec.Struct, frozen=True):
@@ -78,3 +87,39 @@ def decode_enriched(data: bytes) -> FastEnriched | None:
     except Exception:  # whatever msgspec or the checks refuse is pydantic's to judge
         return None
     return enriched
+
+
+class FastTrajectoryState(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="type",
+    tag="trajectory_state", kw_only=True,
+):  # fmt: skip
+    """:class:`~schemas.derived.TrajectoryState`, decoded by msgspec. After
+    :func:`decode_state` the trajectory's unset ``status`` and ``schema_version`` hold the
+    model's defaults."""
+
+    trajectory: FastTrajectoryRecord
+    version: int = 1
+    schema_version: Version = SCHEMA_VERSION
+
+    def _finish(self) -> None:
+        t = self.trajectory
+        t._finish()
+        if t.status is msgspec.UNSET:
+            force_setattr(t, "status", TrajectoryStatus.RUNNING)
+        if t.schema_version is msgspec.UNSET:
+            force_setattr(t, "schema_version", SCHEMA_VERSION)
+
+
+_STATE_DECODER = msgspec.json.Decoder(FastTrajectoryState)
+
+
+def decode_state(data: bytes) -> FastTrajectoryState | None:
+    """The trajectory state, if the fast path accepts ``data``; else None (never raises)."""
+    try:
+        if maybe_too_deep(data):
+            return None
+        state: FastTrajectoryState = _STATE_DECODER.decode(data)
+        state._finish()
+    except Exception:  # whatever msgspec or the checks refuse is pydantic's to judge
+        return None
+    return state

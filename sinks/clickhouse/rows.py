@@ -22,7 +22,12 @@ from schemas import (
 from schemas.codec import decode_as
 from schemas.common import Id
 from schemas.fast_decode import FastActionEvent, FastTelemetryEvent
-from sinks.clickhouse.fast_decode import FastEnriched, decode_enriched
+from sinks.clickhouse.fast_decode import (
+    FastEnriched,
+    FastTrajectoryState,
+    decode_enriched,
+    decode_state,
+)
 
 COLUMNS: dict[str, Sequence[str]] = {
     "events": (
@@ -207,7 +212,18 @@ def event_row(enriched: EnrichedEvent | FastEnriched) -> tuple[Any, ...]:
     )
 
 
-def trajectory_row(state: TrajectoryState) -> tuple[Any, ...]:
+def state_row(data: bytes) -> tuple[Any, ...]:
+    """The ``trajectories`` row of a trajectory state's wire JSON: the msgspec fast path
+    (:func:`~sinks.clickhouse.fast_decode.decode_state`), else pydantic.
+
+    Raises:
+        InvalidRecord: pydantic refused it too (the reason names the field).
+    """
+    fast = decode_state(data)
+    return trajectory_row(fast if fast is not None else decode_as(TrajectoryState, data))
+
+
+def trajectory_row(state: TrajectoryState | FastTrajectoryState) -> tuple[Any, ...]:
     t = state.trajectory
     return (
         t.project,

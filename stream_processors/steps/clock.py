@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 
 from schemas import ActionEvent, RawRecord, TrajectoryRecord
 from schemas.common import utc_now
-from schemas.fast_decode import FastActionEvent, FastEvent
+from schemas.fast_decode import FastActionEvent, FastRecord, FastTrajectoryRecord
 
 ERROR_TYPE = "timestamp_out_of_range"
 
@@ -46,7 +46,7 @@ class TimestampOutOfRange(ValueError):
 
 
 def check_time(
-    record: RawRecord | FastEvent, bounds: TimeBounds, now: datetime | None = None
+    record: RawRecord | FastRecord, bounds: TimeBounds, now: datetime | None = None
 ) -> None:
     """Raise :class:`TimestampOutOfRange` for the first out-of-range time field.
 
@@ -79,10 +79,10 @@ def check_time(
 
 
 #: Records with ``started_at`` and ``ended_at`` besides ``timestamp``.
-_SPANNED = (ActionEvent, FastActionEvent, TrajectoryRecord)
+_SPANNED = (ActionEvent, FastActionEvent, TrajectoryRecord, FastTrajectoryRecord)
 
 
-def _times(record: RawRecord | FastEvent) -> list[tuple[str, datetime | None]]:
+def _times(record: RawRecord | FastRecord) -> list[tuple[str, datetime | None]]:
     times: list[tuple[str, datetime | None]] = [("timestamp", record.timestamp)]
     if isinstance(record, _SPANNED):
         times += [("started_at", record.started_at), ("ended_at", record.ended_at)]

@@ -33,6 +33,7 @@ from collections.abc import Iterable, MutableMapping
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+import msgspec
 import orjson
 
 from schemas import (
@@ -45,7 +46,7 @@ from schemas import (
     encode,
 )
 from schemas.codec import encode_state
-from schemas.fast_decode import AnyEvent, to_model
+from schemas.fast_decode import AnyEvent, AnyTrajectory, to_model
 from stream_processors.steps.dedupe import SEP
 from stream_processors.steps.parked import DEFAULT_MAX_PARKED_BYTES, ParkedEvents, delete, put
 
@@ -58,13 +59,20 @@ State = MutableMapping[str, Any]
 
 
 class Applied(NamedTuple):
-    """A trajectory record applied: its new state (and the state's wire JSON), the merged
-    trajectory's JSON, and the late-joined events with their JSON."""
+    """A trajectory record applied: the merged trajectory (JSON form) and its wire JSON, the
+    state's version and wire JSON, and the late-joined events with their JSON."""
 
-    state: TrajectoryState
-    state_json: bytes
+    trajectory: dict[str, Any]
     trajectory_json: bytes
+    version: int
+    state_json: bytes
     late: list[tuple[AnyEvent, bytes]]
+
+    @property
+    def state(self) -> TrajectoryState:
+        """The new state as a model (built on each access: the hot path does not need it)."""
+        record = TrajectoryRecord.model_validate(self.trajectory)
+        return TrajectoryState(trajectory=record, version=self.version)
 
 
 def trace_key(project: str, trace_id: str) -> str:
@@ -72,15 +80,45 @@ def trace_key(project: str, trace_id: str) -> str:
 
 
 def merge(old: TrajectoryRecord | None, new: TrajectoryRecord) -> TrajectoryRecord:
-    """Later non-null fields win; the earliest start and the union of metadata are kept."""
+    """Later non-null fields win; the earliest start and the union of metadata are kept.
+    (The models' form of :func:`merge_json`, which the processor runs.)"""
     if old is None:
         return new
-    # the fields set on ``new`` as they are (no dump: the values are immutable or replaced)
-    updates = {k: v for k in new.model_fields_set if (v := getattr(new, k)) is not None}
-    starts = [s for s in (old.started_at, new.started_at) if s is not None]
-    updates["started_at"] = min(starts) if starts else None
-    updates["metadata"] = {**old.metadata, **new.metadata}
-    return old.model_copy(update=updates)
+    return TrajectoryRecord.model_validate(merge_json(old.model_dump(mode="json"), new))
+
+
+#: A trajectory record's JSON form before any field is set: the model's field order and
+#: defaults (``timestamp`` and ``trace_id`` are always set by a record).
+_DEFAULTS: dict[str, Any] = {
+    name: None if info.is_required() or info.default_factory else info.default
+    for name, info in TrajectoryRecord.model_fields.items()
+}
+
+
+def merge_json(old: dict[str, Any] | None, new: AnyTrajectory) -> dict[str, Any]:
+    """``new`` merged into ``old`` (a trajectory's JSON form, ``model_dump(mode="json")``),
+    in that form: the fields ``new`` sets to a value win, ``started_at`` keeps the earliest
+    value, ``metadata`` is the union (``new``'s keys win). ``old`` is not modified."""
+    if isinstance(new, TrajectoryRecord):
+        if old is None:
+            return new.model_dump(mode="json")
+        dumped = new.model_dump(mode="json", include=new.model_fields_set)
+        updates = {k: v for k, v in dumped.items() if v is not None}
+    else:
+        updates = {k: v for k, v in msgspec.to_builtins(new).items() if v is not None}
+        if old is None:
+            return {**_DEFAULTS, "metadata": {}, **updates}
+    merged = {**old, **updates}
+    start, old_start = updates.get("started_at"), old.get("started_at")
+    if start is not None and old_start is not None and _instant(old_start) < _instant(start):
+        merged["started_at"] = old_start
+    merged["metadata"] = {**old.get("metadata", {}), **updates.get("metadata", {})}
+    return merged
+
+
+def _instant(value: str) -> datetime:
+    """A JSON-form timestamp (ISO 8601, UTC) as a datetime, to compare two of them."""
+    return datetime.fromisoformat(value)
 
 
 class TrajectoryJoiner:
@@ -100,7 +138,10 @@ class TrajectoryJoiner:
         )
         self.grace_s = grace_s
         self.idle_timeout_s = idle_timeout_s
-        self._cache: dict[str, tuple[int, TrajectoryRecord, bytes]] = {}
+        #: per trace: (version, the trajectory's JSON form, its wire JSON), parsed once
+        self._cache: dict[str, tuple[int, dict[str, Any], bytes]] = {}
+        #: per trace: (version, model), for :meth:`trajectory_for` (the rule stage)
+        self._models: dict[str, tuple[int, TrajectoryRecord]] = {}
         #: while a batch is open: early events per trace, in arrival order, not parked yet
         self._staged: dict[str, list[tuple[AnyEvent, int, float, bytes | None]]] | None = None
         self.joined = self.unjoined = self.late_joined = self.pending_overflow = 0
@@ -109,28 +150,38 @@ class TrajectoryJoiner:
     # -- lookups ------------------------------------------------------------------------
 
     def trajectory_for(self, project: str, trace_id: str) -> TrajectoryRecord | None:
-        found = self._lookup(trace_key(project, trace_id))
-        return found[1] if found is not None else None
+        key = trace_key(project, trace_id)
+        found = self._lookup(key)
+        if found is None:
+            return None
+        model = self._models.get(key)
+        if model is None or model[0] != found[0]:
+            if len(self._models) >= _CACHE_SIZE:
+                self._models.clear()
+            model = self._models[key] = (found[0], TrajectoryRecord.model_validate(found[1]))
+        return model[1]
 
-    def _lookup(self, key: str) -> tuple[int, TrajectoryRecord, bytes] | None:
-        """(version, record, record JSON) of a known trajectory, parsed once per version."""
+    def _lookup(self, key: str) -> tuple[int, dict[str, Any], bytes] | None:
+        """(version, JSON form, wire JSON) of a known trajectory, parsed once per version."""
         stored = self._trajectories.get(key)
         return None if stored is None else self._parsed(key, stored)
 
-    def _parsed(self, key: str, stored: Any) -> tuple[int, TrajectoryRecord, bytes]:
+    def _parsed(self, key: str, stored: Any) -> tuple[int, dict[str, Any], bytes]:
         version = int(stored["version"])
         cached = self._cache.get(key)
         if cached is not None and cached[0] == version:
             return cached
+        # read through the model once: a record stored by an older version gets today's form
         record = TrajectoryRecord.model_validate(stored["trajectory"])
-        return self._remember(key, version, record, record.model_dump_json().encode())
+        return self._remember(key, version, record.model_dump(mode="json"),
+                              record.model_dump_json().encode())  # fmt: skip
 
     def _remember(
-        self, key: str, version: int, record: TrajectoryRecord, record_json: bytes
-    ) -> tuple[int, TrajectoryRecord, bytes]:
+        self, key: str, version: int, trajectory: dict[str, Any], trajectory_json: bytes
+    ) -> tuple[int, dict[str, Any], bytes]:
         if len(self._cache) >= _CACHE_SIZE:
             self._cache.clear()  # a parse cache only; the table is the state
-        entry = self._cache[key] = (version, record, record_json)
+        entry = self._cache[key] = (version, trajectory, trajectory_json)
         return entry
 
     # -- events -------------------------------------------------------------------------
@@ -221,31 +272,31 @@ class TrajectoryJoiner:
     # -- trajectories -------------------------------------------------------------------
 
     def apply_trajectory(
-        self, record: TrajectoryRecord, partition: int = 0, now: float = 0.0
+        self, record: AnyTrajectory, partition: int = 0, now: float = 0.0
     ) -> tuple[TrajectoryState, list[EnrichedEvent]]:
         """Merge a trajectory record; return its new state and the late-joined events."""
         applied = self.apply_trajectory_encoded(record, partition, now)
-        merged = applied.state.trajectory
+        state = applied.state
         late = [
-            EnrichedEvent(event=to_model(event), trajectory=merged, version=VERSION_JOINED)
+            EnrichedEvent(event=to_model(event), trajectory=state.trajectory,
+                          version=VERSION_JOINED)
             for event, _ in applied.late
-        ]
-        return applied.state, late
+        ]  # fmt: skip
+        return state, late
 
     def apply_trajectory_encoded(
-        self, record: TrajectoryRecord, partition: int = 0, now: float = 0.0
+        self, record: AnyTrajectory, partition: int = 0, now: float = 0.0
     ) -> Applied:
-        """:meth:`apply_trajectory` for the hot path: the state with its JSON, and the
-        late-joined events (version :data:`VERSION_JOINED`) with their JSON, to encode
-        without building or serialising models again."""
+        """:meth:`apply_trajectory` for the hot path: the merged trajectory in its JSON form
+        and serialised, and the late-joined events (version :data:`VERSION_JOINED`) with
+        their JSON, to encode without building or serialising models."""
         key = trace_key(record.project, record.trace_id)
         stored = self._trajectories.get(key)
-        merged = merge(self._parsed(key, stored)[1] if stored else None, record)
-        version = (int(stored["version"]) if stored else 0) + 1
-        # serialised once: the table keeps the JSON's Python form (= model_dump(mode="json"))
-        trajectory_json = merged.model_dump_json().encode()
-        value = {"version": version, "trajectory": orjson.loads(trajectory_json),
-                 "p": partition, "seen": now}  # fmt: skip
+        old = self._parsed(key, stored) if stored else None
+        merged = merge_json(old[1] if old else None, record)
+        version = (old[0] if old else 0) + 1
+        trajectory_json = orjson.dumps(merged)  # the table keeps the JSON form itself
+        value = {"version": version, "trajectory": merged, "p": partition, "seen": now}
         put(self._trajectories, key, value, partition)
         self._remember(key, version, merged, trajectory_json)
         released = self._parked.release_encoded(key)
@@ -262,10 +313,7 @@ class TrajectoryJoiner:
                 for event, _, _, event_json in staged
             )
         return Applied(
-            TrajectoryState(trajectory=merged, version=version),
-            encode_state(trajectory_json, version),
-            trajectory_json,
-            late,
+            merged, trajectory_json, version, encode_state(trajectory_json, version), late
         )
 
     # -- timers -------------------------------------------------------------------------
@@ -312,6 +360,7 @@ class TrajectoryJoiner:
                 self.timed_out += 1
             delete(self._trajectories, key, p)
             self._cache.pop(key, None)
+            self._models.pop(key, None)
             self.forgotten += 1
         self._parked.forget_idle(limit, owned)
         return closed
@@ -320,4 +369,5 @@ class TrajectoryJoiner:
         """Rebuild the in-memory timer state from the tables, after every table recovery
         (restart, rebalance). Returns the number of traces with parked events."""
         self._cache.clear()
+        self._models.clear()
         return self._parked.recover()

@@ -6,7 +6,7 @@ import logging
 from datetime import datetime
 
 from schemas import DeadLetter, InvalidRecord, RawRecord
-from schemas.fast_decode import FastEvent, decode_raw_fast
+from schemas.fast_decode import FastRecord, decode_raw_fast
 from stream_processors.errors import InvalidMessage
 from stream_processors.steps.clock import (
     DEFAULT_BOUNDS,
@@ -37,7 +37,7 @@ def validate(
     max_bytes: int = DEFAULT_MAX_RECORD_BYTES,
     time_bounds: TimeBounds = DEFAULT_BOUNDS,
     now: datetime | None = None,
-) -> RawRecord | FastEvent:
+) -> RawRecord | FastRecord:
     """Parse one raw record (``item``: its index inside a batch message, else 0) and check
     its event times against ``time_bounds`` (the upper bound relative to ``now``, default the
     current time: see ``steps/clock.py``).

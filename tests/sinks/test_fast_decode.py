@@ -11,13 +11,20 @@ from schemas import (
     VERSION_JOINED,
     VERSION_UNJOINED,
     InvalidRecord,
+    TrajectoryState,
     decode_as,
     encode,
     utc_now,
 )
-from schemas.codec import encode_enriched
-from sinks.clickhouse.fast_decode import FastEnriched, decode_enriched
-from sinks.clickhouse.rows import SinkEnrichedEvent, enriched_row, event_row
+from schemas.codec import encode_enriched, encode_state
+from sinks.clickhouse.fast_decode import FastEnriched, decode_enriched, decode_state
+from sinks.clickhouse.rows import (
+    SinkEnrichedEvent,
+    enriched_row,
+    event_row,
+    state_row,
+    trajectory_row,
+)
 from stream_processors.demo.traffic import generate
 from tests.schemas.test_fast_decode import (
     ACTION,
@@ -131,3 +138,53 @@ def test_what_the_fast_path_gives_is_what_the_row_reads() -> None:
     assert fast.processed_at.tzinfo is not None and fast.version == 2
     row = event_row(fast)
     assert row[8] == "u-t"  # user_id from the trajectory: the event has none
+
+
+def check_state(data: bytes) -> bool:
+    """:func:`check` for a trajectory state."""
+    reference = outcome(lambda d: trajectory_row(decode_as(TrajectoryState, d)), data)
+    fast = decode_state(data)
+    if fast is not None:
+        assert reference[0] == "accepted", (data, reference)
+        assert outcome(lambda _: trajectory_row(fast), data) == reference, data
+    assert outcome(state_row, data) == reference, data
+    return fast is not None
+
+
+def test_trajectory_states_take_the_fast_path_with_equal_rows() -> None:
+    from stream_processors.steps.join import TrajectoryJoiner
+    from stream_processors.steps.validate import validate
+
+    joiner = TrajectoryJoiner({}, {})
+    records = [r for r in generate(project="p", events=500).records if r.type == "trajectory"]
+    for r in records:  # as the processor writes them: merged, with their versions
+        applied = joiner.apply_trajectory_encoded(validate(encode(r), topic="t", partition=0,
+                                                           offset=0))  # type: ignore[arg-type]
+        assert check_state(applied.state_json)
+    assert check_state(encode_state(dumps(TRAJECTORY), 3))
+    minimal = {"type": "trajectory", "trace_id": "t", "timestamp": "2026-03-04T05:06:07Z"}
+    assert check_state(encode_state(dumps(minimal), 1))  # status and version defaulted
+
+
+def test_hostile_states_agree_with_pydantic() -> None:
+    state = {"type": "trajectory_state", "trajectory": TRAJECTORY, "version": 2,
+             "schema_version": 1}  # fmt: skip
+    inputs = [dumps({k: v for k, v in state.items() if k != key}) for key in state]
+    for key in [*state, "unknown"]:
+        inputs += [dumps({**state, key: value}) for value in HOSTILE_VALUES]
+    for key in [*TRAJECTORY, "unknown"]:
+        inputs += [
+            dumps({**state, "trajectory": {**TRAJECTORY, key: value}}) for value in HOSTILE_VALUES
+        ]
+        inputs.append(
+            dumps({**state, "trajectory": {k: v for k, v in TRAJECTORY.items() if k != key}})
+        )
+    inputs += [b"", b"null", b"{}", b"[]", dumps(state)[:-1], dumps(state) + b" x"]
+    rng = random.Random(20261129)
+    base = dumps(state)
+    for _ in range(1_000):
+        data = bytearray(base)
+        data[rng.randrange(len(data))] = rng.choice(b' "\\{}[]:,0a\x00\x7f\xff\xc3')
+        inputs.append(bytes(data))
+    taken = sum(check_state(data) for data in inputs)
+    assert 100 < taken < len(inputs) - 500  # the corpus exercises both paths

@@ -287,3 +287,65 @@ def test_an_abandoned_batch_leaves_nothing_staged() -> None:
     j.join_encoded(_early(0), 0, 1.0, b"0")
     j.abandon_batch()
     assert j.apply_trajectory_encoded(TrajectoryRecord(trace_id="t"), 0, 2.0).late == []
+
+
+def _reference_merge(old: TrajectoryRecord | None, new: TrajectoryRecord) -> TrajectoryRecord:
+    """The merge on models as the processor ran it before it merged JSON forms."""
+    if old is None:
+        return new
+    updates = {k: v for k in new.model_fields_set if (v := getattr(new, k)) is not None}
+    starts = [s for s in (old.started_at, new.started_at) if s is not None]
+    updates["started_at"] = min(starts) if starts else None
+    updates["metadata"] = {**old.metadata, **new.metadata}
+    return old.model_copy(update=updates)
+
+
+def _random_trajectory(rng: Any) -> bytes:
+    record: dict[str, Any] = {"type": "trajectory", "trace_id": rng.choice(["t1", "t2"]),
+                              "timestamp": f"2026-01-0{rng.randint(1, 9)}T00:00:00Z"}  # fmt: skip
+    for name in ("trajectory_id", "user_id", "anonymous_id", "agent_id"):
+        if rng.random() < 0.4:
+            record[name] = rng.choice([None, f"{name}-{rng.randint(0, 2)}"])
+    if rng.random() < 0.5:
+        record["status"] = rng.choice(["running", "success", "error", "cancelled"])
+    for name in ("started_at", "ended_at"):
+        if rng.random() < 0.5:
+            record[name] = rng.choice([
+                None, "2026-01-01T00:00:00Z", "2026-01-01T00:00:00.5Z",
+                "2026-01-01T01:00:00+02:00", "2025-12-31T23:00:00", "2026-01-02T00:00:00.000001Z",
+            ])  # fmt: skip
+    if rng.random() < 0.5:
+        record["metadata"] = {rng.choice("abc"): rng.choice([1, 1.5, "x", None, [1], {"d": 2}])}
+    if rng.random() < 0.2:
+        record["project"] = "default"
+    if rng.random() < 0.2:
+        record["schema_version"] = 1
+    if rng.random() < 0.1:  # a lax form only pydantic reads: the fallback path
+        record["timestamp"] = 1767225600 + rng.randint(0, 9)
+    return json.dumps(record).encode()
+
+
+def test_merging_json_forms_equals_merging_models_on_both_decoding_paths() -> None:
+    import random
+
+    rng = random.Random(20261128)
+    for _ in range(300):
+        lines = [_random_trajectory(rng) for _ in range(rng.randint(1, 6))]
+        j = joiner()
+        reference: dict[str, TrajectoryRecord] = {}
+        for line in lines:
+            record = validate(line, topic="t", partition=0, offset=0)
+            assert not isinstance(record, ActionEvent | TelemetryEvent | FastActionEvent)
+            model = TrajectoryRecord.model_validate_json(line)
+            expected = reference[model.trace_id] = _reference_merge(
+                reference.get(model.trace_id), model
+            )
+            applied = j.apply_trajectory_encoded(record)
+            want = expected.model_dump(mode="json")
+            assert applied.trajectory == want, lines
+            assert orjson.loads(applied.trajectory_json) == want, lines
+            assert applied.state.trajectory == expected
+            assert j.trajectory_for("default", model.trace_id) == expected
+            # the table holds the JSON form: a restarted worker reads the same trajectory
+            stored = j._trajectories[trace_key("default", model.trace_id)]
+            assert stored["trajectory"] == want
