@@ -18,18 +18,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
-from faust.types import TP
+from confluent_kafka import Consumer
 
 from producers import MeterlineProducer
 from schemas import RawRecord, Topics, encode, framing
 from sinks import connect
 from stream_processors.admin import ensure_topics
 from stream_processors.demo.report import counts
+from stream_processors.demo.run import scraped
 from stream_processors.demo.traffic import generate
 from stream_processors.embedded.broker import TansuBroker
 from stream_processors.embedded.runtime import Pipeline
-from stream_processors.end_offsets import true_end_offsets
 from stream_processors.gc_tuning import tune_gc
 from stream_processors.progress import ProgressBar
 from stream_processors.settings import Settings
@@ -69,17 +68,10 @@ def machine_cpu() -> tuple[float, float]:
     return (sum(fields[:8]) - idle) / tick, sum(fields[:8]) / tick
 
 
-def end_offsets(bootstrap: str, topic: str) -> int:
-    """Records in ``topic``: the true end offsets (Tansu under-reports them, see
-    stream_processors/end_offsets.py)."""
-    config = {"bootstrap.servers": bootstrap}
-    c = Consumer({**config, "group.id": "bench-watermarks"})
-    reported = {
-        TP(topic, p): c.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)[1]
-        for p in range(PARTITIONS)
-    }
-    c.close()
-    return sum(end or 0 for end in true_end_offsets(config, reported).values())
+def enriched_out(pipeline: Pipeline) -> int:
+    """Enriched records the workers produced so far, from their metrics (the topic's offsets
+    count messages, and the workers frame hundreds of records into one)."""
+    return int(scraped(pipeline).get("meterline_processor_records_out_total[enriched]", 0))
 
 
 def baseline(bootstrap: str, ch: Any, records: list[RawRecord]) -> float:
@@ -183,8 +175,8 @@ def main() -> None:
             assert sink is not None
             bar = ProgressBar("enriched rows in ClickHouse", want)  # drawn on a terminal only
             # Watching must not load the machine it measures: a FINAL count of the events
-            # table every 0.5 s took a large share of chDB's CPU. Poll the topic's end and
-            # the sink's row counter; count exactly (FINAL) only once they meet.
+            # table every 0.5 s took a large share of chDB's CPU. Poll the workers' output
+            # counter and the sink's row counter; count exactly (FINAL) only once they meet.
             enriched = 0
             while True:
                 pipeline.check()
@@ -192,7 +184,7 @@ def main() -> None:
                 inserted = sink.stats.rows["events"]
                 bar.update(min(inserted, want))
                 if processed_at is None or inserted >= enriched:
-                    enriched = end_offsets(broker.bootstrap, topics.enriched)
+                    enriched = enriched_out(pipeline)
                     if processed_at is None and enriched >= want:
                         processed_at = now
                 if enriched >= want and sink.stats.rows["events"] >= enriched:

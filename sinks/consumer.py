@@ -2,6 +2,12 @@
 
     poll a batch -> decode per topic -> insert per table -> commit offsets -> next batch
 
+A message marked as an NDJSON batch (:mod:`schemas.framing`; the processor frames its
+enriched events and trajectory states) is split into its records, each decoded on its own:
+an undecodable record becomes a dead letter with its own bytes and its index in the message
+(``item``), and the others are written. A batch holds about ``batch_size`` records: the
+number of messages asked of the consumer follows the records per message of the last batch.
+
 Offsets are committed only after every insert of the batch returned, so a crash replays
 the batch (at-least-once); ReplacingMergeTree keyed by id absorbs the replay. Each insert
 carries a deduplication token derived from its messages, so ClickHouse drops a repeat of the
@@ -25,7 +31,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
@@ -35,6 +41,7 @@ from schemas import (
     Outcome,
     Topics,
     decode_as,
+    framing,
 )
 from sinks.clickhouse.rows import (
     dead_letter_row,
@@ -70,6 +77,16 @@ def _where(msg: Message) -> Where:
     return str(msg.topic()), int(msg.partition() or 0), int(msg.offset() or 0)
 
 
+class Source(NamedTuple):
+    """Where a row came from: the message, the record's index in it (0 unless the message is
+    an NDJSON batch) and the record's bytes."""
+
+    msg: Message
+    where: Where
+    item: int
+    payload: bytes
+
+
 @dataclass
 class SinkStats:
     batches: int = 0
@@ -83,32 +100,34 @@ class SinkStats:
 
 @dataclass
 class _Batch:
-    """One consumed batch on its way into ClickHouse: rows per table, the message behind each
-    row (for a dead letter, should ClickHouse refuse the row) and the insert tokens."""
+    """One consumed batch on its way into ClickHouse: rows per table, where each row came from
+    (for a dead letter, should ClickHouse refuse the row) and the insert tokens."""
 
     rows: dict[str, list[tuple[Any, ...]]] = field(
         default_factory=lambda: {table: [] for table in TABLE_ORDER}
     )
-    sources: dict[str, list[Message]] = field(
+    sources: dict[str, list[Source]] = field(
         default_factory=lambda: {table: [] for table in TABLE_ORDER}
     )
     tokens: InsertTokens = field(default_factory=InsertTokens)
 
-    def add(self, table: str, row: tuple[Any, ...], msg: Message, where: Where) -> None:
+    def add(self, table: str, row: tuple[Any, ...], source: Source) -> None:
+        """A row and its source; the source's bytes go into ``table``'s insert token."""
         self.rows[table].append(row)
-        self.sources[table].append(msg)
-        self.tokens.add(table, *where, msg.value() or b"")
+        self.sources[table].append(source)
+        self.tokens.add(table, *source.where, source.payload)
 
 
-def _dead_letter(msg: Message, where: Where, reason: str, error_type: str) -> tuple[Any, ...]:
-    """The dead-letter row of a message the sink could not decode or ClickHouse refused."""
-    topic, partition, offset = where
+def _dead_letter(source: Source, reason: str, error_type: str) -> tuple[Any, ...]:
+    """The dead-letter row of a record the sink could not decode or ClickHouse refused."""
+    topic, partition, offset = source.where
     letter = DeadLetter(
         source_topic=topic,
         partition=partition,
         offset=offset,
-        key=msg.key(),
-        payload=msg.value() or b"",
+        item=source.item,
+        key=source.msg.key(),
+        payload=source.payload,
         reason=reason,
         error_type=error_type,
         stage="sink",
@@ -145,6 +164,10 @@ class ClickHouseSink:
         self.max_rejected = max_rejected
         self.rejections = RejectionWindow(reject_max_ratio)
         self._next_lag_at = 0.0
+        #: messages asked per poll: ``batch_size`` records at the last batch's records per
+        #: message (framed messages carry hundreds); starts low, so a first poll of framed
+        #: messages cannot hold ``batch_size`` times too many records
+        self._poll_messages = max(1, batch_size // 100)
         self.last_loop = time.monotonic()  # liveness: the loop came round recently
         self.insert_error: str | None = None  # readiness: the last insert failed
         self._decoders: dict[str, Callable[[bytes], tuple[str, tuple[Any, ...]]]] = {
@@ -181,21 +204,29 @@ class ClickHouseSink:
     def poll_once(self, stop: threading.Event | None = None) -> int:
         """Process one batch. Returns the number of messages consumed."""
         self.last_loop = time.monotonic()
-        messages = self._consumer.consume(self.batch_size, self.batch_timeout_s)
+        messages = self._consumer.consume(self._poll_messages, self.batch_timeout_s)
         if not messages:
             return 0
         self.metrics.messages_in.inc(len(messages))
         self.metrics.batch_size.observe(len(messages))
         batch = _Batch()
         offsets: dict[tuple[str, int], int] = {}
+        records = 0
         for msg in messages:
             if msg.error() is not None:
                 log.warning("sink: consumer error: %s", msg.error())
                 continue
             where = topic, partition, offset = _where(msg)
-            table, row = self._decode(msg, where)
-            batch.add(table, row, msg, where)
+            value = msg.value() or b""
+            if framing.is_batch(msg.headers()):
+                records += self._add_framed(batch, msg, where, value)
+            else:
+                source = Source(msg, where, 0, value)
+                batch.add(*self._decode(source), source)
+                records += 1
             offsets[(topic, partition)] = offset + 1
+        per_batch = self.batch_size * len(messages) // max(records, 1)
+        self._poll_messages = max(1, min(self.batch_size, per_batch))
         if not self._write_with_retry(batch, stop):
             return len(messages)  # stopping without commit: the batch is replayed later
         self._commit(offsets)
@@ -203,20 +234,36 @@ class ClickHouseSink:
         self.metrics.batches.inc()
         return len(messages)
 
-    def _decode(self, msg: Message, where: Where) -> tuple[str, tuple[Any, ...]]:
-        """A row for the message's table; an undecodable message becomes a dead-letter row."""
+    def _add_framed(self, batch: _Batch, msg: Message, where: Where, value: bytes) -> int:
+        """The rows of a batch message's records; returns how many records it carried. The
+        message's bytes go once into the insert token of each table its records went to (an
+        empty batch is one empty record: dead-lettered, not skipped)."""
+        lines = framing.split(value) or [value]
+        tables: set[str] = set()
+        for item, line in enumerate(lines):
+            source = Source(msg, where, item, line)
+            table, row = self._decode(source)
+            batch.rows[table].append(row)
+            batch.sources[table].append(source)
+            tables.add(table)
+        for table in tables:
+            batch.tokens.add(table, *where, value)
+        return len(lines)
+
+    def _decode(self, source: Source) -> tuple[str, tuple[Any, ...]]:
+        """A row for the record's table; an undecodable record becomes a dead-letter row."""
         try:
-            return self._decoders[where[0]](msg.value() or b"")
+            return self._decoders[source.where[0]](source.payload)
         except InvalidRecord as exc:
             self.stats.undecodable += 1
             self.metrics.dead_letter(exc.error_type)
-            return "dead_letters", _dead_letter(msg, where, exc.reason, exc.error_type)
-        except Exception as exc:  # a bug in decoding or row mapping: this message pays for it
-            log.exception("sink: unexpected error decoding %s[%s]@%s", *where)
+            return "dead_letters", _dead_letter(source, exc.reason, exc.error_type)
+        except Exception as exc:  # a bug in decoding or row mapping: this record pays for it
+            log.exception("sink: unexpected error decoding %s[%s]@%s", *source.where)
             self.stats.undecodable += 1
             self.metrics.dead_letter(UNEXPECTED_ERROR)
             reason = f"unexpected {type(exc).__name__} while decoding: {exc}"[:_REASON_CHARS]
-            return "dead_letters", _dead_letter(msg, where, reason, UNEXPECTED_ERROR)
+            return "dead_letters", _dead_letter(source, reason, UNEXPECTED_ERROR)
 
     def _write_with_retry(self, batch: _Batch, stop: threading.Event | None) -> bool:
         """Insert every table's rows, retrying with the same dedup tokens until written
@@ -265,18 +312,15 @@ class ClickHouseSink:
             self.stats.rows[table] += written
             batch.rows[table], batch.sources[table] = [], []  # written: not re-inserted on retry
             for index, reason in rejected:
-                msg = sources[index]
-                where = _where(msg)
+                source = sources[index]
                 log.error(
-                    "sink: ClickHouse refused the row of %s/%s/%s for %s; dead-lettered: %s",
-                    *where,
-                    table,
-                    reason,
-                )
+                    "sink: ClickHouse refused the row of %s/%s/%s item %s for %s; "
+                    "dead-lettered: %s", *source.where, source.item, table, reason,
+                )  # fmt: skip
                 self.stats.rejected += 1
                 self.metrics.dead_letter(REJECTED)
                 why = f"ClickHouse refused the row for {table}: {reason}"[:_REASON_CHARS]
-                batch.add("dead_letters", _dead_letter(msg, where, why, REJECTED), msg, where)
+                batch.add("dead_letters", _dead_letter(source, why, REJECTED), source)
             rounds += 1
 
     def _commit(self, offsets: dict[tuple[str, int], int]) -> None:

@@ -190,15 +190,16 @@ class BatchProcessor:
                         continue
                     if isinstance(record, TRAJECTORY_TYPES):
                         applied = joiner.apply_trajectory_encoded(record, partition, now)
-                        out.producer.send(
-                            out.trajectory_state, record.routing_key.encode(), applied.state_json
-                        )
+                        out.producer.send_framed(
+                            out.trajectory_state, partition, record.routing_key.encode(),
+                            applied.state_json,
+                        )  # fmt: skip
                         if rules is not None:
                             rules.observe_trajectory(applied.state.trajectory)
                         for event, event_json in applied.late:
                             self._send_encoded(
                                 event, event_json, applied.trajectory_json, VERSION_JOINED,
-                                processed_at,
+                                processed_at, partition,
                             )  # fmt: skip
                         continue
                     seen = admit(record, in_flight)
@@ -212,7 +213,9 @@ class BatchProcessor:
                     if joined is None:
                         continue  # held: staged in this batch, then parked
                     # the validated event as received: no re-serialisation per output
-                    self._send_encoded(record, value, joined[0], joined[1], processed_at)
+                    self._send_encoded(
+                        record, value, joined[0], joined[1], processed_at, partition
+                    )
             finally:
                 _current_event.reset(token)
 
@@ -223,15 +226,18 @@ class BatchProcessor:
         trajectory_json: bytes | None,
         version: int,
         processed_at: bytes,
+        partition: int | None = None,
     ) -> None:
         """One enriched event out, assembled from JSON already serialised (``event_json``:
-        the event as received; None: encoded here)."""
+        the event as received; None: encoded here). ``partition``: the source partition,
+        whose outputs are framed together (None: a message of its own)."""
         body = event_json if event_json is not None else encode(to_model(event))
-        self.out.producer.send(
-            self.out.enriched,
-            event.routing_key.encode(),
-            encode_enriched(body, trajectory_json, version, processed_at),
-        )
+        value = encode_enriched(body, trajectory_json, version, processed_at)
+        key = event.routing_key.encode()
+        if partition is None:
+            self.out.producer.send(self.out.enriched, key, value)
+        else:
+            self.out.producer.send_framed(self.out.enriched, partition, key, value)
 
     def _send_outcomes(self) -> None:
         """The rule stage's new, changed and retracted outcomes of this batch."""

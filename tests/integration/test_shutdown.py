@@ -17,7 +17,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from producers import MeterlineProducer
-from schemas import ActionEvent, EnrichedEvent, Topics, TrajectoryRecord, decode_as
+from schemas import ActionEvent, EnrichedEvent, Topics, TrajectoryRecord, decode_as, framing
 from stream_processors.demo.report import counts
 from stream_processors.settings import Settings
 from tests.fixtures import wait_until
@@ -95,7 +95,14 @@ def events_below_committed(bootstrap: str, group: str, topic: str, partitions: i
             while True:
                 msgs = [m for m in reader.consume(1000, 2.0) if m.error() is None]
                 below = [m for m in msgs if (m.offset() or 0) < limit]
-                ids.update(decode_as(EnrichedEvent, m.value() or b"").event.event_id for m in below)
+                ids.update(
+                    decode_as(EnrichedEvent, record).event.event_id
+                    for m in below
+                    for record in (  # the workers frame their outputs: batch messages
+                        framing.split(m.value()) if framing.is_batch(m.headers())
+                        else [m.value() or b""]
+                    )
+                )  # fmt: skip
                 if not msgs or len(below) < len(msgs) or (msgs[-1].offset() or 0) >= limit - 1:
                     break
     finally:

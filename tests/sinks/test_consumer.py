@@ -183,3 +183,38 @@ def test_an_unexpected_error_decoding_a_message_dead_letters_it_instead_of_crash
     assert letters.result_rows == [
         ("unexpected_error", "sink", "unexpected KeyError while decoding: 'surprise'")
     ]
+
+
+def test_a_batch_message_is_split_and_each_bad_record_is_dead_lettered_with_its_item(
+    settings: Settings, clickhouse: Any
+) -> None:
+    """The processor frames its enriched events (NDJSON batch messages): each record is
+    decoded and written on its own; a record that does not decode, or whose row ClickHouse
+    refuses, becomes a dead letter carrying that record's bytes and its index in the message,
+    and the message's other records land."""
+    from schemas.framing import BATCH_HEADERS
+
+    db = settings.database
+    sink = sink_for(settings, clickhouse)
+    clickhouse.command(f"ALTER TABLE {db}.events ADD CONSTRAINT small_cost CHECK cost_usd < 100")
+    lines = [llm_call("a", 0.5), b'{"not": "an enriched event"}', llm_call("b", 0.5),
+             llm_call("costly", 1_000), llm_call("c", 0.5)]  # fmt: skip
+    assert settings.kafka_bootstrap
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap})
+    producer.produce(settings.topics.enriched, b"\n".join(lines), key=b"k", headers=BATCH_HEADERS)
+    producer.produce(settings.topics.enriched, llm_call("single", 0.5), key=b"k")  # unframed
+    assert producer.flush(30) == 0
+    try:
+        assert wait_until(lambda: sink.poll_once() == 0 and sink.stats.batches > 0, 60)
+    finally:
+        sink.close()
+    events = clickhouse.query(f"SELECT event_id FROM {db}.event_facts ORDER BY event_id")
+    assert events.result_rows == [("a",), ("b",), ("c",), ("single",)]
+    letters = clickhouse.query(
+        f"SELECT item, payload_base64, error_type FROM {db}.dead_letters ORDER BY item"
+    ).result_rows
+    assert [(item, base64.b64decode(payload), kind) for item, payload, kind in letters] == [
+        (1, lines[1], "invalid_record"),
+        (3, lines[3], "rejected_by_clickhouse"),
+    ]
+    assert sink.stats.rows["events"] == 4 and sink.stats.rows["dead_letters"] == 2

@@ -36,6 +36,9 @@ class Output:
     ) -> None:
         self.log.append(topic)
 
+    def send_framed(self, topic: str, group: int, key: bytes, value: bytes) -> None:
+        self.log.append(topic)  # framed or not: sent before the flush that acknowledges it
+
     async def flush(self, timeout_s: float = 60.0) -> None:
         if self.down:
             raise OutputDeliveryError("output not delivered: broker down")
