@@ -1,4 +1,11 @@
-"""Batch writes into ClickHouse through clickhouse-connect."""
+"""Batch writes into ClickHouse through clickhouse-connect.
+
+The sink's hot tables (``events``, ``trajectories``) are inserted in the Arrow format: the
+rows' columns become Arrow arrays in C (:data:`ARROW_SCHEMAS`), where clickhouse-connect's
+Native encoding walks every value in Python. Measured on 20,000 ``events`` rows into chDB:
+~14.5 -> ~11 µs per row, insert included; the stored rows are equal
+(``tests/sinks/test_writer.py``). The other tables keep the Native insert.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,8 @@ import hashlib
 import logging
 from collections.abc import Sequence
 from typing import Any
+
+import pyarrow as pa
 
 from sinks.clickhouse.ddl import backfills, check_identifier, dedup_settings, statements
 from sinks.clickhouse.rejections import is_data_error
@@ -53,6 +62,41 @@ class InsertTokens:
         return f"{table}-{digest.hexdigest()}"
 
 
+_TS = pa.timestamp("us", tz="UTC")  # DateTime64(6, 'UTC')
+#: Arrow type of each column that is not a String (LowCardinality or not).
+_TYPES: dict[str, pa.DataType] = {
+    "timestamp": _TS,
+    "started_at": _TS,
+    "ended_at": _TS,
+    "processed_at": _TS,
+    "duration_ms": pa.float64(),
+    "cost_usd": pa.float64(),
+    "input_tokens": pa.uint64(),
+    "output_tokens": pa.uint64(),
+    "cached_tokens": pa.uint64(),
+    "joined": pa.uint8(),
+    "version": pa.uint32(),
+}
+#: The tables inserted as Arrow, with their columns' Arrow types (``sinks.clickhouse.ddl``).
+ARROW_SCHEMAS: dict[str, pa.Schema] = {
+    table: pa.schema([(name, _TYPES.get(name, pa.string())) for name in COLUMNS[table]])
+    for table in ("events", "trajectories")
+}
+
+
+def arrow_table(table: str, rows: Sequence[Sequence[Any]]) -> pa.Table:
+    """``rows`` of ``table`` as an Arrow table of its :data:`ARROW_SCHEMAS` schema.
+
+    Raises:
+        ValueError, TypeError, OverflowError: a value its column cannot hold (pyarrow's
+            errors derive from these), or a row of the wrong width: the rows' fault.
+    """
+    schema = ARROW_SCHEMAS[table]
+    columns = zip(*rows, strict=True)
+    arrays = [pa.array(column, type=f.type) for column, f in zip(columns, schema, strict=True)]
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
 class ClickHouseWriter:
     """Inserts row batches into meterline's tables in ``database``.
 
@@ -94,13 +138,18 @@ class ClickHouseWriter:
             return
         settings = {"insert_deduplication_token": dedup_token} if dedup_token else None
         try:
-            self.client.insert(
-                table,
-                rows,
-                column_names=list(COLUMNS[table]),
-                database=self.database,
-                settings=settings,
-            )
+            if table in ARROW_SCHEMAS:
+                self.client.insert_arrow(
+                    table, arrow_table(table, rows), database=self.database, settings=settings
+                )
+            else:
+                self.client.insert(
+                    table,
+                    rows,
+                    column_names=list(COLUMNS[table]),
+                    database=self.database,
+                    settings=settings,
+                )
         except Exception as exc:  # clickhouse-connect raises several unrelated types
             error = SinkRowsRejected if is_data_error(exc) else SinkWriteError
             raise error(f"insert of {len(rows)} rows into {table} failed: {exc}") from exc
