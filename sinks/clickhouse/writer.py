@@ -1,10 +1,11 @@
 """Batch writes into ClickHouse through clickhouse-connect.
 
-The sink's hot tables (``events``, ``trajectories``) are inserted in the Arrow format: the
-rows' columns become Arrow arrays in C (:data:`ARROW_SCHEMAS`), where clickhouse-connect's
-Native encoding walks every value in Python. Measured on 20,000 ``events`` rows into chDB:
-~14.5 -> ~11 µs per row, insert included; the stored rows are equal
-(``tests/sinks/test_writer.py``). The other tables keep the Native insert.
+The sink's hot tables (:data:`ARROW_TABLES`) are inserted in the Arrow format: the rows'
+columns become Arrow arrays in C, of the types the table's columns have now (an operator may
+have altered one; a type Arrow inserts do not handle means a Native insert), where
+clickhouse-connect's Native encoding walks every value in Python. Measured on 20,000
+``events`` rows into chDB: ~14.5 -> ~11 µs per row, insert included; the stored rows are
+equal (``tests/sinks/test_writer.py``). The other tables keep the Native insert.
 """
 
 from __future__ import annotations
@@ -62,38 +63,53 @@ class InsertTokens:
         return f"{table}-{digest.hexdigest()}"
 
 
-_TS = pa.timestamp("us", tz="UTC")  # DateTime64(6, 'UTC')
-#: Arrow type of each column that is not a String (LowCardinality or not).
-_TYPES: dict[str, pa.DataType] = {
-    "timestamp": _TS,
-    "started_at": _TS,
-    "ended_at": _TS,
-    "processed_at": _TS,
-    "duration_ms": pa.float64(),
-    "cost_usd": pa.float64(),
-    "input_tokens": pa.uint64(),
-    "output_tokens": pa.uint64(),
-    "cached_tokens": pa.uint64(),
-    "joined": pa.uint8(),
-    "version": pa.uint32(),
+#: The tables inserted as Arrow: the sink's hot ones.
+ARROW_TABLES = ("events", "trajectories")
+#: Arrow type of each ClickHouse column type an Arrow insert writes (inside ``Nullable`` and
+#: ``LowCardinality``); a table with a column of any other type is inserted as Native.
+_ARROW_TYPES: dict[str, pa.DataType] = {
+    "String": pa.string(),
+    "UInt8": pa.uint8(),
+    "UInt16": pa.uint16(),
+    "UInt32": pa.uint32(),
+    "UInt64": pa.uint64(),
+    "Int8": pa.int8(),
+    "Int16": pa.int16(),
+    "Int32": pa.int32(),
+    "Int64": pa.int64(),
+    "Float32": pa.float32(),
+    "Float64": pa.float64(),
+    "DateTime64(6, 'UTC')": pa.timestamp("us", tz="UTC"),
 }
-#: The tables inserted as Arrow, with their columns' Arrow types (``sinks.clickhouse.ddl``).
-ARROW_SCHEMAS: dict[str, pa.Schema] = {
-    table: pa.schema([(name, _TYPES.get(name, pa.string())) for name in COLUMNS[table]])
-    for table in ("events", "trajectories")
-}
+_WRAPPERS = ("Nullable(", "LowCardinality(")
 
 
-def arrow_table(table: str, rows: Sequence[Sequence[Any]]) -> pa.Table:
-    """``rows`` of ``table`` as an Arrow table of its :data:`ARROW_SCHEMAS` schema.
+def arrow_type(clickhouse_type: str) -> pa.DataType | None:
+    """The Arrow type an Arrow insert sends for a ClickHouse column type, or None for a type
+    it does not handle."""
+    inner = clickhouse_type
+    while inner.startswith(_WRAPPERS) and inner.endswith(")"):
+        inner = inner[inner.index("(") + 1 : -1]
+    return _ARROW_TYPES.get(inner)
+
+
+def arrow_table(schema: pa.Schema, rows: Sequence[Sequence[Any]]) -> pa.Table:
+    """``rows`` as an Arrow table of ``schema`` (one field per column, in order).
 
     Raises:
-        ValueError, TypeError, OverflowError: a value its column cannot hold (pyarrow's
-            errors derive from these), or a row of the wrong width: the rows' fault.
+        ValueError: a value its column's type cannot hold (out of range, not UTF-8, the
+            wrong type) or a row of the wrong width, naming the column: the rows' fault.
     """
-    schema = ARROW_SCHEMAS[table]
-    columns = zip(*rows, strict=True)
-    arrays = [pa.array(column, type=f.type) for column, f in zip(columns, schema, strict=True)]
+    try:
+        columns = list(zip(*rows, strict=True))
+    except ValueError as exc:
+        raise ValueError(f"rows of different widths: {exc}") from None
+    arrays = []
+    for column, f in zip(columns, schema, strict=True):
+        try:
+            arrays.append(pa.array(column, type=f.type))
+        except (pa.ArrowException, ValueError, TypeError, OverflowError) as exc:
+            raise ValueError(f"column {f.name} ({f.type}): {exc}") from None
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
@@ -112,6 +128,9 @@ class ClickHouseWriter:
     def __init__(self, client: Any, database: str) -> None:
         self.client = client
         self.database = check_identifier(database)
+        #: per Arrow table: the schema of its columns' current types (None: insert as Native);
+        #: read on the first insert and again after a failed one (an operator's ALTER)
+        self._schemas: dict[str, pa.Schema | None] = {}
 
     def ensure_schema(self) -> None:
         """Create the database, tables and views if missing (safe to run on every start).
@@ -138,9 +157,10 @@ class ClickHouseWriter:
             return
         settings = {"insert_deduplication_token": dedup_token} if dedup_token else None
         try:
-            if table in ARROW_SCHEMAS:
+            schema = self._arrow_schema(table) if table in ARROW_TABLES else None
+            if schema is not None:
                 self.client.insert_arrow(
-                    table, arrow_table(table, rows), database=self.database, settings=settings
+                    table, arrow_table(schema, rows), database=self.database, settings=settings
                 )
             else:
                 self.client.insert(
@@ -151,5 +171,24 @@ class ClickHouseWriter:
                     settings=settings,
                 )
         except Exception as exc:  # clickhouse-connect raises several unrelated types
+            self._schemas.pop(table, None)  # read the column types again before the retry
             error = SinkRowsRejected if is_data_error(exc) else SinkWriteError
             raise error(f"insert of {len(rows)} rows into {table} failed: {exc}") from exc
+
+    def _arrow_schema(self, table: str) -> pa.Schema | None:
+        """The Arrow schema of ``table``'s sink columns from their current ClickHouse types
+        (None when one has a type Arrow inserts do not handle: Native then)."""
+        if table in self._schemas:
+            return self._schemas[table]
+        found = self.client.query(
+            "SELECT name, type FROM system.columns WHERE database = %(db)s AND table = %(t)s",
+            parameters={"db": self.database, "t": table},
+        ).result_rows
+        types = {str(name): str(kind) for name, kind in found}
+        fields = [(name, arrow_type(types.get(name, ""))) for name in COLUMNS[table]]
+        schema = None if any(t is None for _, t in fields) else pa.schema(fields)
+        if schema is None:
+            log.info("sink: %s.%s is inserted as Native (a column type Arrow inserts do not "
+                     "handle: %s)", self.database, table, types)  # fmt: skip
+        self._schemas[table] = schema
+        return schema

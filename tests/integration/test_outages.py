@@ -37,13 +37,20 @@ class FlakyClickHouse:
         self.refused = 0
 
     def insert(self, *args: Any, **kwargs: Any) -> Any:
+        self._refuse_while_down()
+        return self._client.insert(*args, **kwargs)
+
+    def insert_arrow(self, *args: Any, **kwargs: Any) -> Any:  # the sink's hot tables
+        self._refuse_while_down()
+        return self._client.insert_arrow(*args, **kwargs)
+
+    def _refuse_while_down(self) -> None:
         if self.down.is_set():
             self.refused += 1
             raise OperationalError(
                 "Error HTTPConnectionPool(host='127.0.0.1', port=8123): Max retries exceeded "
                 "(Caused by NewConnectionError: [Errno 111] Connection refused)"
             )
-        return self._client.insert(*args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
