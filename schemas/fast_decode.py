@@ -207,14 +207,21 @@ _DECODER = msgspec.json.Decoder(FastRecord)
 def decode_event(data: bytes | str) -> FastRecord | None:
     """The record (an event or a trajectory record), if the fast path accepts ``data``;
     else None (never raises)."""
+    record: FastRecord | None = decode_checked(_DECODER, data)
+    return record
+
+
+def decode_checked(decoder: msgspec.json.Decoder[Any], data: bytes | str) -> Any:
+    """``decoder``'s Struct with its ``_finish`` checks passed, or None for anything the
+    fast path leaves to pydantic (never raises)."""
     try:
         if maybe_too_deep(data):
             return None
-        record: FastRecord = _DECODER.decode(data)
-        record._finish()
+        value = decoder.decode(data)
+        value._finish()
     except Exception:  # whatever msgspec or the checks refuse is pydantic's to judge
         return None
-    return record
+    return value
 
 
 def decode_raw_fast(data: bytes | str) -> RawRecord | FastRecord:

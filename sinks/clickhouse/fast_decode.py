@@ -32,6 +32,7 @@ from schemas.fast_decode import (
     Id,
     Version,
     check_ids,
+    decode_checked,
     maybe_too_deep,
     parse_utc,
 )
@@ -115,11 +116,5 @@ _STATE_DECODER = msgspec.json.Decoder(FastTrajectoryState)
 
 def decode_state(data: bytes) -> FastTrajectoryState | None:
     """The trajectory state, if the fast path accepts ``data``; else None (never raises)."""
-    try:
-        if maybe_too_deep(data):
-            return None
-        state: FastTrajectoryState = _STATE_DECODER.decode(data)
-        state._finish()
-    except Exception:  # whatever msgspec or the checks refuse is pydantic's to judge
-        return None
+    state: FastTrajectoryState | None = decode_checked(_STATE_DECODER, data)
     return state

@@ -72,15 +72,22 @@ def _now_masked(value: Any) -> Any:
     return value
 
 
-def check(data: bytes) -> bool:
-    """The fast path's promise for one input; True if it took it."""
-    reference = outcome(pydantic_row, data)
-    fast = decode_enriched(data)
+def agree(data: bytes, reference_row: Any, fast_decode: Any, row: Any, both: Any) -> bool:
+    """The fast path's promise for one input: what it accepts, pydantic accepts with the same
+    row (``reference_row``: pydantic's; ``row`` of the fast Struct), and the sink's decoder
+    (``both``) does what pydantic does. True if the fast path took it."""
+    reference = outcome(reference_row, data)
+    fast = fast_decode(data)
     if fast is not None:
         assert reference[0] == "accepted", (data, reference)
-        assert outcome(lambda _: event_row(fast), data) == reference, data
-    assert outcome(enriched_row, data) == reference, data
+        assert outcome(lambda _: row(fast), data) == reference, data
+    assert outcome(both, data) == reference, data
     return fast is not None
+
+
+def check(data: bytes) -> bool:
+    """:func:`agree` for an enriched event."""
+    return agree(data, pydantic_row, decode_enriched, event_row, enriched_row)
 
 
 def wrap(event: bytes | str, trajectory: bytes | None = None) -> bytes:
@@ -141,14 +148,9 @@ def test_what_the_fast_path_gives_is_what_the_row_reads() -> None:
 
 
 def check_state(data: bytes) -> bool:
-    """:func:`check` for a trajectory state."""
-    reference = outcome(lambda d: trajectory_row(decode_as(TrajectoryState, d)), data)
-    fast = decode_state(data)
-    if fast is not None:
-        assert reference[0] == "accepted", (data, reference)
-        assert outcome(lambda _: trajectory_row(fast), data) == reference, data
-    assert outcome(state_row, data) == reference, data
-    return fast is not None
+    """:func:`agree` for a trajectory state."""
+    pydantic = lambda d: trajectory_row(decode_as(TrajectoryState, d))  # noqa: E731
+    return agree(data, pydantic, decode_state, trajectory_row, state_row)
 
 
 def test_trajectory_states_take_the_fast_path_with_equal_rows() -> None:
