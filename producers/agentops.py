@@ -53,7 +53,9 @@ class Event:
     params: dict[str, Any] | None = None
     returns: Any = None
     init_timestamp: str = field(default_factory=get_iso_time)
-    end_timestamp: str = field(default_factory=get_iso_time)
+    #: default: ``init_timestamp`` itself (one clock read: two could straddle a millisecond,
+    #: and ``record`` would then take the event as already ended, with its duration lost)
+    end_timestamp: str = ""
     agent_id: uuid.UUID | None = None
     id: uuid.UUID = field(default_factory=uuid.uuid4)
     #: Set by the decorators when the wrapped function raised: the wire status is "error".
@@ -62,6 +64,8 @@ class Event:
     def __post_init__(self) -> None:
         if type(self) is Event:
             raise TypeError("Event is abstract: use ActionEvent, LLMEvent or ToolEvent")
+        if not self.end_timestamp:
+            self.end_timestamp = self.init_timestamp
 
 
 @dataclass

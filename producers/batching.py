@@ -36,6 +36,9 @@ class Batch:
     key: bytes
     values: list[bytes] = field(default_factory=list)
     callbacks: list[RecordCallback] = field(default_factory=list)
+    #: records without a callback of their own: their delivery is only counted, once per
+    #: batch for all of them (a call per record was ~15% of a sending process's time)
+    counted: int = 0
     size: int = 0
     opened_at: float = field(default_factory=time.monotonic)
 
@@ -48,9 +51,15 @@ class Batcher:
         self._open: dict[tuple[str, int], Batch] = {}
 
     def add(
-        self, topic: str, partition: int, key: bytes, value: bytes, callback: RecordCallback
+        self,
+        topic: str,
+        partition: int,
+        key: bytes,
+        value: bytes,
+        callback: RecordCallback | None,
     ) -> list[Batch]:
-        """Add one record; return the batches that became ready to produce (0, 1 or 2)."""
+        """Add one record (``callback`` None: its delivery is only counted); return the
+        batches that became ready to produce (0, 1 or 2)."""
         cfg = self.config
         ready: list[Batch] = []
         slot = (topic, partition)
@@ -61,7 +70,10 @@ class Batcher:
         if batch is None:
             batch = self._open[slot] = Batch(topic, partition, key)
         batch.values.append(value)
-        batch.callbacks.append(callback)
+        if callback is None:
+            batch.counted += 1
+        else:
+            batch.callbacks.append(callback)
         batch.size += len(value) + 1
         if len(batch.values) >= cfg.max_records or batch.size >= cfg.max_bytes:
             ready.append(self._open.pop(slot))

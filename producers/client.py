@@ -49,13 +49,13 @@ class DeliveryStats:
     last_error: str | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def _delivered(self) -> None:
+    def _delivered(self, records: int = 1) -> None:
         with self._lock:
-            self.delivered += 1
+            self.delivered += records
 
-    def _failed(self, err: KafkaError) -> None:
+    def _failed(self, err: KafkaError, records: int = 1) -> None:
         with self._lock:
-            self.failed += 1
+            self.failed += records
             self.last_error = str(err)
 
 
@@ -135,7 +135,7 @@ class MeterlineProducer:
             if partitions:
                 self._add_to_batch(
                     topic, partition_for(key, partitions), key, value,
-                    self._callback_for(record, on_delivery),
+                    self._own_callback(record, on_delivery),
                 )
                 return
         self.send_bytes(topic, key, value, record, on_delivery)
@@ -196,7 +196,7 @@ class MeterlineProducer:
         partition: int,
         key: bytes,
         value: bytes,
-        callback: Callable[[KafkaError | None, Message], None],
+        callback: Callable[[KafkaError | None, Message], None] | None,
     ) -> None:
         with self._batch_lock:
             ready = self._batcher.add(topic, partition, key, value, callback)
@@ -209,9 +209,11 @@ class MeterlineProducer:
     def _produce_batch(self, batch: Batch) -> None:
         """Hand one framed batch to librdkafka (caller holds the batch lock). A batch that
         cannot be queued within ``block_timeout_s`` is reported failed to every record."""
-        callbacks = batch.callbacks
+        callbacks, counted, count = batch.callbacks, batch.counted, self._count_delivery
 
         def _report_all(err: KafkaError | None, msg: Message) -> None:
+            if counted:
+                count(err, msg, counted)
             for cb in callbacks:
                 cb(err, msg)
 
@@ -261,9 +263,16 @@ class MeterlineProducer:
     def _callback_for(
         self, record: RawRecord | None, per_record: DeliveryCallback | None = None
     ) -> Callable[[KafkaError | None, Message], None]:
+        return self._own_callback(record, per_record) or self._count_delivery
+
+    def _own_callback(
+        self, record: RawRecord | None, per_record: DeliveryCallback | None = None
+    ) -> Callable[[KafkaError | None, Message], None] | None:
+        """The record's delivery callback (counting it too), or None when nothing per record
+        is to be called (then only counted)."""
         count, user_cb = self._count_delivery, self._on_delivery
         if per_record is None and (record is None or user_cb is None):
-            return count  # nothing per record to call: no closure per record
+            return None  # nothing per record to call: no closure per record
 
         def _report(err: KafkaError | None, _msg: Message) -> None:
             count(err, _msg)
@@ -274,13 +283,14 @@ class MeterlineProducer:
 
         return _report
 
-    def _count_delivery(self, err: KafkaError | None, _msg: Message) -> None:
-        """The delivery report of a record with no callback of its own: counted only."""
+    def _count_delivery(self, err: KafkaError | None, _msg: Message, records: int = 1) -> None:
+        """The delivery report of ``records`` records with no callback of their own (one
+        message, or one batch of them): counted only."""
         if err is None:
-            self.stats._delivered()
+            self.stats._delivered(records)
         else:
-            self.stats._failed(err)
-            log.warning("meterline: delivery failed: %s", err)
+            self.stats._failed(err, records)
+            log.warning("meterline: delivery of %d record(s) failed: %s", records, err)
 
     def poll(self, timeout: float = 0.0) -> int:
         """Serve pending delivery reports (callbacks); return how many were served."""

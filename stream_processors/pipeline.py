@@ -23,6 +23,7 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import faust
@@ -150,12 +151,13 @@ class BatchProcessor:
 
     async def _process(self, events: list[EventT]) -> None:
         accepted: list[tuple[int, int, Seen]] = []
-        processed_at = encode_timestamp(utc_now())
+        started = utc_now()  # one clock read per batch: the event-time check's reference too
+        processed_at = encode_timestamp(started)
         now = time.time()
         joiner = self.joiner
         joiner.open_batch()
         try:
-            self._run(events, accepted, processed_at, now)
+            self._run(events, accepted, processed_at, now, started)
         except BaseException:
             joiner.abandon_batch()
             raise
@@ -171,8 +173,11 @@ class BatchProcessor:
         accepted: list[tuple[int, int, Seen]],
         processed_at: bytes,
         now: float,
+        started: datetime,
     ) -> None:
-        """The batch's records in order: validate, dedupe, join, send (no waiting)."""
+        """The batch's records in order: validate, dedupe, join, send (no waiting).
+        ``started``: when the batch began, the upper event-time bound's reference (a batch
+        takes seconds at most; the bound allows hours ahead)."""
         out = self.out
         in_flight: set[bytes] = set()
         joiner = self.joiner
@@ -185,7 +190,7 @@ class BatchProcessor:
             token = _current_event.set(weakref.ref(fe))
             try:
                 for item, value in records_of(msg):
-                    record = self._validate(msg, value, item)
+                    record = self._validate(msg, value, item, started)
                     if record is None:
                         continue
                     if isinstance(record, TRAJECTORY_TYPES):
@@ -284,12 +289,13 @@ class BatchProcessor:
             return len(late), len(closed)
 
     def _validate(
-        self, msg: Any, value: bytes | None, item: int
+        self, msg: Any, value: bytes | None, item: int, now: datetime
     ) -> RawRecord | FastRecord | None:
         try:
             record = validate(
-                value, topic=msg.topic, partition=msg.partition, offset=msg.offset, item=item
-            )
+                value, topic=msg.topic, partition=msg.partition, offset=msg.offset, item=item,
+                now=now,
+            )  # fmt: skip
             self.dlq_limit.record(True)
             return record
         except InvalidMessage as exc:

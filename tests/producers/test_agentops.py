@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from datetime import datetime
+from datetime import datetime, tzinfo
 
 import pytest
 
@@ -42,6 +42,29 @@ def test_event_is_abstract_and_defaults_are_documented() -> None:
     err = ErrorEvent(trigger_event=tool, error_type="Runtime Error", code="ERR001",
                      details="Null pointer exception", logs="Error occurred at line 10")
     assert datetime.fromisoformat(err.timestamp)
+
+
+def test_a_new_event_ends_when_it_starts_even_if_the_clock_ticks_between_its_fields(
+    monkeypatch: pytest.MonkeyPatch, client: MeterlineClient, sink: MemorySink
+) -> None:
+    ticks = iter(range(100))
+
+    class TickingClock(datetime):
+        """A clock a millisecond further at every read."""
+
+        @classmethod
+        def now(cls, tz: tzinfo | None = None) -> TickingClock:
+            return cls(2026, 11, 29, 6, 0, 0, next(ticks) * 1000, tzinfo=tz)
+
+    monkeypatch.setattr("producers.agentops.datetime", TickingClock)
+    tool = ToolEvent(name="searchWeb")  # one clock read: init 000, and end the same
+    assert tool.end_timestamp == tool.init_timestamp == "2026-11-29T06:00:00.000Z"
+    assert ToolEvent(name="x", end_timestamp="2026-11-29T07:00:00.000Z").end_timestamp == (
+        "2026-11-29T07:00:00.000Z"
+    )
+    record(tool)  # still "not ended": record() ends it now (the next tick)
+    (t,) = flushed(client, sink).of_type(WireAction)
+    assert t.duration_ms is not None and t.duration_ms > 0
 
 
 def test_record_maps_each_event_type_to_the_wire(client: MeterlineClient, sink: MemorySink) -> None:

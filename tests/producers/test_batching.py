@@ -48,3 +48,12 @@ def test_due_takes_only_batches_that_lingered() -> None:
 
 def test_batching_off_when_max_records_is_one() -> None:
     assert not BatchConfig(max_records=1).enabled and BatchConfig().enabled
+
+
+def test_records_without_a_callback_are_counted_not_listed() -> None:
+    b = Batcher(BatchConfig(max_records=3, linger_s=60))
+    b.add("t", 0, b"k", b"a", None)
+    b.add("t", 0, b"k", b"b", _cb)
+    (batch,) = b.add("t", 0, b"k", b"c", None)
+    assert batch.values == [b"a", b"b", b"c"] and batch.callbacks == [_cb]
+    assert batch.counted == 2

@@ -64,3 +64,25 @@ def test_framed_records_land_on_the_partition_librdkafka_picks_for_their_key(tan
                 seen += 1
     c.close()
     assert seen == len(events) and messages < len(events) / 5
+
+
+def test_a_batch_reports_delivery_to_every_record_with_or_without_its_own_callback(
+    tansu: Any,
+) -> None:
+    topics = Topics(f"count{uuid.uuid4().hex[:8]}")
+    ensure_topics(tansu.bootstrap, topics.raw, 2)
+    producer = MeterlineProducer(
+        tansu.bootstrap, topics=topics, batching=BatchConfig(max_records=40, linger_s=0.05)
+    )
+    called: list[Any] = []
+    for i in range(100):
+        ev = ActionEvent(project="f", event_id=f"c{i}", trace_id=f"t{i % 7}", name="x",
+                         kind=ActionKind.TOOL_CALL)  # fmt: skip
+        if i % 10:
+            producer.send(ev)  # counted with its batch, no callback of its own
+        else:
+            producer.send(ev, on_delivery=lambda rec, err: called.append((rec.event_id, err)))
+    assert producer.close() == 0
+    assert producer.stats.enqueued == producer.stats.delivered == 100
+    assert producer.stats.failed == 0
+    assert sorted(called) == sorted((f"c{i}", None) for i in range(0, 100, 10))
