@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -95,3 +95,18 @@ def wait_until(
             return True
         time.sleep(interval_s)
     return check()
+
+
+def committed_offsets(
+    bootstrap: str, group: str, topics: Iterable[str], partitions: int
+) -> dict[tuple[str, int], int]:
+    """``group``'s committed offset per (topic, partition) of ``topics``: the next record its
+    next member reads; negative where it never committed."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        tps = [TopicPartition(t, p) for t in topics for p in range(partitions)]
+        return {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(tps, 30)}
+    finally:
+        consumer.close()

@@ -23,7 +23,7 @@ from stream_processors.embedded.runtime import Pipeline
 from stream_processors.end_offsets import true_end_offsets
 from stream_processors.fetch_audit import FAULT_ENV
 from stream_processors.settings import Settings
-from tests.fixtures import wait_until
+from tests.fixtures import committed_offsets, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -245,10 +245,11 @@ def uncommitted(p: Pipeline, group: str, topics: tuple[str, ...]) -> int:
     from faust.types import TP
 
     config = {"bootstrap.servers": p.settings.kafka_bootstrap}
+    done = committed_offsets(p.settings.kafka_bootstrap, group, topics, p.settings.partitions)
+    committed = {TP(t, i): offset for (t, i), offset in done.items()}
     consumer = Consumer({**config, "group.id": group})
     try:
         tps = [TopicPartition(t, i) for t in topics for i in range(p.settings.partitions)]
-        committed = {TP(tp.topic, tp.partition): tp.offset for tp in consumer.committed(tps, 30)}
         reported = {}
         for tp in tps:
             low, high = consumer.get_watermark_offsets(tp, timeout=30, cached=False)

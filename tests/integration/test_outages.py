@@ -16,14 +16,14 @@ from typing import Any
 
 import pytest
 from clickhouse_connect.driver.exceptions import OperationalError
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer
 
 from producers import MeterlineClient, MeterlineProducer
 from schemas import ActionEvent, TrajectoryRecord
 from stream_processors.demo.report import counts
 from stream_processors.embedded.runtime import Pipeline
 from stream_processors.settings import Settings
-from tests.fixtures import wait_until
+from tests.fixtures import committed_offsets, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -74,15 +74,11 @@ def send(settings: Settings, records: list[Any]) -> None:
 
 def committed(settings: Settings) -> dict[int, int]:
     """The sink group's committed offsets on the enriched topic (partition -> offset >= 0)."""
-    consumer = Consumer(
-        {"bootstrap.servers": settings.kafka_bootstrap, "group.id": settings.sink_group}
-    )
-    try:
-        tps = [TopicPartition(settings.topics.enriched, p) for p in range(settings.partitions)]
-        done = consumer.committed(tps, timeout=10)
-        return {tp.partition: tp.offset for tp in done if tp.offset >= 0}
-    finally:
-        consumer.close()
+    done = committed_offsets(
+        settings.kafka_bootstrap, settings.sink_group, [settings.topics.enriched],
+        settings.partitions,
+    )  # fmt: skip
+    return {p: offset for (_, p), offset in done.items() if offset >= 0}
 
 
 def stored(p: Pipeline, project: str) -> tuple[int, int]:

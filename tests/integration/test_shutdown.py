@@ -20,7 +20,7 @@ from producers import MeterlineProducer
 from schemas import ActionEvent, EnrichedEvent, Topics, TrajectoryRecord, decode_as, framing
 from stream_processors.demo.report import counts
 from stream_processors.settings import Settings
-from tests.fixtures import wait_until
+from tests.fixtures import committed_offsets, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -66,23 +66,15 @@ def send(bootstrap: str, topics: Topics, recs: list[Any]) -> None:
 def committed(bootstrap: str, group: str, topic_names: list[str], partitions: int = 4) -> int:
     """Sum of the group's committed offsets over ``topic_names`` (Kafka messages consumed;
     the SDK frames many records into one message)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
-    try:
-        tps = [TopicPartition(t, p) for t in topic_names for p in range(partitions)]
-        return sum(tp.offset for tp in consumer.committed(tps, timeout=10) if tp.offset > 0)
-    finally:
-        consumer.close()
+    done = committed_offsets(bootstrap, group, topic_names, partitions)
+    return sum(offset for offset in done.values() if offset > 0)
 
 
 def events_below_committed(bootstrap: str, group: str, topic: str, partitions: int = 4) -> int:
     """How many distinct events the messages of ``topic`` below ``group``'s committed offsets
     carry (the enriched topic may carry an event twice: unjoined, then joined)."""
-    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
-    try:
-        tps = [TopicPartition(topic, p) for p in range(partitions)]
-        limits = {tp.partition: tp.offset for tp in probe.committed(tps, timeout=10)}
-    finally:
-        probe.close()
+    done = committed_offsets(bootstrap, group, [topic], partitions)
+    limits = {p: offset for (_, p), offset in done.items()}
     reader = Consumer(
         {"bootstrap.servers": bootstrap, "group.id": "reader", "enable.auto.commit": False}
     )
