@@ -192,6 +192,7 @@ def main() -> None:
                 f"{ready_s:.1f}s (group join, recovery: not timed below)",
                 flush=True,
             )
+            sink_batches0 = pipeline.sink.stats.batches if pipeline.sink else 0
             t0 = time.perf_counter()
             produce_s = produce(broker.bootstrap, topics, encoded)
             print(f"producer  {len(records) / produce_s:,.0f} records/s ({produce_s:.1f}s)")
@@ -223,6 +224,7 @@ def main() -> None:
                 time.sleep(0.5)
             bar.close()
             total = time.perf_counter() - t0
+            sink_batches = sink.stats.batches - sink_batches0
             workers_cpu = sum(cpu_seconds(p) for p in pids) - workers_cpu0
             broker_cpu = cpu_seconds(broker_pid) - broker_cpu0
             here_cpu = cpu_seconds() - here_cpu0
@@ -236,6 +238,10 @@ def main() -> None:
             f"ClickHouse: {got.events:,} unique, {got.joined:,} joined)"
         )
         print(f"ratio end to end / baseline: {e2e / base:.2f}")
+        print(
+            f"sink      {sink_batches:,} batches, {got.events / max(sink_batches, 1):,.0f} "
+            "events per batch on average (chDB's CPU per row falls with larger inserts)"
+        )
         print(
             f"processor CPU {workers_cpu / n_events * 1e6:,.1f} µs/event "
             f"({workers_cpu:.1f} CPU-s in {len(pids)} worker(s); 1e6 / that = "
