@@ -225,6 +225,7 @@ def main() -> None:
             bar.close()
             total = time.perf_counter() - t0
             sink_batches = sink.stats.batches - sink_batches0
+            steps = scraped(pipeline)
             workers_cpu = sum(cpu_seconds(p) for p in pids) - workers_cpu0
             broker_cpu = cpu_seconds(broker_pid) - broker_cpu0
             here_cpu = cpu_seconds() - here_cpu0
@@ -238,6 +239,12 @@ def main() -> None:
             f"ClickHouse: {got.events:,} unique, {got.joined:,} joined)"
         )
         print(f"ratio end to end / baseline: {e2e / base:.2f}")
+        parked = int(steps.get("meterline_processor_events_parked_total", 0))
+        print(
+            f"processor parked {parked:,} events ({parked / n_events:.1%}; 5% are sent early "
+            "by construction, more wait when one raw topic is read ahead of another), "
+            f"{int(steps.get('meterline_processor_late_joins_total', 0)):,} re-emitted joined"
+        )
         print(
             f"sink      {sink_batches:,} batches, {got.events / max(sink_batches, 1):,.0f} "
             "events per batch on average (chDB's CPU per row falls with larger inserts)"
