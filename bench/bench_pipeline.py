@@ -21,15 +21,7 @@ from typing import Any
 from confluent_kafka import Consumer
 
 from producers import MeterlineProducer
-from schemas import (
-    ActionEvent,
-    RawRecord,
-    TelemetryEvent,
-    Topics,
-    TrajectoryRecord,
-    encode,
-    framing,
-)
+from schemas import RawRecord, Topics, encode, framing
 from sinks import connect
 from stream_processors.admin import ensure_topics
 from stream_processors.demo.report import counts
@@ -51,12 +43,7 @@ def serialised(topics: Topics, records: list[RawRecord]) -> Encoded:
     """(topic, key, value) of every record, serialised as agent processes do before sending:
     done before any clock starts (pydantic serialisation of 1,000,000 records takes ~8 s of
     one core, the agents' cost, not the pipeline's)."""
-    by_type = {
-        ActionEvent: topics.actions,
-        TelemetryEvent: topics.telemetry,
-        TrajectoryRecord: topics.trajectories,
-    }
-    return [(by_type[type(r)], r.routing_key.encode(), encode(r)) for r in records]
+    return [(topics.for_record(r), r.routing_key.encode(), encode(r)) for r in records]
 
 
 def produce(bootstrap: str, topics: Topics, encoded: Encoded) -> float:

@@ -15,7 +15,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from producers.batching import Batch, BatchConfig, Batcher
 from producers.errors import QueueFull
 from producers.partitioner import partition_for
-from schemas import ActionEvent, RawRecord, TelemetryEvent, Topics, TrajectoryRecord, encode
+from schemas import RawRecord, Topics, encode
 from schemas.framing import BATCH_HEADERS, frameable, join
 
 log = logging.getLogger(__name__)
@@ -101,13 +101,7 @@ class MeterlineProducer:
         atexit.register(self._flush_at_exit)
 
     def topic_for(self, record: RawRecord) -> str:
-        if isinstance(record, ActionEvent):
-            return self.topics.actions
-        if isinstance(record, TelemetryEvent):
-            return self.topics.telemetry
-        if isinstance(record, TrajectoryRecord):
-            return self.topics.trajectories
-        raise TypeError(f"not a meterline raw record: {type(record).__name__}")
+        return self.topics.for_record(record)
 
     def send(self, record: RawRecord, on_delivery: DeliveryCallback | None = None) -> None:
         """Enqueue one record for delivery. See the class docstring for the contract.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -15,6 +16,19 @@ class Topics:
     """
 
     prefix: str = "meterline"
+
+    def for_record(self, record: Any) -> str:
+        """The raw topic a record is produced to (an ActionEvent, TelemetryEvent or
+        TrajectoryRecord; TypeError for anything else)."""
+        from schemas.events import ActionEvent, TelemetryEvent, TrajectoryRecord
+
+        if isinstance(record, ActionEvent):
+            return self.actions
+        if isinstance(record, TelemetryEvent):
+            return self.telemetry
+        if isinstance(record, TrajectoryRecord):
+            return self.trajectories
+        raise TypeError(f"not a meterline raw record: {type(record).__name__}")
 
     @property
     def actions(self) -> str:

@@ -153,7 +153,7 @@ class BatchProcessor:
         accepted: list[tuple[int, int, Seen]] = []
         started = utc_now()  # one clock read per batch: the event-time check's reference too
         processed_at = encode_timestamp(started)
-        now = time.time()
+        now = started.timestamp()
         joiner = self.joiner
         joiner.open_batch()
         try:
