@@ -204,6 +204,7 @@ def build(librdkafka: bool) -> tuple[BatchProcessor, Any]:
     joiner = TrajectoryJoiner(
         trajectories, parked, grace_s=settings.join_grace_s,
         idle_timeout_s=settings.trajectory_idle_timeout_s,
+        retention_s=settings.trajectory_retention_s,
     )  # fmt: skip
 
     async def flush_state() -> None:  # Faust's producer: nothing goes through it any more

@@ -38,6 +38,10 @@ MetricName = Literal[
     "meterline_processor_dedupe_outside_window",  # older than the dedupe window: passed on
     "meterline_processor_pending_overflow",  # early events not parked (trace over its limit,
     # or the event too large for one changelog message): they stay unjoined
+    "meterline_processor_trajectories_reopened",  # trajectory records that resumed a
+    # trajectory closed by the idle timeout (merged at a version above the close's)
+    "meterline_processor_closed_trajectories_expired",  # closed trajectories forgotten past
+    # METERLINE_TRAJECTORY_RETENTION_S
     "meterline_processor_dedupe_window_events",  # gauge: events remembered by the window
     # with a control plane (rule stage):
     "meterline_processor_outcomes_out",  # outcome records produced (incl. retractions)
@@ -139,6 +143,16 @@ class StepCounters(Collector):
                 "meterline_processor_pending_overflow",
                 "early events not parked",
                 joiner.pending_overflow,
+            ),
+            (
+                "meterline_processor_trajectories_reopened",
+                "trajectory records that resumed a trajectory closed by the idle timeout",
+                joiner.reopened,
+            ),
+            (
+                "meterline_processor_closed_trajectories_expired",
+                "closed trajectories forgotten past the retention",
+                joiner.expired,
             ),
         ]
         rules = getattr(p, "rules", None)

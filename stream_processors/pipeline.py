@@ -370,6 +370,7 @@ def build_pipeline(
         parked,
         grace_s=settings.join_grace_s,
         idle_timeout_s=settings.trajectory_idle_timeout_s,
+        retention_s=settings.trajectory_retention_s,
     )
     limit = DlqLimit(settings.dlq_max_ratio or None)
     buffers = [trajectories, parked]

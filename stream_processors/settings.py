@@ -43,9 +43,12 @@ class Settings:
     # out joined; after it, it goes out unjoined and is re-emitted joined if the trajectory
     # comes later (0 = out at once)
     join_grace_s: float = 10.0
-    # a trajectory not updated for this long is forgotten; if it never ended it is closed
-    # first (status timed_out)
+    # a trajectory not updated for this long is closed (status timed_out if it never ended)
+    # and kept as a closed record for trajectory_retention_s
     trajectory_idle_timeout_s: float = 3_600.0
+    # how long a closed trajectory is remembered after its idle close (a later event joins
+    # with it, a later record reopens it at a higher version); then forgotten
+    trajectory_retention_s: float = 7 * 86_400.0
     # how often the grace and idle timers run
     join_sweep_interval_s: float = 1.0
     # Faust table store: memory:// (state rebuilt from changelogs on start) or rocksdb://
@@ -179,6 +182,9 @@ class Settings:
             trajectory_idle_timeout_s=float(
                 get("TRAJECTORY_IDLE_TIMEOUT_S") or base.trajectory_idle_timeout_s
             ),
+            trajectory_retention_s=float(
+                get("TRAJECTORY_RETENTION_S") or base.trajectory_retention_s
+            ),
             join_sweep_interval_s=float(get("JOIN_SWEEP_INTERVAL_S") or base.join_sweep_interval_s),
             store=get("STORE") or base.store,
             dlq_max_ratio=float(get("DLQ_MAX_RATIO") or base.dlq_max_ratio),
@@ -215,6 +221,7 @@ class Settings:
             "DEDUPE_WINDOW_S": str(self.dedupe_window_s),
             "JOIN_GRACE_S": str(self.join_grace_s),
             "TRAJECTORY_IDLE_TIMEOUT_S": str(self.trajectory_idle_timeout_s),
+            "TRAJECTORY_RETENTION_S": str(self.trajectory_retention_s),
             "JOIN_SWEEP_INTERVAL_S": str(self.join_sweep_interval_s),
             "STORE": self.store,
             "DLQ_MAX_RATIO": str(self.dlq_max_ratio),

@@ -18,10 +18,14 @@ Rules (times are processing time, seconds):
   An event over the per-trace limit, or too large to park in one Kafka message, is not
   parked: it goes out unjoined at once and stays unjoined (counted in ``pending_overflow``).
 - Events without a trace_id pass through unjoined (counted in ``no_trace``).
-- :meth:`sweep_idle` forgets a trajectory not updated for ``idle_timeout_s``; one that never
+- :meth:`sweep_idle` closes a trajectory not updated for ``idle_timeout_s``; one that never
   ended is first closed (status ``timed_out``, ``ended_at`` = its last update) and that state
-  is emitted. Events still parked that long are forgotten too (they already went out
-  unjoined). A later event for a forgotten trace is treated as early again.
+  is emitted. Its value becomes a closed record (:mod:`stream_processors.steps.closed`) kept
+  ``retention_s`` after the close: a later event joins with it, a later trajectory record
+  reopens it (merged into the trajectory as it was before the close, at a version above the
+  close's). Past the retention the record is deleted and a later event for the trace is
+  treated as early again. Events still parked for ``idle_timeout_s`` are forgotten (they
+  already went out unjoined).
 
 After a restart or rebalance the tables hold the state; :meth:`TrajectoryJoiner.recover`
 rebuilds what the timers keep in memory from them.
@@ -47,6 +51,13 @@ from schemas import (
 )
 from schemas.codec import encode_state
 from schemas.fast_decode import AnyEvent, AnyTrajectory, to_model
+from stream_processors.steps.closed import (
+    DEFAULT_RETENTION_S,
+    as_emitted,
+    closed_record,
+    expired,
+    is_closed,
+)
 from stream_processors.steps.dedupe import SEP
 from stream_processors.steps.parked import DEFAULT_MAX_PARKED_BYTES, ParkedEvents, delete, put
 
@@ -130,6 +141,7 @@ class TrajectoryJoiner:
         max_pending_per_trace: int = DEFAULT_MAX_PENDING_PER_TRACE,
         grace_s: float = DEFAULT_GRACE_S,
         idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
+        retention_s: float = DEFAULT_RETENTION_S,
         max_parked_bytes: int = DEFAULT_MAX_PARKED_BYTES,
     ) -> None:
         self._trajectories = trajectories
@@ -138,6 +150,7 @@ class TrajectoryJoiner:
         )
         self.grace_s = grace_s
         self.idle_timeout_s = idle_timeout_s
+        self.retention_s = retention_s
         #: per trace: (version, the trajectory's JSON form, its wire JSON), parsed once
         self._cache: dict[str, tuple[int, dict[str, Any], bytes]] = {}
         #: per trace: (version, model), for :meth:`trajectory_for` (the rule stage)
@@ -146,6 +159,9 @@ class TrajectoryJoiner:
         self._staged: dict[str, list[tuple[AnyEvent, int, float, bytes | None]]] | None = None
         self.joined = self.unjoined = self.late_joined = self.pending_overflow = 0
         self.no_trace = self.held = self.grace_expired = self.timed_out = self.forgotten = 0
+        #: trajectory records that reopened a closed trajectory; closed records deleted past
+        #: the retention; closed records whose metadata was over the bound (not kept)
+        self.reopened = self.expired = self.metadata_dropped = 0
 
     # -- lookups ------------------------------------------------------------------------
 
@@ -172,7 +188,7 @@ class TrajectoryJoiner:
         if cached is not None and cached[0] == version:
             return cached
         # read through the model once: a record stored by an older version gets today's form
-        record = TrajectoryRecord.model_validate(stored["trajectory"])
+        record = TrajectoryRecord.model_validate(as_emitted(stored))
         return self._remember(key, version, record.model_dump(mode="json"),
                               record.model_dump_json().encode())  # fmt: skip
 
@@ -291,8 +307,7 @@ class TrajectoryJoiner:
         and serialised, and the late-joined events (version :data:`VERSION_JOINED`) with
         their JSON, to encode without building or serialising models."""
         key = trace_key(record.project, record.trace_id)
-        stored = self._trajectories.get(key)
-        old = self._parsed(key, stored) if stored else None
+        old = self._base(key)
         merged = merge_json(old[1] if old else None, record)
         version = (old[0] if old else 0) + 1
         trajectory_json = orjson.dumps(merged)  # the table keeps the JSON form itself
@@ -316,6 +331,19 @@ class TrajectoryJoiner:
             merged, trajectory_json, version, encode_state(trajectory_json, version), late
         )
 
+    def _base(self, key: str) -> tuple[int, dict[str, Any]] | None:
+        """(version, JSON form) a trajectory record merges into: the live trajectory, or a
+        closed one as it was before its close (its last version kept: a reopen wins)."""
+        stored = self._trajectories.get(key)
+        if not stored:
+            return None
+        if not is_closed(stored):
+            found = self._parsed(key, stored)
+            return found[0], found[1]
+        self.reopened += 1
+        before = TrajectoryRecord.model_validate(stored["trajectory"])
+        return int(stored["version"]), before.model_dump(mode="json")
+
     # -- timers -------------------------------------------------------------------------
 
     def sweep_pending(
@@ -336,34 +364,52 @@ class TrajectoryJoiner:
     def sweep_idle(
         self, now: float, partitions: Iterable[int] | None = None
     ) -> list[TrajectoryState]:
-        """Forget trajectories (and parked events) idle for ``idle_timeout_s``; return the
-        closing states of those that never ended."""
+        """Close trajectories (and forget parked events) idle for ``idle_timeout_s``; return
+        the closing states of those that never ended. Closed records past ``retention_s``
+        are deleted. Costs one look per trajectory known (live or closed)."""
         owned = None if partitions is None else set(partitions)
         limit = now - self.idle_timeout_s
         closed: list[TrajectoryState] = []
         for key in list(self._trajectories):
             stored = self._trajectories.get(key)
-            if stored is None or stored.get("seen", now) > limit:
+            if stored is None:
                 continue
             p = int(stored.get("p", 0))
             if owned is not None and p not in owned:
                 continue
-            record = TrajectoryRecord.model_validate(stored["trajectory"])
-            if record.status is TrajectoryStatus.RUNNING:
-                ended = datetime.fromtimestamp(float(stored.get("seen") or now), UTC)
-                record = record.model_copy(
-                    update={"status": TrajectoryStatus.TIMED_OUT,
-                            "ended_at": record.ended_at or ended}
-                )
-                version = int(stored["version"]) + 1
-                closed.append(TrajectoryState(trajectory=record, version=version))
-                self.timed_out += 1
-            delete(self._trajectories, key, p)
+            if is_closed(stored):
+                if expired(stored, now, self.retention_s):
+                    delete(self._trajectories, key, p)
+                    self.expired += 1
+                continue
+            if stored.get("seen", now) > limit:
+                continue
+            state = self._close(stored, now)
+            version, timed_out = int(stored["version"]), None
+            if state is not None:
+                closed.append(state)
+                version = state.version
+                timed_out = state.trajectory.model_dump(mode="json")["ended_at"]
+            record, dropped = closed_record(stored, version, now, timed_out)
+            self.metadata_dropped += dropped
+            put(self._trajectories, key, record, p)
             self._cache.pop(key, None)
             self._models.pop(key, None)
             self.forgotten += 1
         self._parked.forget_idle(limit, owned)
         return closed
+
+    def _close(self, stored: dict[str, Any], now: float) -> TrajectoryState | None:
+        """The timed-out state of an idle trajectory that never ended (None if it ended)."""
+        record = TrajectoryRecord.model_validate(stored["trajectory"])
+        if record.status is not TrajectoryStatus.RUNNING:
+            return None
+        ended = datetime.fromtimestamp(float(stored.get("seen") or now), UTC)
+        record = record.model_copy(
+            update={"status": TrajectoryStatus.TIMED_OUT, "ended_at": record.ended_at or ended}
+        )
+        self.timed_out += 1
+        return TrajectoryState(trajectory=record, version=int(stored["version"]) + 1)
 
     def recover(self) -> int:
         """Rebuild the in-memory timer state from the tables, after every table recovery

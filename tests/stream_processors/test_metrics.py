@@ -26,7 +26,9 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 
 
 def fake_processor() -> SimpleNamespace:
-    joiner = SimpleNamespace(joined=3, unjoined=2, late_joined=1, held=4, pending_overflow=0)
+    joiner = SimpleNamespace(
+        joined=3, unjoined=2, late_joined=1, held=4, pending_overflow=0, reopened=0, expired=0
+    )
     out = SimpleNamespace(
         producer=SimpleNamespace(sent={"e": 6}),
         enriched="e",

@@ -123,8 +123,8 @@ def test_sweeps_touch_only_owned_partitions() -> None:
     assert [e.event.event_id for e in j.sweep_pending(7.0, partitions={0})] == ["a"]
 
 
-def test_idle_trajectories_are_closed_once_and_forgotten() -> None:
-    j = joiner(idle_timeout_s=60)
+def test_idle_trajectories_are_closed_once_and_forgotten_past_the_retention() -> None:
+    j = joiner(idle_timeout_s=60, retention_s=600)
     j.apply_trajectory(TrajectoryRecord(trace_id="run", user_id="u"), 2, 1_000.0)
     j.apply_trajectory(
         TrajectoryRecord(trace_id="done", status=TrajectoryStatus.SUCCESS), 2, 1_000.0
@@ -135,10 +135,15 @@ def test_idle_trajectories_are_closed_once_and_forgotten() -> None:
         ("run", TrajectoryStatus.TIMED_OUT)
     ]
     assert closed[0].version == 2 and closed[0].trajectory.ended_at is not None
-    assert j.trajectory_for("default", "run") is None and j.forgotten == 2
-    assert j.sweep_idle(5_000.0) == []
-    # a later event for a forgotten trace is early again
-    assert j.join(ActionEvent(event_id="e", name="x", trace_id="run")) is not None
+    assert j.forgotten == 2 and j.sweep_idle(1_500.0) == []  # closed once
+    # kept closed for the retention: as ClickHouse last received it
+    kept = j.trajectory_for("default", "run")
+    assert kept is not None and kept.status is TrajectoryStatus.TIMED_OUT and kept.user_id == "u"
+    assert j.sweep_idle(1_661.0) == [] and j.expired == 2
+    assert j.trajectory_for("default", "run") is None
+    # past the retention, a later event for the trace is early again
+    out = j.join(ActionEvent(event_id="e", name="x", trace_id="run"))
+    assert out is not None and not out.joined
 
 
 def test_events_without_a_trace_are_counted() -> None:
