@@ -10,6 +10,7 @@ import pytest
 from producers import MeterlineProducer
 from schemas import ActionEvent, ActionKind, TrajectoryRecord, TrajectoryStatus
 from tests.fixtures import wait_until
+from tests.integration.test_faults import uncommitted
 
 pytestmark = pytest.mark.integration
 
@@ -69,13 +70,16 @@ def test_a_trajectory_that_never_ends_is_closed_by_the_inactivity_timeout(
     )
 
 
+@pytest.mark.parametrize("restart", [False, True], ids=["same-worker", "kill-9-in-the-pause"])
 def test_a_trajectory_resumed_after_its_idle_close_ends_with_its_real_status(
-    pipeline_factory: Any,
+    pipeline_factory: Any, restart: bool
 ) -> None:
     """A human-in-the-loop pause longer than the idle timeout: the trajectory is closed
     ``timed_out``, then resumes (an event, then the end record). The final row is the real
     end, with a version above the close's, and the event after the gap joins with the
-    trajectory's user (issue 21, item 2)."""
+    trajectory's user (issue 21, item 2). ``restart``: the worker is killed during the pause
+    (its raw offsets committed) and the next one recovers the closed trajectory from the
+    changelog."""
     pipeline = pipeline_factory(
         trajectory_idle_timeout_s=4.0, join_sweep_interval_s=0.5, join_grace_s=1.0
     )
@@ -94,6 +98,14 @@ def test_a_trajectory_resumed_after_its_idle_close_ends_with_its_real_status(
     assert wait_until(closed, 60, pipeline=pipeline), _rows(
         pipeline, "SELECT status, version FROM {db}.trajectories"
     )
+    if restart:
+        raw = pipeline.settings.topics.raw
+        assert wait_until(
+            lambda: uncommitted(pipeline, pipeline.settings.app_id, raw) == 0, 60,
+            pipeline=pipeline,
+        )  # fmt: skip
+        pipeline.workers.pop().kill()  # SIGKILL: the next worker has only the changelog
+        pipeline.add_worker()
     ended_at = datetime(2026, 12, 1, 12, 0, 0, 250_000, tzinfo=UTC)
     producer.send(ActionEvent(project="r", event_id="e2", name="x", trace_id="hitl",
                               kind=ActionKind.TOOL_CALL))  # fmt: skip
@@ -108,7 +120,7 @@ def test_a_trajectory_resumed_after_its_idle_close_ends_with_its_real_status(
             pipeline, "SELECT count() FROM {db}.events FINAL WHERE joined = 1"
         ) == [(2,)]
 
-    assert wait_until(ended, 30, pipeline=pipeline), (
+    assert wait_until(ended, 90 if restart else 30, pipeline=pipeline), (
         _rows(pipeline, "SELECT status, version, user_id FROM {db}.trajectories"),
         _rows(pipeline, "SELECT event_id, user_id, joined FROM {db}.events FINAL"),
     )
