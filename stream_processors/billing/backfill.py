@@ -28,6 +28,7 @@ from sinks.clickhouse.rows import outcome_row
 from sinks.clickhouse.writer import ClickHouseWriter
 from stream_processors.billing import source
 from stream_processors.billing.seats import recompute_seats
+from stream_processors.billing.watermark import Watermark
 from stream_processors.rules import evaluate_trajectory, evaluate_user
 
 
@@ -58,6 +59,20 @@ def backfill(
     n, r = _user_rules(writer, config, at(start), at(end + timedelta(days=1)), project, stamp)
     seats = recompute_seats(writer, config, start, end, project, computed_at=stamp)
     return BackfillResult(outcomes=made + n, retracted=retracted + r, seat_rows=len(seats))
+
+
+def backfill_landed(
+    writer: ClickHouseWriter, config: ControlPlane, start: date, end: date,
+    project: str | None, watermark: Watermark | None, wait_s: float,
+) -> BackfillResult:  # fmt: skip
+    """:func:`backfill` once every record given to the pipeline has landed (``watermark``
+    None: no broker, nothing in flight), at the watermark instant.
+
+    Raises:
+        NotLanded: not landed within ``wait_s``; nothing was written.
+    """
+    stamp = watermark.wait_landed(wait_s) if watermark is not None else None
+    return backfill(writer, config, start, end, project, stamp=stamp)
 
 
 def _trajectory_day(

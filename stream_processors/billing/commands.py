@@ -13,7 +13,7 @@ from typing import Any
 
 from schemas import ControlPlane
 from stream_processors.billing import report
-from stream_processors.billing.backfill import backfill
+from stream_processors.billing.backfill import backfill_landed
 from stream_processors.billing.client import open_client
 from stream_processors.billing.corrections import run_once as run_corrections_once
 from stream_processors.billing.display_names import sync_display_names
@@ -94,11 +94,10 @@ def run_backfill(
                 "wait_s": wait_s,
             })  # fmt: skip
         else:
-            watermark = Watermark.from_settings(settings)  # None: no broker, nothing in flight
-            stamp = watermark.wait_landed(wait_s) if watermark is not None else None
             writer = clickhouse_writer(settings, client)
             sync_display_names(writer, config)
-            result = backfill(writer, config, start, end, project, stamp=stamp)
+            watermark = Watermark.from_settings(settings)  # None: no broker, nothing in flight
+            result = backfill_landed(writer, config, start, end, project, watermark, wait_s)
             done = {"outcomes": result.outcomes, "retracted": result.retracted,
                     "seat_rows": result.seat_rows}  # fmt: skip
     except ControlPlaneError as exc:

@@ -9,7 +9,7 @@ from datetime import date
 from typing import Any
 
 from sinks.clickhouse.writer import ClickHouseWriter
-from stream_processors.billing.backfill import backfill
+from stream_processors.billing.backfill import backfill_landed
 from stream_processors.billing.corrections import Corrections
 from stream_processors.billing.endpoint import QueryServer
 from stream_processors.billing.loop import RecomputeLoop
@@ -43,12 +43,10 @@ class BillingServices:
         """Raises NotLanded (the endpoint answers with its message) before writing
         anything when the pipeline has not landed every event within ``wait_s``."""
         config = load_control_plane(str(body["control_plane"]))
-        watermark = Watermark.from_settings(self.settings)
-        wait_s = float(body.get("wait_s") or 0.0)
-        stamp = watermark.wait_landed(wait_s) if watermark is not None else None
-        result = backfill(
+        result = backfill_landed(
             self.writer, config, date.fromisoformat(body["from"]),
-            date.fromisoformat(body["to"]), body.get("project") or None, stamp=stamp,
+            date.fromisoformat(body["to"]), body.get("project") or None,
+            Watermark.from_settings(self.settings), float(body.get("wait_s") or 0.0),
         )  # fmt: skip
         return dataclasses.asdict(result)
 
