@@ -54,11 +54,18 @@ __all__ = [
 ]
 
 from schemas.control_plane import ControlPlane, OutcomeRule, SeatRule
-from schemas.outcomes import Outcome, SeatCount, UserActivity, UserAttributes
+from schemas.outcomes import (
+    Outcome,
+    OutcomeCorrection,
+    SeatCount,
+    UserActivity,
+    UserAttributes,
+)
 
 __all__ += [
     "ControlPlane",
     "Outcome",
+    "OutcomeCorrection",
     "OutcomeRule",
     "SeatCount",
     "SeatRule",

@@ -12,14 +12,16 @@ from schemas.common import ID_PATTERN, SCHEMA_VERSION, UtcDatetime
 from schemas.derived import DeadLetter, EnrichedEvent, TrajectoryState
 from schemas.errors import InvalidRecord, UnsupportedSchemaVersion
 from schemas.events import ActionEvent, RawRecord, TelemetryEvent, TrajectoryRecord
-from schemas.outcomes import Outcome, SeatCount
+from schemas.outcomes import Outcome, OutcomeCorrection, SeatCount
 
 _RAW: TypeAdapter[RawRecord] = TypeAdapter(
     Annotated[ActionEvent | TelemetryEvent | TrajectoryRecord, Field(discriminator="type")]
 )
 #: Records meterline's own processors write (type tags ``enriched``, ``trajectory_state``,
-#: ``dead_letter``, ``outcome``, ``seat_count``).
-DerivedRecord = EnrichedEvent | TrajectoryState | DeadLetter | Outcome | SeatCount
+#: ``dead_letter``, ``outcome``, ``outcome_correction``, ``seat_count``).
+DerivedRecord = (
+    EnrichedEvent | TrajectoryState | DeadLetter | Outcome | OutcomeCorrection | SeatCount
+)
 _DERIVED: TypeAdapter[DerivedRecord] = TypeAdapter(
     Annotated[DerivedRecord, Field(discriminator="type")]
 )
@@ -137,7 +139,7 @@ def describe(exc: ValidationError) -> str:
 def _is_union_tag(part: object) -> bool:
     return part in (
         "action", "telemetry", "trajectory", "enriched", "trajectory_state", "dead_letter",
-        "outcome", "seat_count",
+        "outcome", "outcome_correction", "seat_count",
     )  # fmt: skip
 
 

@@ -46,6 +46,24 @@ class Outcome(WireModel):
         return self.user_id or self.anonymous_id
 
 
+class OutcomeCorrection(WireModel):
+    """A request to re-evaluate one trajectory's outcomes from the events in ClickHouse.
+
+    The rule stage emits it, instead of evaluating, for an event of a trajectory whose rule
+    state it has already dropped (a late event): evaluating the event alone would replace
+    the trajectory's outcomes with those of a part of it. The sink lands it in
+    ``outcome_corrections``; the corrections round (``meterline corrections``, and the
+    recompute loop of ``meterline up`` / ``meterline sink``) re-evaluates the whole
+    trajectory, as ``meterline backfill`` does, once its events have landed.
+    """
+
+    type: Literal["outcome_correction"] = "outcome_correction"
+    project: Id
+    trace_id: Id
+    event_id: Id  # the late event that caused the request (one of them)
+    requested_at: UtcDatetime
+
+
 class UserActivity(WireModel):
     """One action or telemetry event of a user, as seat rules see it."""
 

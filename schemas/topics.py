@@ -60,12 +60,21 @@ class Topics:
         return f"{self.prefix}.outcomes"
 
     @property
+    def outcome_corrections(self) -> str:
+        """Requests to re-evaluate a trajectory from ClickHouse (``schemas.OutcomeCorrection``),
+        keyed by ``project`` U+001F ``trace_id``: the rule stage's late events."""
+        return f"{self.prefix}.outcome-corrections"
+
+    @property
     def raw(self) -> tuple[str, str, str]:
         return (self.actions, self.telemetry, self.trajectories)
 
     @property
-    def sink_inputs(self) -> tuple[str, str, str, str]:
-        return (self.enriched, self.trajectory_state, self.dead_letters, self.outcomes)
+    def sink_inputs(self) -> tuple[str, ...]:
+        return (
+            self.enriched, self.trajectory_state, self.dead_letters, self.outcomes,
+            self.outcome_corrections,
+        )  # fmt: skip
 
     @property
     def all(self) -> tuple[str, ...]:

@@ -39,11 +39,13 @@ from schemas import (
     DeadLetter,
     InvalidRecord,
     Outcome,
+    OutcomeCorrection,
     Topics,
     decode_as,
     framing,
 )
 from sinks.clickhouse.rows import (
+    correction_row,
     dead_letter_row,
     enriched_row,
     outcome_row,
@@ -58,7 +60,7 @@ log = logging.getLogger(__name__)
 
 #: Insert order within a batch: dead letters last, so rows refused by the other tables join
 #: them in the same batch, before the commit.
-TABLE_ORDER = ("events", "trajectories", "outcomes", "dead_letters")
+TABLE_ORDER = ("events", "trajectories", "outcomes", "outcome_corrections", "dead_letters")
 #: Characters of ClickHouse's refusal (or of an unexpected error) kept in a dead letter's
 #: reason.
 _REASON_CHARS = 1_000
@@ -91,7 +93,7 @@ class Source(NamedTuple):
 class SinkStats:
     batches: int = 0
     rows: dict[str, int] = field(
-        default_factory=lambda: {"events": 0, "trajectories": 0, "dead_letters": 0, "outcomes": 0}
+        default_factory=lambda: dict.fromkeys(TABLE_ORDER, 0)
     )
     write_failures: int = 0
     undecodable: int = 0
@@ -178,6 +180,10 @@ class ClickHouseSink:
                 dead_letter_row(decode_as(DeadLetter, v)),
             ),
             topics.outcomes: lambda v: ("outcomes", outcome_row(decode_as(Outcome, v))),
+            topics.outcome_corrections: lambda v: (
+                "outcome_corrections",
+                correction_row(decode_as(OutcomeCorrection, v)),
+            ),
         }
         conf = {
             "bootstrap.servers": bootstrap_servers,

@@ -215,7 +215,16 @@ def cmd_sql(args: argparse.Namespace) -> int:
 def cmd_backfill(args: argparse.Namespace) -> int:
     from stream_processors.billing.commands import run_backfill
 
-    return run_backfill(_settings(args), start=args.start, end=args.end, project=args.project)
+    return run_backfill(
+        _settings(args), start=args.start, end=args.end, project=args.project,
+        wait_s=args.wait_s,
+    )  # fmt: skip
+
+
+def cmd_corrections(args: argparse.Namespace) -> int:
+    from stream_processors.billing.commands import run_corrections
+
+    return run_corrections(_settings(args), wait_s=args.wait_s)
 
 
 def _billing_parsers(sub: Any, common: Any) -> None:
@@ -243,7 +252,19 @@ def _billing_parsers(sub: Any, common: Any) -> None:
     backfill.add_argument("--from", dest="start", type=day, required=True)
     backfill.add_argument("--to", dest="end", type=day, required=True)
     backfill.add_argument("--project", help="only this project")
+    wait_help = (
+        "seconds to wait for every event given to the pipeline to land in ClickHouse "
+        "before refusing (default 60)"
+    )
+    backfill.add_argument("--wait-s", type=float, default=60.0, help=wait_help)
     backfill.set_defaults(func=cmd_backfill)
+    corrections = sub.add_parser(
+        "corrections",
+        help="re-evaluate the trajectories late events asked to correct (outcome_corrections)",
+    )
+    control(corrections)
+    corrections.add_argument("--wait-s", type=float, default=60.0, help=wait_help)
+    corrections.set_defaults(func=cmd_corrections)
 
 
 def parser() -> argparse.ArgumentParser:

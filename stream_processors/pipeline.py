@@ -111,6 +111,7 @@ class Outputs:
     trajectory_state: str
     dead_letters: str
     outcomes: str = ""
+    outcome_corrections: str = ""
 
 
 class BatchProcessor:
@@ -251,12 +252,21 @@ class BatchProcessor:
         for outcome in self.rules.drain():
             self.out.producer.send(self.out.outcomes, outcome.outcome_id.encode(), encode(outcome))
 
+    def _send_corrections(self) -> None:
+        if self.rules is None:
+            return
+        for c in self.rules.corrections():
+            key = f"{c.project}\x1f{c.trace_id}".encode()
+            self.out.producer.send(self.out.outcome_corrections, key, encode(c))
+
     async def _flush(self) -> None:
         """Outputs first, then the join and rule state that says they went out.
 
         1. the outputs (enriched events, trajectory states, outcomes, dead letters), acked;
-        2. then the table buffers' changelog records (parked events released or put, closed
-           trajectories, rule state), acked.
+        2. then the rule stage's correction requests, so a request is in the log only after
+           the late events it is about (the correction path waits for what precedes it);
+        3. with them the table buffers' changelog records (parked events released or put,
+           closed trajectories, rule state), acked.
 
         A crash between the two leaves state that says "not out yet": the replay sends those
         outputs again and ClickHouse absorbs the repeat. In one flush, librdkafka could get
@@ -266,6 +276,7 @@ class BatchProcessor:
         """
         self._send_outcomes()  # before the state buffers: drain writes the rule state
         await self.out.producer.flush()
+        self._send_corrections()
         for buffer in self.buffers:
             buffer.flush()  # one changelog record per touched key
         await asyncio.gather(self.out.producer.flush(), self.flush_state())
@@ -326,7 +337,11 @@ def rule_stage(
         "rule stage on control plane %s version %s", settings.control_plane,
         watcher.current.version,
     )  # fmt: skip
-    return RuleStage(lambda: watcher.current, state, trajectories=trajectories)
+    return RuleStage(
+        lambda: watcher.current, state, trajectories=trajectories,
+        max_events_per_trace=settings.rule_max_events, end_grace_s=settings.rule_end_grace_s,
+        idle_s=settings.rule_idle_s, forget_s=settings.rule_forget_s,
+    )  # fmt: skip
 
 
 def build_pipeline(
@@ -356,6 +371,7 @@ def build_pipeline(
         trajectory_state=topics.trajectory_state,
         dead_letters=topics.dead_letters,
         outcomes=topics.outcomes,
+        outcome_corrections=topics.outcome_corrections,
     )
     out = outputs.producer
     seen = app.Table("dedupe-window", partitions=n, key_type=str, value_type=bytes)

@@ -77,8 +77,18 @@ class Settings:
     run_dir: Path | None = None
     # the control-plane YAML (METERLINE_CONTROL_PLANE); None: no rules, no seats
     control_plane: Path | None = None
-    # seconds between seat recomputes (and display-name syncs) in `meterline up`
+    # seconds between seat recomputes (and display-name syncs, and outcome-correction
+    # rounds) in `meterline up` / `meterline sink`
     recompute_interval_s: float = 60.0
+    # rule stage (stream_processors/rules/stage.py): a trajectory's rule state is dropped
+    # this long (processing time) after its end record, or after rule_idle_s without events
+    rule_end_grace_s: float = 300.0
+    rule_idle_s: float = 3_600.0
+    # a dropped trajectory leaves a small marker this long; a relevant event for it is sent
+    # to the correction path (re-evaluation from ClickHouse) instead of evaluated alone
+    rule_forget_s: float = 86_400.0
+    # relevant events kept per trajectory; past it events are not kept (counted over_cap)
+    rule_max_events: int = 1_000
     # Kafka access (every Kafka client: SDK, Faust, processor output, sink, admin).
     # PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL; unset = PLAINTEXT
     kafka_security_protocol: str | None = None
@@ -201,6 +211,10 @@ class Settings:
             run_dir=Path(run_dir) if (run_dir := get("RUN_DIR")) else None,
             control_plane=Path(cp) if (cp := get("CONTROL_PLANE")) else None,
             recompute_interval_s=float(get("RECOMPUTE_INTERVAL_S") or base.recompute_interval_s),
+            rule_end_grace_s=float(get("RULE_END_GRACE_S") or base.rule_end_grace_s),
+            rule_idle_s=float(get("RULE_IDLE_S") or base.rule_idle_s),
+            rule_forget_s=float(get("RULE_FORGET_S") or base.rule_forget_s),
+            rule_max_events=int(get("RULE_MAX_EVENTS") or base.rule_max_events),
             kafka_security_protocol=get("KAFKA_SECURITY_PROTOCOL"),
             kafka_sasl_mechanism=get("KAFKA_SASL_MECHANISM"),
             kafka_sasl_username=get("KAFKA_SASL_USERNAME"),
@@ -234,6 +248,10 @@ class Settings:
             "METRICS_HOST": self.metrics_host,
             "LOG_FORMAT": self.log_format,
             "RECOMPUTE_INTERVAL_S": str(self.recompute_interval_s),
+            "RULE_END_GRACE_S": str(self.rule_end_grace_s),
+            "RULE_IDLE_S": str(self.rule_idle_s),
+            "RULE_FORGET_S": str(self.rule_forget_s),
+            "RULE_MAX_EVENTS": str(self.rule_max_events),
         }
         if self.run_dir is not None:
             env["RUN_DIR"] = str(self.run_dir)

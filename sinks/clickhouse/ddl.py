@@ -130,6 +130,24 @@ ORDER BY (project, outcome_id)
 {_DEDUP}
 """
 
+# One row per trajectory: the latest correction request (resolved 0, version = requested_at
+# in microseconds) or its resolution (resolved 1, version = the resolved request's + 1), so a
+# request newer than a resolution is pending again (stream_processors/billing/corrections.py).
+OUTCOME_CORRECTIONS = f"""
+CREATE TABLE IF NOT EXISTS {{db}}.outcome_corrections (
+    project LowCardinality(String),
+    trace_id String,
+    event_id String,
+    requested_at {TS},
+    resolved UInt8,
+    resolved_at {TS},
+    version UInt64,
+    inserted_at {TS} DEFAULT now64(6)
+) ENGINE = ReplacingMergeTree(version)
+ORDER BY (project, trace_id)
+{_DEDUP}
+"""
+
 SEAT_COUNTS = f"""
 CREATE TABLE IF NOT EXISTS {{db}}.seat_counts (
     project LowCardinality(String),
@@ -236,7 +254,7 @@ GROUP BY project, day, kind_
 """
 
 #: Tables the sink inserts into (with an insert deduplication window).
-SINK_TABLES = ("events", "trajectories", "dead_letters", "outcomes")
+SINK_TABLES = ("events", "trajectories", "dead_letters", "outcomes", "outcome_corrections")
 
 #: Statements in creation order (views after the tables they read).
 TABLES = {
@@ -244,6 +262,7 @@ TABLES = {
     "trajectories": TRAJECTORIES,
     "dead_letters": DEAD_LETTERS,
     "outcomes": OUTCOMES,
+    "outcome_corrections": OUTCOME_CORRECTIONS,
     "seat_counts": SEAT_COUNTS,
     "display_names": DISPLAY_NAMES,
     "event_facts": EVENT_FACTS,

@@ -14,6 +14,7 @@ from schemas import (
     DeadLetter,
     EnrichedEvent,
     Outcome,
+    OutcomeCorrection,
     SeatCount,
     TelemetryEvent,
     TrajectoryState,
@@ -105,6 +106,15 @@ COLUMNS: dict[str, Sequence[str]] = {
         "timestamp",
         "retracted",
         "computed_at",
+        "version",
+    ),
+    "outcome_corrections": (
+        "project",
+        "trace_id",
+        "event_id",
+        "requested_at",
+        "resolved",
+        "resolved_at",
         "version",
     ),
     "seat_counts": (
@@ -278,6 +288,12 @@ def outcome_row(outcome: Outcome) -> tuple[Any, ...]:
         computed_at,
         int(computed_at.timestamp() * 1_000_000),
     )
+
+
+def correction_row(c: OutcomeCorrection) -> tuple[Any, ...]:
+    """A pending request: ``version`` is ``requested_at`` in microseconds."""
+    version = int(c.requested_at.timestamp() * 1_000_000)
+    return (c.project, c.trace_id, c.event_id, c.requested_at, 0, c.requested_at, version)
 
 
 def seat_count_row(count: SeatCount, computed_at: Any = None) -> tuple[Any, ...]:

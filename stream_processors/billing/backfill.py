@@ -9,6 +9,12 @@ are live in ClickHouse for those trajectories (or, for user rules, in the range)
 longer produced -- a rule's revision changed, a rule was removed -- are written retracted.
 Rows are written with one ``computed_at`` (the ReplacingMergeTree version): a backfill
 replaces what the stream wrote before it. Idempotent: running it twice gives the same rows.
+
+Run it only over events that have landed: the commands pass as ``stamp`` the watermark
+instant of :meth:`~stream_processors.billing.watermark.Watermark.wait_landed` (every record
+given to the pipeline before it is in ClickHouse), so what the stream computes after that
+instant -- from events the backfill may not have read yet -- keeps a higher version than
+the backfill's rows and wins over them.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from sinks.clickhouse.rows import outcome_row
 from sinks.clickhouse.writer import ClickHouseWriter
 from stream_processors.billing import source
 from stream_processors.billing.seats import recompute_seats
+from stream_processors.billing.watermark import Watermark
 from stream_processors.rules import evaluate_trajectory, evaluate_user
 
 
@@ -38,10 +45,11 @@ def at(day: date) -> datetime:
 
 def backfill(
     writer: ClickHouseWriter, config: ControlPlane, start: date, end: date,
-    project: str | None = None,
+    project: str | None = None, *, stamp: datetime | None = None,
 ) -> BackfillResult:  # fmt: skip
-    """Outcomes and seats for the UTC days ``start`` .. ``end`` (inclusive)."""
-    stamp = utc_now()
+    """Outcomes and seats for the UTC days ``start`` .. ``end`` (inclusive), written with
+    ``computed_at = stamp`` (default now)."""
+    stamp = stamp or utc_now()
     made = retracted = 0
     day = start
     while day <= end:
@@ -53,6 +61,20 @@ def backfill(
     return BackfillResult(outcomes=made + n, retracted=retracted + r, seat_rows=len(seats))
 
 
+def backfill_landed(
+    writer: ClickHouseWriter, config: ControlPlane, start: date, end: date,
+    project: str | None, watermark: Watermark | None, wait_s: float,
+) -> BackfillResult:  # fmt: skip
+    """:func:`backfill` once every record given to the pipeline has landed (``watermark``
+    None: no broker, nothing in flight), at the watermark instant.
+
+    Raises:
+        NotLanded: not landed within ``wait_s``; nothing was written.
+    """
+    stamp = watermark.wait_landed(wait_s) if watermark is not None else None
+    return backfill(writer, config, start, end, project, stamp=stamp)
+
+
 def _trajectory_day(
     writer: ClickHouseWriter, config: ControlPlane, since: datetime, until: datetime,
     project: str | None, stamp: datetime,
@@ -62,7 +84,7 @@ def _trajectory_day(
     found = evaluate_trajectory(config, events)
     user_rules = [r.id for r in config.outcome_rules if r.scope == "user"]
     live = source.trace_outcomes(client, db, since, until, project, user_rules)
-    return _write(writer, found, live, config, stamp)
+    return write_outcomes(writer, found, live, config, stamp)
 
 
 def _user_rules(
@@ -79,13 +101,16 @@ def _user_rules(
     if project:
         where += " AND project = %(project)s"
         params["project"] = project
-    return _write(writer, found, source.live_outcomes(client, db, where, params), config, stamp)
+    live = source.live_outcomes(client, db, where, params)
+    return write_outcomes(writer, found, live, config, stamp)
 
 
-def _write(
+def write_outcomes(
     writer: ClickHouseWriter, found: list[Outcome], live: Any, config: ControlPlane,
     stamp: datetime,
 ) -> tuple[int, int]:  # fmt: skip
+    """``found`` with ``computed_at = stamp``, and the rows of ``live`` not among them
+    retracted. Returns (outcomes, retractions)."""
     keep = {o.outcome_id for o in found}
     gone = [_retraction(row, config, stamp) for row in live if row["outcome_id"] not in keep]
     rows = [outcome_row(o.model_copy(update={"computed_at": stamp})) for o in found]

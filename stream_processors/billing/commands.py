@@ -1,6 +1,7 @@
-"""The billing subcommands of ``meterline``: report, sql, backfill.
+"""The billing subcommands of ``meterline``: report, sql, backfill, corrections.
 
-Exit codes: 0 done, 1 ClickHouse refused or is unavailable, 2 bad arguments or config.
+Exit codes: 0 done, 1 ClickHouse refused or is unavailable, or events are not all landed
+(backfill, corrections: nothing written), 2 bad arguments or config.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ from typing import Any
 
 from schemas import ControlPlane
 from stream_processors.billing import report
-from stream_processors.billing.backfill import backfill
+from stream_processors.billing.backfill import backfill_landed
 from stream_processors.billing.client import open_client
+from stream_processors.billing.corrections import run_once as run_corrections_once
 from stream_processors.billing.display_names import sync_display_names
 from stream_processors.billing.endpoint import RemoteClient
 from stream_processors.billing.errors import BillingError
+from stream_processors.billing.watermark import Watermark
 from stream_processors.control_plane import ControlPlaneError, load_control_plane
 from stream_processors.demo.report import table
 from stream_processors.services import clickhouse_writer
@@ -72,7 +75,11 @@ def run_sql(settings: Settings, sql: str) -> int:
     return 0
 
 
-def run_backfill(settings: Settings, *, start: date, end: date, project: str | None) -> int:
+def run_backfill(
+    settings: Settings, *, start: date, end: date, project: str | None, wait_s: float = 60.0
+) -> int:
+    """Refuses (exit 1, nothing written) when records given to the pipeline have not all
+    landed in ClickHouse within ``wait_s`` (:mod:`stream_processors.billing.watermark`)."""
     if settings.control_plane is None:
         return _fail("backfill needs --control-plane or METERLINE_CONTROL_PLANE", 2)
     if end < start:
@@ -84,11 +91,13 @@ def run_backfill(settings: Settings, *, start: date, end: date, project: str | N
             done = client.call("/backfill", {
                 "control_plane": str(settings.control_plane.resolve()),
                 "from": start.isoformat(), "to": end.isoformat(), "project": project,
+                "wait_s": wait_s,
             })  # fmt: skip
         else:
             writer = clickhouse_writer(settings, client)
             sync_display_names(writer, config)
-            result = backfill(writer, config, start, end, project)
+            watermark = Watermark.from_settings(settings)  # None: no broker, nothing in flight
+            result = backfill_landed(writer, config, start, end, project, watermark, wait_s)
             done = {"outcomes": result.outcomes, "retracted": result.retracted,
                     "seat_rows": result.seat_rows}  # fmt: skip
     except ControlPlaneError as exc:
@@ -101,5 +110,30 @@ def run_backfill(settings: Settings, *, start: date, end: date, project: str | N
         f"meterline backfill {start}..{end}{f' project {project}' if project else ''}: "
         f"{done['outcomes']} outcomes, {done['retracted']} retracted, "
         f"{done['seat_rows']} seat rows (control plane version {config.version})"
+    )
+    return 0
+
+
+def run_corrections(settings: Settings, *, wait_s: float = 60.0) -> int:
+    """Answer the pending outcome-correction requests once (``meterline up`` and
+    ``meterline sink`` do it every ``METERLINE_RECOMPUTE_INTERVAL_S``)."""
+    if settings.control_plane is None:
+        return _fail("corrections needs --control-plane or METERLINE_CONTROL_PLANE", 2)
+    try:
+        config = load_control_plane(settings.control_plane)
+        client = open_client(settings)
+        if isinstance(client, RemoteClient):
+            return _fail("`meterline up` runs on this data dir and answers corrections itself", 1)
+        writer = clickhouse_writer(settings, client)
+        result = run_corrections_once(writer, config, Watermark.from_settings(settings), wait_s)
+    except ControlPlaneError as exc:
+        return _fail(str(exc), 2)
+    except BillingError as exc:
+        return _fail(str(exc), 1)
+    except Exception as exc:
+        return _fail(f"corrections failed: {exc}", 1)
+    print(
+        f"meterline corrections: {result.requests} trajectories re-evaluated, "
+        f"{result.outcomes} outcomes, {result.retracted} retracted"
     )
     return 0

@@ -1,8 +1,11 @@
-"""Recompute seats (and sync display names) every few seconds while the pipeline runs.
+"""Recompute seats (and sync display names, and answer outcome corrections) every few
+seconds while the pipeline runs.
 
 Each round recomputes the seat periods that contain yesterday and today (UTC) from the
-events in ClickHouse, so seat counts follow activity with a delay of one interval. A
-failing round is logged and retried next round; it never stops the pipeline.
+events in ClickHouse, so seat counts follow activity with a delay of one interval, and runs
+a round of :class:`~stream_processors.billing.corrections.Corrections` (requests are
+answered one round after they are seen, once their events have landed). A failing round is
+logged and retried next round; it never stops the pipeline.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from datetime import timedelta
 
 from schemas import ControlPlane, utc_now
 from sinks.clickhouse.writer import ClickHouseWriter
+from stream_processors.billing.corrections import Corrections
 from stream_processors.billing.display_names import sync_display_names
 from stream_processors.billing.seats import recompute_seats
 
@@ -26,8 +30,10 @@ class RecomputeLoop:
         writer: ClickHouseWriter,
         config: Callable[[], ControlPlane],
         interval_s: float = 60.0,
+        corrections: Corrections | None = None,
     ) -> None:
         self.writer, self.config, self.interval_s = writer, config, interval_s
+        self.corrections = corrections
         self.rounds = 0
         self.last_error: BaseException | None = None
         self._stop = threading.Event()
@@ -38,6 +44,8 @@ class RecomputeLoop:
         today = utc_now().date()
         sync_display_names(self.writer, config)
         recompute_seats(self.writer, config, today - timedelta(days=1), today)
+        if self.corrections is not None:
+            self.corrections.run_once(config)
         self.rounds += 1
 
     def _run(self) -> None:

@@ -9,9 +9,11 @@ from datetime import date
 from typing import Any
 
 from sinks.clickhouse.writer import ClickHouseWriter
-from stream_processors.billing.backfill import backfill
+from stream_processors.billing.backfill import backfill_landed
+from stream_processors.billing.corrections import Corrections
 from stream_processors.billing.endpoint import QueryServer
 from stream_processors.billing.loop import RecomputeLoop
+from stream_processors.billing.watermark import Watermark
 from stream_processors.control_plane import ControlPlaneWatcher, load_control_plane
 from stream_processors.settings import Settings
 
@@ -28,8 +30,9 @@ class BillingServices:
         if s.control_plane is not None:
             watcher = self.watcher = ControlPlaneWatcher(s.control_plane)
             watcher.start()
+            corrections = Corrections(self.writer, Watermark.from_settings(s))
             self.loop = RecomputeLoop(
-                self.writer, lambda: watcher.current, s.recompute_interval_s
+                self.writer, lambda: watcher.current, s.recompute_interval_s, corrections
             ).start()
         if s.effective_clickhouse_url.startswith("chdb://"):
             routes = {"/backfill": self._backfill}
@@ -37,10 +40,13 @@ class BillingServices:
         return self
 
     def _backfill(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Raises NotLanded (the endpoint answers with its message) before writing
+        anything when the pipeline has not landed every event within ``wait_s``."""
         config = load_control_plane(str(body["control_plane"]))
-        result = backfill(
+        result = backfill_landed(
             self.writer, config, date.fromisoformat(body["from"]),
             date.fromisoformat(body["to"]), body.get("project") or None,
+            Watermark.from_settings(self.settings), float(body.get("wait_s") or 0.0),
         )  # fmt: skip
         return dataclasses.asdict(result)
 

@@ -49,11 +49,24 @@ def trace_events(
     """Every event of the trajectories that have an event in ``[start, end)``, each with
     its trajectory's user (as the stream's join gives it)."""
     db = check_identifier(database)
-    touched = _touched(db, project)
-    params = _params(start, end, project)
+    where = f"(project, trace_id) IN ({_touched(db, project)})"
+    return _trajectory_events(client, db, where, _params(start, end, project))
+
+
+def events_of_traces(
+    client: Any, database: str, project: str, trace_ids: list[str]
+) -> list[EnrichedEvent]:
+    """Every event of the trajectories ``trace_ids`` of ``project``, with their user."""
+    db = check_identifier(database)
+    where = "project = %(project)s AND has(%(traces)s, trace_id)"
+    return _trajectory_events(client, db, where, {"project": project, "traces": trace_ids})
+
+
+def _trajectory_events(
+    client: Any, db: str, where: str, params: dict[str, Any]
+) -> list[EnrichedEvent]:
     rows = client.query(
-        f"SELECT {_EVENT_COLUMNS} FROM {db}.events FINAL WHERE (project, trace_id) IN ({touched})",
-        parameters=params,
+        f"SELECT {_EVENT_COLUMNS} FROM {db}.events FINAL WHERE {where}", parameters=params
     ).named_results()
     trajectories = {
         (r[0], r[1]): TrajectoryRecord(
@@ -61,7 +74,7 @@ def trace_events(
         )
         for r in client.query(
             f"SELECT project, trace_id, user_id, anonymous_id FROM {db}.trajectories FINAL "
-            f"WHERE (project, trace_id) IN ({touched})",
+            f"WHERE {where}",
             parameters=params,
         ).result_rows
     }

@@ -23,7 +23,15 @@ Contract:
   evaluated here (``meterline backfill`` and the recompute loop evaluate them).
 * A trajectory's state is dropped ``end_grace_s`` after its end record was seen, or after
   ``idle_s`` without events; :meth:`drain` runs :meth:`expire` at most every
-  ``expire_every_s``. An event arriving after that starts a fresh state (backfill repairs).
+  ``expire_every_s`` (default: a quarter of the shorter of the two, at most 60 s). What is
+  left is a marker (``{"x": when}``, a few dozen bytes) for ``forget_s``: a relevant event
+  of a marked trajectory is not evaluated (alone it would replace the trajectory's outcomes
+  with those of a part of it) but becomes an :class:`~schemas.OutcomeCorrection`
+  (:meth:`corrections`), which the correction path answers by re-evaluating the whole
+  trajectory from ClickHouse. The marker's clock restarts with each such event. Only an
+  event arriving more than ``forget_s`` after the marker was left starts a fresh state.
+* Bounds per trajectory: ``max_events_per_trace`` slim events (~0.2-1 KB each) while live;
+  one marker for ``forget_s`` after.
 """
 
 from __future__ import annotations
@@ -39,7 +47,7 @@ from typing import Any
 from schemas.control_plane import ControlPlane, OutcomeRule
 from schemas.derived import EnrichedEvent
 from schemas.events import Event, TrajectoryRecord, TrajectoryStatus
-from schemas.outcomes import Outcome
+from schemas.outcomes import Outcome, OutcomeCorrection
 from stream_processors.rules.outcomes import SEP, evaluate_trajectory
 from stream_processors.rules.slim import relevant, rule_paths, slim, unslim
 
@@ -57,6 +65,8 @@ class StageStats:
     emitted: int = 0
     retracted: int = 0
     expired: int = 0
+    corrections: int = 0  # relevant events of dropped trajectories, sent to be corrected
+    forgotten: int = 0  # markers dropped after forget_s
 
 
 def state_key(project: str, trace_id: str) -> str:
@@ -72,7 +82,8 @@ class RuleStage:
         max_events_per_trace: int = 1_000,
         end_grace_s: float = 300.0,
         idle_s: float = 3_600.0,
-        expire_every_s: float = 60.0,
+        forget_s: float = 86_400.0,
+        expire_every_s: float | None = None,
         clock: Callable[[], float] = time.time,
         trajectories: Lookup | None = None,
     ) -> None:
@@ -80,7 +91,11 @@ class RuleStage:
         self._lookup = trajectories
         self.state = state
         self.max_events = max_events_per_trace
-        self.end_grace_s, self.idle_s, self.expire_every_s = end_grace_s, idle_s, expire_every_s
+        self.end_grace_s, self.idle_s, self.forget_s = end_grace_s, idle_s, forget_s
+        if expire_every_s is None:
+            expire_every_s = min(60.0, max(0.1, min(end_grace_s, idle_s) / 4))
+        self.expire_every_s = expire_every_s
+        self._corrections: dict[str, OutcomeCorrection] = {}
         self.clock = clock
         self.stats = StageStats()
         self._dirty: set[str] = set()
@@ -106,6 +121,10 @@ class RuleStage:
             return
         key = state_key(event.project, event.trace_id)
         value = self.state.get(key)
+        if value is not None and _dropped(value):
+            if relevant(self._rules, event):
+                self._correct(key, event)
+            return
         if not relevant(self._rules, event):
             if value is not None and trajectory is not None:
                 self._remember_trajectory(key, value, trajectory)
@@ -128,11 +147,29 @@ class RuleStage:
         self.state[key] = value
         self._dirty.add(key)
 
+    def _correct(self, key: str, event: Event) -> None:
+        assert event.trace_id is not None
+        now = self.clock()
+        self._corrections[key] = OutcomeCorrection(
+            project=event.project, trace_id=event.trace_id, event_id=event.event_id,
+            requested_at=datetime.fromtimestamp(now, UTC),
+        )  # fmt: skip
+        self.state[key] = {"x": now}  # the marker's clock restarts
+        self.stats.corrections += 1
+
+    def corrections(self) -> list[OutcomeCorrection]:
+        """Correction requests since the last call (one per trajectory), in key order.
+        Produce them only after the batch's events are acknowledged: the correction path
+        waits for what was produced before a request to land, then re-evaluates."""
+        found = [self._corrections[k] for k in sorted(self._corrections)]
+        self._corrections.clear()
+        return found
+
     def observe_trajectory(self, record: TrajectoryRecord) -> None:
         """Note a trajectory record: its user, and its end (starts the expiry grace)."""
         key = state_key(record.project, record.trace_id)
         value = self.state.get(key)
-        if value is not None:
+        if value is not None and not _dropped(value):
             self._remember_trajectory(key, value, record)
 
     def _remember_trajectory(self, key: str, value: dict[str, Any], t: TrajectoryRecord) -> None:
@@ -152,7 +189,7 @@ class RuleStage:
         found: list[Outcome] = []
         for key in sorted(self._dirty):
             value = self.state.get(key)
-            if value is not None:
+            if value is not None and not _dropped(value):
                 found += self._evaluate(key, value, stamp)
         self._dirty.clear()
         if now - self._last_expire >= self.expire_every_s:
@@ -191,20 +228,32 @@ class RuleStage:
         )  # fmt: skip
 
     def expire(self, now: float | None = None) -> int:
-        """Drop the state of ended (after the grace) and idle trajectories. Scans the state."""
+        """Replace the state of ended (after the grace) and idle trajectories by a marker;
+        drop markers older than ``forget_s``. Scans the state. Returns the states dropped."""
         now = self.clock() if now is None else now
         self._last_expire = now
-        gone = [
-            key
-            for key, value in list(self.state.items())
-            if (value.get("end") is not None and now - value["end"] >= self.end_grace_s)
-            or now - value.get("seen", now) >= self.idle_s
-        ]
+        gone, forgotten = [], []
+        for key, value in list(self.state.items()):
+            if _dropped(value):
+                if now - value["x"] >= self.forget_s:
+                    forgotten.append(key)
+            elif (
+                value.get("end") is not None and now - value["end"] >= self.end_grace_s
+            ) or now - value.get("seen", now) >= self.idle_s:
+                gone.append(key)
         for key in gone:
-            del self.state[key]
+            self.state[key] = {"x": now}
             self._dirty.discard(key)
+        for key in forgotten:
+            del self.state[key]
         self.stats.expired += len(gone)
+        self.stats.forgotten += len(forgotten)
         return len(gone)
+
+
+def _dropped(value: dict[str, Any]) -> bool:
+    """A marker left by :meth:`RuleStage.expire`: the trajectory's state was dropped."""
+    return "x" in value and "e" not in value
 
 
 def _new(project: str, trace_id: str) -> dict[str, Any]:

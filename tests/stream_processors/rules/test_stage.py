@@ -165,7 +165,7 @@ def test_per_trace_cap_and_expiry_after_the_end_grace_and_when_idle() -> None:
     clock = Clock()
     state: dict[str, Any] = {}
     stage = RuleStage(example(), state, max_events_per_trace=3, end_grace_s=10, idle_s=100,
-                      expire_every_s=1, clock=clock)  # fmt: skip
+                      forget_s=1_000, expire_every_s=1, clock=clock)  # fmt: skip
     for i in range(5):
         stage.observe(llm(f"l{i}", i))
     stage.observe(action("o1", "object_detection", 1, trace="tr2"))
@@ -175,10 +175,36 @@ def test_per_trace_cap_and_expiry_after_the_end_grace_and_when_idle() -> None:
     stage.observe_trajectory(end)
     clock.now += 11
     stage.drain()
-    assert list(state) == [state_key("default", "tr2")]
+    assert state[state_key("default", "tr1")] == {"x": clock.now}  # a marker is left
+    assert "e" in state[state_key("default", "tr2")]
     clock.now += 100
     stage.drain()
-    assert state == {} and stage.stats.expired == 2
+    assert all("e" not in v for v in state.values()) and stage.stats.expired == 2
+    clock.now += 1_000
+    stage.drain()
+    assert state == {} and stage.stats.forgotten == 2
+
+
+def test_a_late_event_of_a_dropped_trajectory_asks_for_a_correction_not_a_fresh_answer() -> None:
+    clock = Clock()
+    state: dict[str, Any] = {}
+    stage = RuleStage(example(), state, end_grace_s=10, forget_s=1_000, expire_every_s=1,
+                      clock=clock)  # fmt: skip
+    stage.observe(action("d1", "object_detection", 1))
+    stage.observe(action("x1", "data_extraction", 2))
+    stage.observe_trajectory(TrajectoryRecord(trace_id="tr1", status=TrajectoryStatus.SUCCESS))
+    assert stage.drain() and stage.corrections() == []
+    clock.now += 11
+    stage.drain()  # expires tr1
+    stage.observe(action("x2", "data_extraction", 3))  # late: alone it would be a new answer
+    stage.observe(telemetry("p", "page.view", 4))  # no rule uses it: no request
+    assert stage.drain() == []
+    [c] = stage.corrections()
+    assert (c.project, c.trace_id, c.event_id) == ("default", "tr1", "x2")
+    assert stage.corrections() == [] and stage.stats.corrections == 1
+    clock.now += 999  # each request restarts the marker's clock
+    stage.drain()
+    assert state_key("default", "tr1") in state
 
 
 def test_events_without_trace_or_of_irrelevant_kinds_keep_no_state() -> None:
