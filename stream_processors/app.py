@@ -21,6 +21,8 @@ def create_app(settings: Settings, *, store: str = "memory://") -> faust.App:
         store=store,
         datadir=str(settings.faust_datadir),
         topic_partitions=settings.partitions,
+        # the table changelogs as meterline's topics (admin.ensure_topics creates them first)
+        topic_replication_factor=settings.replication_factor,
         topic_allow_declare=True,
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=settings.session_timeout_s,

@@ -11,16 +11,25 @@ One difference: Faust's RocksDB store also records the offset of each changelog 
 produced, to resume recovery from there after a restart. Records produced here do not
 advance that offset, so a restarted worker replays the changelog from the last offset Faust
 knew: slower recovery, the same state.
+
+Size: the state is bounded so that each record fits its changelog topic
+(:class:`~stream_processors.sizes.StateBounds`). Should one not fit all the same, it is not
+produced: logged as an error and counted (``too_large``), never a crash of the worker (the
+table keeps the value; a worker recovering from the changelog gets the previous one).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from faust.utils import json as faust_json
 
 from stream_processors.output import BatchOutput
+from stream_processors.sizes import OutputTooLarge
+
+log = logging.getLogger(__name__)
 
 _Dumps = Callable[[Any], bytes]
 
@@ -46,6 +55,7 @@ class Changelog:
             table.value_serializer, {"k": [1, 2.5, None, "\u00e9"]}, _json, self._faust_value
         )
         self._value_raw = self._same(table.value_serializer, b"v", bytes, self._faust_value)
+        self.too_large = 0  # records not produced: over the changelog topic's limit
 
     def _same(self, serializer: Any, sample: Any, fast: _Dumps, faust: _Dumps) -> bool:
         try:
@@ -70,4 +80,8 @@ class Changelog:
                 value_bytes = value
             else:
                 value_bytes = self._faust_value(value)
-        self.output.send(self.topic_name, key_bytes, value_bytes, partition=partition)
+        try:
+            self.output.send(self.topic_name, key_bytes, value_bytes, partition=partition)
+        except OutputTooLarge as exc:
+            self.too_large += 1
+            log.error("changelog record of key %r not produced: %s", key, exc)

@@ -133,7 +133,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_topics(args: argparse.Namespace) -> int:
     """Create meterline's topics (idempotent); fail if one has another partition count."""
-    from stream_processors.admin import ensure_topics
+    from stream_processors.admin import ensure_topics, topic_config
 
     settings = _settings(args)
     if not settings.kafka_bootstrap:
@@ -146,7 +146,9 @@ def cmd_topics(args: argparse.Namespace) -> int:
         settings.kafka_bootstrap,
         settings.topics.all,
         settings.partitions,
+        replication_factor=settings.replication_factor,
         config=settings.kafka_client_config(),
+        topic_configs=topic_config(settings.max_message_bytes),
     )
     print(f"meterline topics ready: {', '.join(settings.topics.all)} x {settings.partitions}")
     return 0
@@ -154,7 +156,7 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
 def cmd_sink(args: argparse.Namespace) -> int:
     from sinks.metrics import SinkMetrics
-    from stream_processors.admin import ensure_topics
+    from stream_processors.admin import ensure_topics, topic_config
     from stream_processors.billing.services import BillingServices
     from stream_processors.endpoints import new_registry
     from stream_processors.monitoring import sink_endpoints
@@ -172,7 +174,9 @@ def cmd_sink(args: argparse.Namespace) -> int:
         settings.kafka_bootstrap,
         settings.topics.all,
         settings.partitions,
+        replication_factor=settings.replication_factor,
         config=settings.kafka_client_config(),
+        topic_configs=topic_config(settings.max_message_bytes),
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -5,7 +5,8 @@ traffic: measured as the processor's bottleneck). Instead each batch writes, per
 partition and event-time bucket, one blob of 16-byte digests under the key
 ``"<partition>/<bucket>/<last offset>"``. After recovery (restart, rebalance) the in-memory
 window is rebuilt from the table; expired buckets are deleted (tombstones) so the compacted
-changelog stays bounded by the window.
+changelog stays bounded by the window. A blob holds at most ``max_digests`` digests (one
+Kafka message): a larger group is written as several, keys ``".../<last offset>/<n>"``.
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ def _anywhere(_partition: int) -> AbstractContextManager[None]:
 
 class PersistentDedupe:
     def __init__(
-        self, table: Any, window: DedupeWindow, changelog: Changelog | None = None
-    ) -> None:
+        self, table: Any, window: DedupeWindow, changelog: Changelog | None = None,
+        max_digests: int = 50_000,
+    ) -> None:  # fmt: skip
         self.table = table
         self.window = window
+        self.max_digests = max_digests
         self._send: Callable[[int, str, bytes | None], Any] = (
             changelog.send if changelog is not None else table.send_changelog
         )
@@ -38,7 +41,7 @@ class PersistentDedupe:
         """Reload the window from every blob in the local table store; returns keys loaded."""
         self.window.clear()
         for key, blob in list(self.table.data.items()):
-            _, bucket, _ = str(key).split("/")
+            bucket = str(key).split("/")[1]
             self.window.add(int(bucket), split_digests(bytes(blob)))
         self.expire()
         return len(self.window)
@@ -70,12 +73,15 @@ class PersistentDedupe:
             gk = (partition, bucket)
             groups[gk].append(d)
             last[gk] = max(offset, last.get(gk, -1))
+        most = self.max_digests
         for (partition, bucket), digests in groups.items():
             key = f"{partition}/{bucket}/{last[(partition, bucket)]}"
-            blob = pack(digests)
-            with in_partition(partition):
-                self.table.data[key] = blob
-            self._send(partition, key, blob)
+            for n, start in enumerate(range(0, len(digests), most)):
+                part = f"{key}/{n}" if n else key
+                blob = pack(digests[start : start + most])
+                with in_partition(partition):
+                    self.table.data[part] = blob
+                self._send(partition, part, blob)
             self.window.add(bucket, digests)
         self.expire()
 
@@ -84,7 +90,7 @@ class PersistentDedupe:
         if not expired:
             return
         for key in list(self.table.data.keys()):
-            partition, bucket, _ = str(key).split("/")
+            partition, bucket = str(key).split("/")[:2]
             if int(bucket) in expired:
                 del self.table.data[key]
                 self._send(int(partition), key, None)

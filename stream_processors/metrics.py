@@ -43,6 +43,10 @@ MetricName = Literal[
     "meterline_processor_closed_trajectories_expired",  # closed trajectories forgotten past
     # METERLINE_TRAJECTORY_RETENTION_S
     "meterline_processor_dedupe_window_events",  # gauge: events remembered by the window
+    "meterline_processor_metadata_truncated",  # trajectory records whose metadata lost keys
+    # to the state bounds (1,024 keys / 1,000,000 bytes per trajectory)
+    "meterline_processor_outputs_too_large",  # records not produced for size and not
+    # dead-lettered (changelog records, unjoined events over a limit below ~1 MB)
     # with a control plane (rule stage):
     "meterline_processor_outcomes_out",  # outcome records produced (incl. retractions)
     "meterline_processor_outcomes_retracted",  # of those: retractions
@@ -154,7 +158,11 @@ class StepCounters(Collector):
                 "closed trajectories forgotten past the retention",
                 joiner.expired,
             ),
-        ]
+            ("meterline_processor_metadata_truncated", "trajectory records whose metadata "
+             "lost keys to the state bounds", getattr(joiner, "metadata_truncated", 0)),
+            ("meterline_processor_outputs_too_large", "records not produced for size, not "
+             "dead-lettered", _too_large(p)),
+        ]  # fmt: skip
         rules = getattr(p, "rules", None)
         if rules is not None:
             stats = rules.stats
@@ -185,6 +193,13 @@ class StepCounters(Collector):
             "events in the dedupe window",
             value=len(window),
         )
+
+
+def _too_large(processor: Any) -> int:
+    changelogs = [getattr(b, "changelog", None) for b in getattr(processor, "buffers", ())]
+    return int(getattr(processor, "too_large", 0)) + sum(
+        int(getattr(c, "too_large", 0)) for c in changelogs
+    )
 
 
 class LagCollector(Collector):

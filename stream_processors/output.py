@@ -15,6 +15,13 @@ the same partitioner, so a source partition's records share one output partition
 message lands where its first record's key maps. A record that cannot be framed (it contains
 a raw newline, or is over :data:`FRAME_MAX_BYTES`) goes out alone, after the open batch of
 its group, so a group's records keep their order.
+
+Size guard: every record is checked against its topic's ``max.message.bytes`` before it is
+produced (:class:`~stream_processors.sizes.TopicLimits`, Kafka's rule mirrored: the record
+batch with its framing). A record that would not fit raises
+:class:`~stream_processors.sizes.OutputTooLarge` and nothing is produced, so the caller can
+dead-letter the input instead of the broker refusing the batch; framed batch messages are
+cut to fit their topic.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from confluent_kafka import KafkaError, Message, Producer
 from producers.config import access_config_from_env
 from schemas.framing import BATCH_HEADERS
 from stream_processors.errors import ProcessorError
+from stream_processors.sizes import OutputTooLarge, TopicLimits, batch_bytes
 
 #: Largest output message. Outputs are larger than the records they come from: an enriched
 #: event carries its trajectory, a dead letter carries the rejected bytes base64-encoded.
@@ -60,18 +68,36 @@ class OutputDeliveryError(ProcessorError):
     """The broker refused an output record. The batch is not acknowledged: it replays."""
 
 
+def frame_max_bytes(limit: int) -> int:
+    """Most bytes of records in one framed message to a topic of ``limit`` bytes: room for
+    the key (an id of at most 256 characters), the batch header and framing, lz4's worst case."""
+    return min(FRAME_MAX_BYTES, limit - limit // 8192 - 4_096)
+
+
 class BatchOutput:
     """``config`` overrides :data:`CONFIG`. Kafka access (TLS, SASL) comes from the
     ``METERLINE_KAFKA_*`` environment the worker process runs with, unless ``config`` sets
-    ``security.protocol`` itself."""
+    ``security.protocol`` itself. ``limits``: each topic's ``max.message.bytes`` (default:
+    :data:`MAX_MESSAGE_BYTES` for every topic)."""
 
-    def __init__(self, bootstrap: str, config: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, bootstrap: str, config: dict[str, Any] | None = None,
+        limits: TopicLimits | None = None,
+    ) -> None:  # fmt: skip
         config = config or {}
         access = {} if "security.protocol" in config else access_config_from_env()
         self._lock = threading.Lock()
+        self.limits = limits if limits is not None else TopicLimits({}, MAX_MESSAGE_BYTES)
+        known = [*self.limits.limits.values(), self.limits.default]
+        sizes = {
+            "message.max.bytes": max(MAX_MESSAGE_BYTES, *known),
+            # several records share a batch only up to batch.size: under the smallest limit
+            "batch.size": min(1_000_000, min(known) - 1_024),
+        }
+        self._frame_max: dict[str, int] = {}
         # one callback for the producer, not one per produce() call (~0.2-1 µs less a record)
         self._producer = Producer({
-            **CONFIG, **access, "bootstrap.servers": bootstrap, **config,
+            **CONFIG, **sizes, **access, "bootstrap.servers": bootstrap, **config,
             "on_delivery": self._on_delivery,
         })  # fmt: skip
         self._errors: list[str] = []
@@ -88,25 +114,52 @@ class BatchOutput:
         self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
     ) -> None:
         """Enqueue; never waits on the broker (polls the queue free when it is full).
-        ``partition`` None: the key's partition (murmur2); ``value`` None: a tombstone."""
+        ``partition`` None: the key's partition (murmur2); ``value`` None: a tombstone.
+
+        Raises:
+            OutputTooLarge: the record would exceed the topic's limit; nothing is enqueued.
+        """
+        self.check(topic, key, value)
         self.sent[topic] = self.sent.get(topic, 0) + 1  # per topic, read by metrics
         if partition is None:
             self._produce(topic, key, value)
         else:
             self._produce(topic, key, value, partition=partition)
 
+    def check(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+        """Raise :class:`OutputTooLarge` if the record would exceed the topic's limit."""
+        limit = self.limits[topic]
+        # a record far below the limit needs no exact count (the hot path)
+        size = len(value) + len(key or b"") if value is not None else 0
+        if size > limit - limit // 4_096 - 1_024:
+            size = batch_bytes(key, value)
+            if size > limit:
+                raise OutputTooLarge(topic, size, limit)
+
+    def frame_max(self, topic: str) -> int:
+        found = self._frame_max.get(topic)
+        if found is None:
+            found = self._frame_max[topic] = frame_max_bytes(self.limits[topic])
+        return found
+
     def send_framed(self, topic: str, group: int, key: bytes, value: bytes) -> None:
         """Enqueue ``value`` into the open batch message of ``(topic, group)`` (``group``:
-        the record's source partition); it goes out when full or at :meth:`flush`."""
+        the record's source partition); it goes out when full or at :meth:`flush`.
+
+        Raises:
+            OutputTooLarge: as :meth:`send` (checked before anything is enqueued).
+        """
         frame = self._frames.get((topic, group))
         size = len(value)
-        if size >= FRAME_MAX_BYTES or b"\n" in value:  # alone, after its group's open batch
+        most = self._frame_max.get(topic) or self.frame_max(topic)
+        if size >= most or b"\n" in value:  # alone, after its group's open batch
+            self.check(topic, key, value)
             if frame is not None:
                 self._emit(topic, self._frames.pop((topic, group)))
             self.send(topic, key, value)
             return
         self.sent[topic] = self.sent.get(topic, 0) + 1
-        if frame is not None and frame[2] + size + 1 > FRAME_MAX_BYTES:
+        if frame is not None and frame[2] + size + 1 > most:
             self._emit(topic, self._frames.pop((topic, group)))
             frame = None
         if frame is None:

@@ -10,6 +10,11 @@
       -> state              join/rule table changelogs, only after the outputs, wait for acks
       -> mark seen          only now, so a crash before the acks replays instead of losing
 
+Sizes: every output is checked against its topic's ``max.message.bytes`` before it is
+produced (:mod:`stream_processors.sizes`). An event whose enriched output would not fit is
+dead-lettered (``output_too_large``) and not marked seen, so it can be replayed once the
+topic accepts it; the state is bounded so that its changelog records fit.
+
 Co-partitioning, not a repartition hop: producers key raw records by trace_id with the
 Java (murmur2) partitioner and all raw topics share one partition count, so a trajectory and
 its events meet in one worker, and table changelogs follow the source partition.
@@ -42,17 +47,25 @@ from schemas import (
 )
 from schemas.codec import encode_enriched, encode_timestamp
 from schemas.fast_decode import TRAJECTORY_TYPES, AnyEvent, FastRecord, to_model
+from stream_processors.admin import changelog_config, changelog_topics, ensure_topics, topic_config
 from stream_processors.changelog import Changelog
 from stream_processors.dedupe_store import PersistentDedupe
 from stream_processors.errors import InvalidMessage
 from stream_processors.metrics import ProcessorMetrics
-from stream_processors.output import BatchOutput
+from stream_processors.output import MAX_MESSAGE_BYTES, BatchOutput
 from stream_processors.rules.stage import RuleStage
 from stream_processors.settings import Settings
+from stream_processors.sizes import (
+    KAFKA_DEFAULT_MAX_MESSAGE_BYTES,
+    OutputTooLarge,
+    StateBounds,
+    TopicLimits,
+    read_limits,
+)
 from stream_processors.steps.dedupe import DedupeWindow, Seen
 from stream_processors.steps.dlq_limit import DlqLimit
 from stream_processors.steps.join import TrajectoryJoiner
-from stream_processors.steps.validate import dead_letter_for, validate
+from stream_processors.steps.validate import DEFAULT_MAX_RECORD_BYTES, dead_letter_for, validate
 from stream_processors.table_buffer import PartitionPinned, WriteBack, as_current
 
 log = logging.getLogger(__name__)
@@ -65,6 +78,9 @@ BATCH_MAX = 2_000
 #: ``BATCH_MAX``: every take waited the whole window (measured: 0.50 s idle before each take
 #: of 137-454 messages in the 300,000-event benchmark, with more fetched and waiting).
 BATCH_WITHIN_S = 0.1
+#: ``error_type`` of an input whose output would exceed its topic's ``max.message.bytes``.
+OUTPUT_TOO_LARGE = "output_too_large"
+
 #: Records per processing step. A take of ``BATCH_MAX`` SDK-framed messages holds up to
 #: ~1,000,000 records: one step over all of them would hold their outputs, parked events and
 #: changelog records in memory at once and wait for ~1,000,000 acks within one flush timeout.
@@ -145,6 +161,13 @@ class BatchProcessor:
         self.flush_state = flush_state
         self.dlq_limit = dlq_limit or DlqLimit()
         self.dead_letters = 0
+        #: outputs not produced for size and not dead-lettered either (an unjoined event
+        #: over a topic limit below the record limit; logged as errors)
+        self.too_large = 0
+        # a dead letter keeps at most this much of the rejected bytes (base64 in the letter)
+        limits = getattr(outputs.producer, "limits", None)  # None: a stand-in output
+        limit = limits[outputs.dead_letters] if limits is not None else MAX_MESSAGE_BYTES
+        self.dead_letter_payload = min(DEFAULT_MAX_RECORD_BYTES, (limit - 8_192) * 3 // 4)
 
     async def process(self, events: list[EventT]) -> None:
         async with self.lock:
@@ -163,7 +186,7 @@ class BatchProcessor:
             joiner.abandon_batch()
             raise
         for event, event_json in joiner.close_batch():  # could not be parked: out unjoined
-            self._send_encoded(event, event_json, None, VERSION_UNJOINED, processed_at)
+            self._send_unjoined(event, event_json, processed_at)
         await self._flush()
         by_partition = {fe.message.partition: fe for fe in events}
         self.dedupe.mark_seen(accepted, lambda p: as_current(by_partition[p]))
@@ -179,7 +202,6 @@ class BatchProcessor:
         """The batch's records in order: validate, dedupe, join, send (no waiting).
         ``started``: when the batch began, the upper event-time bound's reference (a batch
         takes seconds at most; the bound allows hours ahead)."""
-        out = self.out
         in_flight: set[bytes] = set()
         joiner = self.joiner
         rules = self.rules
@@ -195,35 +217,83 @@ class BatchProcessor:
                     if record is None:
                         continue
                     if isinstance(record, TRAJECTORY_TYPES):
-                        applied = joiner.apply_trajectory_encoded(record, partition, now)
-                        out.producer.send_framed(
-                            out.trajectory_state, partition, record.routing_key.encode(),
-                            applied.state_json,
-                        )  # fmt: skip
-                        if rules is not None:
-                            rules.observe_trajectory(applied.state.trajectory)
-                        for event, event_json in applied.late:
-                            self._send_encoded(
-                                event, event_json, applied.trajectory_json, VERSION_JOINED,
-                                processed_at, partition,
-                            )  # fmt: skip
+                        self._trajectory(record, msg, value, item, now, processed_at)
                         continue
                     seen = admit(record, in_flight)
                     if seen is None:
                         continue  # a duplicate
+                    joined = joiner.join_encoded(record, partition, now, value)
+                    if joined is not None:
+                        try:  # the validated event as received: no re-serialisation
+                            self._send_encoded(
+                                record, value, joined[0], joined[1], processed_at, partition
+                            )
+                        except OutputTooLarge as exc:  # not seen: replayable once it fits
+                            joiner.retract(joined[1])
+                            self._dead_letter_output(exc, msg, value, item)
+                            continue
                     # seen once output *or* parked: both are durable after the flush below
                     accepted.append((partition, msg.offset, seen))
-                    joined = joiner.join_encoded(record, partition, now, value)
                     if rules is not None:  # state written under this event's partition
                         rules.observe(to_model(record))
-                    if joined is None:
-                        continue  # held: staged in this batch, then parked
-                    # the validated event as received: no re-serialisation per output
-                    self._send_encoded(
-                        record, value, joined[0], joined[1], processed_at, partition
-                    )
             finally:
                 _current_event.reset(token)
+
+    def _trajectory(
+        self, record: Any, msg: Any, value: bytes | None, item: int, now: float,
+        processed_at: bytes,
+    ) -> None:  # fmt: skip
+        """Merge a trajectory record, send its state and the events it releases. An event
+        whose joined output is too large goes out unjoined instead (it was parked, so it is
+        seen: a dead letter of it could not be replayed)."""
+        out, partition = self.out, msg.partition
+        applied = self.joiner.apply_trajectory_encoded(record, partition, now)
+        try:
+            out.producer.send_framed(
+                out.trajectory_state, partition, record.routing_key.encode(), applied.state_json
+            )
+        except OutputTooLarge as exc:  # bounded state makes this unreachable; never a crash
+            self._dead_letter_output(exc, msg, value, item)
+        if self.rules is not None:
+            self.rules.observe_trajectory(applied.state.trajectory)
+        for event, event_json in applied.late:
+            try:
+                self._send_encoded(
+                    event, event_json, applied.trajectory_json, VERSION_JOINED, processed_at,
+                    partition,
+                )  # fmt: skip
+            except OutputTooLarge as exc:
+                log.error("event %s out unjoined: its joined output is too large (%s)",
+                          event.event_id, exc)  # fmt: skip
+                self._send_unjoined(event, event_json, processed_at)
+
+    def _send_unjoined(self, event: AnyEvent, event_json: bytes | None, at: bytes) -> None:
+        """An unjoined event out; one over its topic's limit (only possible with a limit
+        below the record limit) is logged and counted instead of crashing the worker."""
+        try:
+            self._send_encoded(event, event_json, None, VERSION_UNJOINED, at)
+        except OutputTooLarge as exc:
+            self.too_large += 1
+            log.error("event %s not produced: %s", event.event_id, exc)
+
+    def _dead_letter_output(
+        self, exc: OutputTooLarge, msg: Any, value: bytes | None, item: int
+    ) -> None:
+        """Dead-letter the input whose output would exceed its topic's limit."""
+        invalid = InvalidMessage(
+            str(exc), error_type=OUTPUT_TOO_LARGE, topic=msg.topic, partition=msg.partition,
+            offset=msg.offset, item=item,
+        )  # fmt: skip
+        self._send_dead_letter(invalid, msg.key, value)
+
+    def _send_dead_letter(
+        self, exc: InvalidMessage, key: bytes | None, value: bytes | None
+    ) -> None:
+        self.metrics.dead_letter(exc.error_type)
+        self.dead_letters += 1
+        log.warning("dead-lettered %s", exc)
+        letter = dead_letter_for(exc, key, value, max_payload=self.dead_letter_payload)
+        self.out.producer.send(self.out.dead_letters, key, encode(letter))
 
     def _send_encoded(
         self,
@@ -292,10 +362,18 @@ class BatchProcessor:
             if not late and not closed and not any(b.pending for b in self.buffers):
                 return 0, 0
             for enriched in late:
-                self._send_enriched(enriched)
+                try:
+                    self._send_enriched(enriched)
+                except OutputTooLarge as exc:
+                    self.too_large += 1
+                    log.error("event %s not produced: %s", enriched.event.event_id, exc)
             for state in closed:
                 key = state.trajectory.routing_key.encode()
-                self.out.producer.send(self.out.trajectory_state, key, encode(state))
+                try:
+                    self.out.producer.send(self.out.trajectory_state, key, encode(state))
+                except OutputTooLarge as exc:  # bounded state: unreachable, never a crash
+                    self.too_large += 1
+                    log.error("closing state of %s not produced: %s", key, exc)
             await self._flush()
             return len(late), len(closed)
 
@@ -311,11 +389,7 @@ class BatchProcessor:
             return record
         except InvalidMessage as exc:
             self.dlq_limit.record(False, exc.reason)  # raises in a poison-message storm
-            self.metrics.dead_letter(exc.error_type)
-            self.dead_letters += 1
-            log.warning("dead-lettered %s", exc)
-            letter = dead_letter_for(exc, msg.key, value)
-            self.out.producer.send(self.out.dead_letters, msg.key, encode(letter))
+            self._send_dead_letter(exc, msg.key, value)
             return None
 
     def _send_enriched(self, enriched: EnrichedEvent) -> None:
@@ -323,8 +397,29 @@ class BatchProcessor:
         self.out.producer.send(self.out.enriched, key, encode(enriched))
 
 
+def prepare_topics(settings: Settings) -> TopicLimits:
+    """Create the worker's table changelog topics (``max.message.bytes`` and replication
+    factor as meterline's topics; compacted) and read the size limit of every topic it
+    writes to from the broker. A topic the broker reports no limit for gets Kafka's default."""
+    assert settings.kafka_bootstrap
+    access = settings.kafka_client_config()
+    changelogs = changelog_topics(settings.app_id)
+    ensure_topics(
+        settings.kafka_bootstrap, changelogs, settings.partitions,
+        replication_factor=settings.replication_factor, config=access,
+        topic_configs=changelog_config(settings.max_message_bytes),
+    )  # fmt: skip
+    from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
+
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap, **access})
+    topics = settings.topics
+    limits = read_limits(admin, [*topics.sink_inputs, *changelogs], KAFKA_DEFAULT_MAX_MESSAGE_BYTES)
+    log.info("topic size limits (max.message.bytes): %s", limits.limits)
+    return limits
+
+
 def rule_stage(
-    settings: Settings, state: PartitionPinned, trajectories: Any
+    settings: Settings, state: PartitionPinned, trajectories: Any, *, max_state_bytes: int
 ) -> RuleStage:
     """The rule stage on the hot-reloaded control plane (a broken file stops the worker at
     start; a broken new version is rejected and the old one keeps running)."""
@@ -341,6 +436,7 @@ def rule_stage(
         lambda: watcher.current, state, trajectories=trajectories,
         max_events_per_trace=settings.rule_max_events, end_grace_s=settings.rule_end_grace_s,
         idle_s=settings.rule_idle_s, forget_s=settings.rule_forget_s,
+        max_state_bytes=max_state_bytes,
     )  # fmt: skip
 
 
@@ -365,8 +461,13 @@ def build_pipeline(
         )
 
     assert settings.kafka_bootstrap
+    limits = prepare_topics(settings)
+    # every state record within the smallest limit of the topics state is written to
+    tables = changelog_topics(settings.app_id)
+    bounds = StateBounds.within(limits.smallest([*tables, topics.trajectory_state]))
+    changelog_extra = topic_config(settings.max_message_bytes)  # as prepare_topics made them
     outputs = Outputs(
-        producer=BatchOutput(settings.kafka_bootstrap),
+        producer=BatchOutput(settings.kafka_bootstrap, limits=limits),
         enriched=topics.enriched,
         trajectory_state=topics.trajectory_state,
         dead_letters=topics.dead_letters,
@@ -374,12 +475,19 @@ def build_pipeline(
         outcome_corrections=topics.outcome_corrections,
     )
     out = outputs.producer
-    seen = app.Table("dedupe-window", partitions=n, key_type=str, value_type=bytes)
+    def table(name: str, **kw: Any) -> faust.types.TableT[Any, Any]:
+        return app.Table(
+            name, partitions=n, key_type=str, extra_topic_configs=changelog_extra, **kw
+        )
+
+    seen = table("dedupe-window", value_type=bytes)
     window = DedupeWindow(window_s=settings.dedupe_window_s)
-    dedupe = PersistentDedupe(seen, window, Changelog(seen, out))
-    trajectory_table = app.Table("trajectories", partitions=n, key_type=str)
+    dedupe = PersistentDedupe(
+        seen, window, Changelog(seen, out), max_digests=bounds.dedupe_digests
+    )
+    trajectory_table = table("trajectories")
     trajectories = WriteBack(trajectory_table, Changelog(trajectory_table, out))
-    pending_table = app.Table("pending-events", partitions=n, key_type=str)
+    pending_table = table("pending-events")
     parked = WriteBack(pending_table, Changelog(pending_table, out))
     joiner = TrajectoryJoiner(
         trajectories,
@@ -387,12 +495,13 @@ def build_pipeline(
         grace_s=settings.join_grace_s,
         idle_timeout_s=settings.trajectory_idle_timeout_s,
         retention_s=settings.trajectory_retention_s,
+        bounds=bounds,
     )
     limit = DlqLimit(settings.dlq_max_ratio or None)
     buffers = [trajectories, parked]
     rules = None
     if settings.control_plane is not None:
-        rule_table = app.Table("rule-state", partitions=n, key_type=str)
+        rule_table = table("rule-state")
         rule_state = WriteBack(rule_table, Changelog(rule_table, out))
         buffers.append(rule_state)
         raw_names = set(topics.raw)
@@ -402,7 +511,8 @@ def build_pipeline(
                     if tp.topic in raw_names}  # fmt: skip
 
         rules = rule_stage(
-            settings, PartitionPinned(rule_state, owned=owned), joiner.trajectory_for
+            settings, PartitionPinned(rule_state, owned=owned), joiner.trajectory_for,
+            max_state_bytes=bounds.rule_bytes,
         )
     processor = BatchProcessor(
         outputs, dedupe, joiner, app.producer.flush, limit, buffers=buffers, rules=rules

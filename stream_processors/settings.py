@@ -32,6 +32,12 @@ class Settings:
     data_dir: Path = Path(".meterline")
     topic_prefix: str = "meterline"
     partitions: int = 4
+    # replication factor of every topic meterline creates: raw, outputs and the worker's
+    # table changelogs (3 on a production cluster)
+    replication_factor: int = 1
+    # max.message.bytes of every topic meterline creates (outputs are larger than the records
+    # they come from); the worker reads each topic's actual limit from the broker at start
+    max_message_bytes: int = 8 * 1_048_576
     app_id: str = "meterline-processor"
     sink_group: str = "meterline-sink"
     database: str = "meterline"
@@ -183,6 +189,8 @@ class Settings:
             data_dir=Path(get("DATA_DIR") or base.data_dir),
             topic_prefix=get("TOPIC_PREFIX") or base.topic_prefix,
             partitions=int(get("PARTITIONS") or base.partitions),
+            replication_factor=int(get("REPLICATION_FACTOR") or base.replication_factor),
+            max_message_bytes=int(get("MAX_MESSAGE_BYTES") or base.max_message_bytes),
             app_id=get("APP_ID") or base.app_id,
             sink_group=get("SINK_GROUP") or base.sink_group,
             database=get("DATABASE") or base.database,
@@ -228,6 +236,8 @@ class Settings:
             "DATA_DIR": str(self.data_dir),
             "TOPIC_PREFIX": self.topic_prefix,
             "PARTITIONS": str(self.partitions),
+            "REPLICATION_FACTOR": str(self.replication_factor),
+            "MAX_MESSAGE_BYTES": str(self.max_message_bytes),
             "APP_ID": self.app_id,
             "SINK_GROUP": self.sink_group,
             "DATABASE": self.database,

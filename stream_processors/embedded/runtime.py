@@ -18,7 +18,7 @@ from typing import Any
 
 from sinks import ClickHouseSink, connect, redact_url
 from sinks.metrics import SinkMetrics
-from stream_processors.admin import ensure_topics
+from stream_processors.admin import ensure_topics, topic_config
 from stream_processors.billing.services import BillingServices
 from stream_processors.embedded.broker import TansuBroker
 from stream_processors.embedded.workers import WorkerProcess
@@ -98,7 +98,9 @@ class Pipeline:
             self.settings.kafka_bootstrap,
             self.settings.topics.all,
             self.settings.partitions,
+            replication_factor=self.settings.replication_factor,
             config=self.settings.kafka_client_config(),
+            topic_configs=topic_config(self.settings.max_message_bytes),
         )
 
     def _start_broker(self) -> None:

@@ -9,7 +9,9 @@ Contract:
   dicts and are always written back whole (``state[key] = value``), so a Faust table
   (``value_serializer="json"``) records every change in its changelog. Only events that
   satisfy a step of some trajectory rule are kept, reduced to the fields rules read
-  (:mod:`stream_processors.rules.slim`), at most ``max_events_per_trace`` per trajectory.
+  (:mod:`stream_processors.rules.slim`), at most ``max_events_per_trace`` per trajectory
+  and ``max_state_bytes`` of slim events (JSON) per trajectory, so a value fits one Kafka
+  message; an event past either is not kept and is counted in ``over_cap``.
 * :meth:`drain` re-evaluates each trajectory touched since the last drain with
   :func:`~stream_processors.rules.outcomes.evaluate_trajectory` and returns the outcomes
   that are new or changed, plus retractions (``retracted=True``) of ids it emitted before
@@ -43,6 +45,8 @@ from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from schemas.control_plane import ControlPlane, OutcomeRule
 from schemas.derived import EnrichedEvent
@@ -80,6 +84,7 @@ class RuleStage:
         state: State,
         *,
         max_events_per_trace: int = 1_000,
+        max_state_bytes: int = 1_000_000,
         end_grace_s: float = 300.0,
         idle_s: float = 3_600.0,
         forget_s: float = 86_400.0,
@@ -91,6 +96,7 @@ class RuleStage:
         self._lookup = trajectories
         self.state = state
         self.max_events = max_events_per_trace
+        self.max_bytes = max_state_bytes
         self.end_grace_s, self.idle_s, self.forget_s = end_grace_s, idle_s, forget_s
         if expire_every_s is None:
             expire_every_s = min(60.0, max(0.1, min(end_grace_s, idle_s) / 4))
@@ -136,12 +142,21 @@ class RuleStage:
         else:
             value = dict(value)
         events = dict(value["e"])
-        if event.event_id in events or len(events) < self.max_events:
-            events[event.event_id] = slim(event, self._paths)
+        kept = slim(event, self._paths)
+        size = len(orjson.dumps(kept))
+        held = value.get("b")
+        if held is None:  # state written before the byte bound: measured once
+            held = len(orjson.dumps(events))
+        if event.event_id in events:  # a repeat: replaces its earlier form
+            events[event.event_id] = kept
+            self.stats.kept += 1
+        elif len(events) < self.max_events and held + size <= self.max_bytes:
+            events[event.event_id] = kept
+            held += size
             self.stats.kept += 1
         else:
             self.stats.over_cap += 1
-        value["e"], value["seen"] = events, self.clock()
+        value["e"], value["b"], value["seen"] = events, held, self.clock()
         if trajectory is not None:
             _apply_trajectory(value, trajectory, self.clock())
         self.state[key] = value

@@ -27,6 +27,13 @@ Rules (times are processing time, seconds):
   treated as early again. Events still parked for ``idle_timeout_s`` are forgotten (they
   already went out unjoined).
 
+Bounds (each state record fits one Kafka message, :class:`~stream_processors.sizes.StateBounds`):
+a trajectory's merged ``metadata`` holds at most ``metadata_keys`` keys and
+``metadata_bytes`` bytes of JSON (its other fields are ids and times, bounded by the
+schema). Keys already held stay; a new key that would cross a bound is dropped, the merged
+metadata says how many were dropped so far under :data:`TRUNCATED_KEY`, and
+``metadata_truncated`` counts the records that lost keys.
+
 After a restart or rebalance the tables hold the state; :meth:`TrajectoryJoiner.recover`
 rebuilds what the timers keep in memory from them.
 """
@@ -51,6 +58,7 @@ from schemas import (
 )
 from schemas.codec import encode_state
 from schemas.fast_decode import AnyEvent, AnyTrajectory, to_model
+from stream_processors.sizes import StateBounds
 from stream_processors.steps.closed import (
     DEFAULT_RETENTION_S,
     as_emitted,
@@ -59,12 +67,16 @@ from stream_processors.steps.closed import (
     is_closed,
 )
 from stream_processors.steps.dedupe import SEP
-from stream_processors.steps.parked import DEFAULT_MAX_PARKED_BYTES, ParkedEvents, delete, put
+from stream_processors.steps.parked import ParkedEvents, delete, put
 
 DEFAULT_MAX_PENDING_PER_TRACE = 10_000
 DEFAULT_GRACE_S = 0.0
 DEFAULT_IDLE_TIMEOUT_S = 3_600.0
 _CACHE_SIZE = 50_000
+#: Metadata key of a merged trajectory whose metadata lost keys to the bounds: how many.
+TRUNCATED_KEY = "meterline_metadata_truncated"
+_DEFAULT_BOUNDS = StateBounds()
+_MISSING = object()
 
 State = MutableMapping[str, Any]
 
@@ -90,12 +102,48 @@ def trace_key(project: str, trace_id: str) -> str:
     return f"{project}{SEP}{trace_id}"
 
 
-def merge(old: TrajectoryRecord | None, new: TrajectoryRecord) -> TrajectoryRecord:
-    """Later non-null fields win; the earliest start and the union of metadata are kept.
-    (The models' form of :func:`merge_json`, which the processor runs.)"""
-    if old is None:
-        return new
-    return TrajectoryRecord.model_validate(merge_json(old.model_dump(mode="json"), new))
+def merge(
+    old: TrajectoryRecord | None, new: TrajectoryRecord, bounds: StateBounds = _DEFAULT_BOUNDS
+) -> TrajectoryRecord:
+    """Later non-null fields win; the earliest start and the union of metadata are kept,
+    within ``bounds``. (The models' form of :func:`merge_json`, which the processor runs.)"""
+    merged, _ = merge_json(old.model_dump(mode="json") if old else None, new, bounds)
+    return TrajectoryRecord.model_validate(merged)
+
+
+def _size(value: Any) -> int:
+    return len(orjson.dumps(value))
+
+
+def merge_metadata(
+    old: dict[str, Any], new: dict[str, Any], bounds: StateBounds = _DEFAULT_BOUNDS
+) -> tuple[dict[str, Any], int]:
+    """The union of two metadata mappings (``new``'s values win) within ``bounds``, and how
+    many of ``new``'s keys were dropped. Over a bound, ``old``'s keys stay and ``new``'s are
+    taken in order while they fit (a changed value only if it fits); ``TRUNCATED_KEY`` then
+    adds up the keys dropped."""
+    merged = {**old, **new}
+    if not new or (
+        len(merged) <= bounds.metadata_keys and _size(merged) <= bounds.metadata_bytes
+    ):
+        return merged, 0
+    out = dict(old)
+    max_keys, max_bytes = bounds.metadata_keys - 1, bounds.metadata_bytes - 64  # the marker
+    size, dropped = _size(out), 0
+    for k, v in new.items():
+        if k == TRUNCATED_KEY:
+            continue
+        prev = out.get(k, _MISSING)
+        # a changed value: its growth; a new key: "k":v,
+        grow = _size(v) - _size(prev) if prev is not _MISSING else _size(k) + _size(v) + 2
+        if size + grow <= max_bytes and (prev is not _MISSING or len(out) < max_keys):
+            out[k] = v
+            size += grow
+        else:
+            dropped += 1
+    if dropped:
+        out[TRUNCATED_KEY] = int(old.get(TRUNCATED_KEY) or 0) + dropped
+    return out, dropped
 
 
 #: A trajectory record's JSON form before any field is set: the model's field order and
@@ -106,25 +154,31 @@ _DEFAULTS: dict[str, Any] = {
 }
 
 
-def merge_json(old: dict[str, Any] | None, new: AnyTrajectory) -> dict[str, Any]:
+def merge_json(
+    old: dict[str, Any] | None, new: AnyTrajectory, bounds: StateBounds = _DEFAULT_BOUNDS
+) -> tuple[dict[str, Any], int]:
     """``new`` merged into ``old`` (a trajectory's JSON form, ``model_dump(mode="json")``),
-    in that form: the fields ``new`` sets to a value win, ``started_at`` keeps the earliest
-    value, ``metadata`` is the union (``new``'s keys win). ``old`` is not modified."""
+    in that form, and how many metadata keys the bounds dropped: the fields ``new`` sets to a
+    value win, ``started_at`` keeps the earliest value, ``metadata`` is the union (``new``'s
+    keys win) within ``bounds`` (:func:`merge_metadata`). ``old`` is not modified."""
     if isinstance(new, TrajectoryRecord):
         if old is None:
-            return new.model_dump(mode="json")
+            old = new.model_dump(mode="json", exclude={"metadata"})
+            old["metadata"] = {}
         dumped = new.model_dump(mode="json", include=new.model_fields_set)
         updates = {k: v for k, v in dumped.items() if v is not None}
     else:
         updates = {k: v for k, v in msgspec.to_builtins(new).items() if v is not None}
         if old is None:
-            return {**_DEFAULTS, "metadata": {}, **updates}
+            old = {**_DEFAULTS, "metadata": {}}
     merged = {**old, **updates}
     start, old_start = updates.get("started_at"), old.get("started_at")
     if start is not None and old_start is not None and _instant(old_start) < _instant(start):
         merged["started_at"] = old_start
-    merged["metadata"] = {**old.get("metadata", {}), **updates.get("metadata", {})}
-    return merged
+    merged["metadata"], dropped = merge_metadata(
+        old.get("metadata") or {}, updates.get("metadata") or {}, bounds
+    )
+    return merged, dropped
 
 
 def _instant(value: str) -> datetime:
@@ -142,11 +196,12 @@ class TrajectoryJoiner:
         grace_s: float = DEFAULT_GRACE_S,
         idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
         retention_s: float = DEFAULT_RETENTION_S,
-        max_parked_bytes: int = DEFAULT_MAX_PARKED_BYTES,
+        bounds: StateBounds = _DEFAULT_BOUNDS,
     ) -> None:
         self._trajectories = trajectories
+        self.bounds = bounds
         self._parked = ParkedEvents(
-            pending, max_per_trace=max_pending_per_trace, max_record_bytes=max_parked_bytes
+            pending, max_per_trace=max_pending_per_trace, max_record_bytes=bounds.parked_bytes
         )
         self.grace_s = grace_s
         self.idle_timeout_s = idle_timeout_s
@@ -162,6 +217,7 @@ class TrajectoryJoiner:
         #: trajectory records that reopened a closed trajectory; closed records deleted past
         #: the retention; closed records whose metadata was over the bound (not kept)
         self.reopened = self.expired = self.metadata_dropped = 0
+        self.metadata_truncated = 0  # trajectory records whose metadata lost keys (bounds)
 
     # -- lookups ------------------------------------------------------------------------
 
@@ -226,6 +282,14 @@ class TrajectoryJoiner:
             return None
         self.unjoined += 1
         return None, VERSION_UNJOINED
+
+    def retract(self, version: int) -> None:
+        """Undo the count of a :meth:`join_encoded` whose output was not produced (too large:
+        dead-lettered instead)."""
+        if version == VERSION_JOINED:
+            self.joined -= 1
+        else:
+            self.unjoined -= 1
 
     def join(
         self, event: AnyEvent, partition: int = 0, now: float = 0.0
@@ -308,7 +372,9 @@ class TrajectoryJoiner:
         their JSON, to encode without building or serialising models."""
         key = trace_key(record.project, record.trace_id)
         old = self._base(key)
-        merged = merge_json(old[1] if old else None, record)
+        merged, dropped = merge_json(old[1] if old else None, record, self.bounds)
+        if dropped:
+            self.metadata_truncated += 1
         version = (old[0] if old else 0) + 1
         trajectory_json = orjson.dumps(merged)  # the table keeps the JSON form itself
         value = {"version": version, "trajectory": merged, "p": partition, "seen": now}

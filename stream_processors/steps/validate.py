@@ -96,15 +96,19 @@ def validate(
     return record
 
 
-def dead_letter_for(exc: InvalidMessage, key: bytes | None, value: bytes | None) -> DeadLetter:
+def dead_letter_for(
+    exc: InvalidMessage, key: bytes | None, value: bytes | None,
+    max_payload: int = DEFAULT_MAX_RECORD_BYTES,
+) -> DeadLetter:  # fmt: skip
     """The dead letter that records ``exc`` together with the original bytes -- for a record
-    over the size limit, its first :data:`DEFAULT_MAX_RECORD_BYTES` bytes (a dead letter must
-    itself fit in one Kafka message); the reason then says how large it was."""
+    over ``max_payload`` (default :data:`DEFAULT_MAX_RECORD_BYTES`), its first ``max_payload``
+    bytes (a dead letter must itself fit in one Kafka message: the worker lowers it for a
+    dead-letter topic under ~1.3 MB); the reason then says how large it was."""
     payload = value or b""
     reason = exc.reason
-    if len(payload) > DEFAULT_MAX_RECORD_BYTES:
-        reason += f" (payload kept: the first {DEFAULT_MAX_RECORD_BYTES} of {len(payload)} bytes)"
-        payload = payload[:DEFAULT_MAX_RECORD_BYTES]
+    if len(payload) > max_payload:
+        reason += f" (payload kept: the first {max_payload} of {len(payload)} bytes)"
+        payload = payload[:max_payload]
     return DeadLetter(
         source_topic=exc.topic,
         partition=exc.partition,
