@@ -23,7 +23,7 @@ DEFAULT_MAX_RECORD_BYTES = 1_000_000
 
 #: ``error_type`` of a record whose validation raised something other than a validation
 #: error (a bug): dead-lettered like an invalid record, so replaying it cannot crash-loop the
-#: worker; the poison-message limit still stops a worker that rejects everything.
+#: worker (a project whose records mostly fail is quarantined: ``steps/quarantine.py``).
 UNEXPECTED_ERROR = "unexpected_error"
 
 
@@ -96,7 +96,9 @@ def validate(
     return record
 
 
-def dead_letter_for(exc: InvalidMessage, key: bytes | None, value: bytes | None) -> DeadLetter:
+def dead_letter_for(
+    exc: InvalidMessage, key: bytes | None, value: bytes | None, *, stage: str = "validate"
+) -> DeadLetter:
     """The dead letter that records ``exc`` together with the original bytes -- for a record
     over the size limit, its first :data:`DEFAULT_MAX_RECORD_BYTES` bytes (a dead letter must
     itself fit in one Kafka message); the reason then says how large it was."""
@@ -114,5 +116,5 @@ def dead_letter_for(exc: InvalidMessage, key: bytes | None, value: bytes | None)
         payload=payload,
         reason=reason,
         error_type=exc.error_type,
-        stage="validate",
+        stage=stage,
     )
