@@ -52,8 +52,8 @@ from stream_processors.output import BatchOutput
 from stream_processors.pipeline import BatchProcessor, Outputs
 from stream_processors.settings import Settings
 from stream_processors.steps.dedupe import DedupeWindow
-from stream_processors.steps.dlq_limit import DlqLimit
 from stream_processors.steps.join import TrajectoryJoiner
+from stream_processors.steps.quarantine import ProjectGuard
 from stream_processors.table_buffer import WriteBack
 
 PARTITIONS = 4
@@ -211,7 +211,7 @@ def build(librdkafka: bool) -> tuple[BatchProcessor, Any]:
         return None
 
     processor = BatchProcessor(
-        outputs, dedupe, joiner, flush_state, DlqLimit(settings.dlq_max_ratio or None),
+        outputs, dedupe, joiner, flush_state, ProjectGuard(settings.dlq_max_ratio or None),
         buffers=[trajectories, parked],
     )  # fmt: skip
     return processor, out

@@ -13,8 +13,8 @@ More than ``max_rejected`` refused rows in one batch is not bad data but somethi
 raises :class:`~sinks.errors.SinkWriteError`, so the batch is held and retried instead of
 being dead-lettered row by row. Small batches (a quiet deployment) never reach that count,
 so :class:`RejectionWindow` also holds a batch when more than half of the last ~1,000 rows
-would have been refused. The processor's dead-letter storm limit works the same way
-(``stream_processors/steps/dlq_limit.py``).
+would have been refused. (The processor's storm guard is per project instead: a project over
+its limit is quarantined and the others go on, ``stream_processors/steps/quarantine.py``.)
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The ``meterline`` command line: up, demo, worker, topics, sink, status, report, sql,
-backfill."""
+backfill, replay-dead-letters."""
 
 from __future__ import annotations
 
@@ -42,7 +42,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     tune_gc()  # this process runs the sink thread
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    pipeline = Pipeline(_settings(args), workers=args.workers).start()
+    # restart=True: a worker or sink that dies is restarted with backoff, never the end of `up`
+    pipeline = Pipeline(_settings(args), workers=args.workers, restart=True).start()
     s = pipeline.settings
     dashboard = None
     try:
@@ -231,6 +232,29 @@ def cmd_corrections(args: argparse.Namespace) -> int:
     return run_corrections(_settings(args), wait_s=args.wait_s)
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    from stream_processors.replay import run_replay
+
+    return run_replay(
+        _settings(args), project=args.project, error_type=args.reason, dry_run=args.dry_run
+    )
+
+
+def _replay_parser(sub: Any, common: Any) -> None:
+    replay = sub.add_parser(
+        "replay-dead-letters",
+        help="re-produce a project's dead-lettered originals to their raw topics "
+        "(dedupe keeps it exact)",
+    )
+    common(replay)
+    replay.add_argument("--project", required=True, help="the project whose records to replay")
+    replay.add_argument(
+        "--reason", help="only this error type (e.g. quarantined, unsupported_schema_version)"
+    )
+    replay.add_argument("--dry-run", action="store_true", help="count, do not produce")
+    replay.set_defaults(func=cmd_replay)
+
+
 def _billing_parsers(sub: Any, common: Any) -> None:
     def control(sp: argparse.ArgumentParser) -> None:
         common(sp)
@@ -336,6 +360,7 @@ def parser() -> argparse.ArgumentParser:
     common(status)
     status.set_defaults(func=cmd_status)
     _billing_parsers(sub, common)
+    _replay_parser(sub, common)
     return p
 
 

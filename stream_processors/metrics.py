@@ -27,6 +27,9 @@ MetricName = Literal[
     "meterline_processor_batch_size",  # histogram: Kafka messages per batch
     "meterline_processor_batch_seconds",  # histogram: batch duration incl. waiting for acks
     "meterline_processor_dead_letters",  # {reason}: records sent to the dead-letter topic
+    # (reason quarantined: valid records of a quarantined project)
+    "meterline_processor_quarantines",  # times a project was put in quarantine
+    "meterline_processor_quarantined",  # gauge {project}: 1 per project in quarantine now
     "meterline_processor_records_out",  # {output}: records produced to enriched,
     # trajectory_state, dead_letters, outcomes (enriched = events_out + late_joins)
     "meterline_processor_events_out",  # unique events produced for the first time
@@ -188,6 +191,20 @@ class StepCounters(Collector):
         ):
             records_out.add_metric([label], sent.get(topic, 0))
         yield records_out
+        guard = getattr(p, "guard", None)
+        if guard is not None:
+            yield CounterMetricFamily(
+                "meterline_processor_quarantines", "projects put in quarantine",
+                value=guard.quarantines,
+            )  # fmt: skip
+            quarantined = GaugeMetricFamily(
+                "meterline_processor_quarantined",
+                "projects in quarantine (their records are dead-lettered)",
+                labels=["project"],
+            )
+            for project in guard.quarantined:
+                quarantined.add_metric([project], 1)
+            yield quarantined
         yield GaugeMetricFamily(
             "meterline_processor_dedupe_window_events",
             "events in the dedupe window",

@@ -63,8 +63,8 @@ from stream_processors.sizes import (
     read_limits,
 )
 from stream_processors.steps.dedupe import DedupeWindow, Seen
-from stream_processors.steps.dlq_limit import DlqLimit
 from stream_processors.steps.join import TrajectoryJoiner
+from stream_processors.steps.quarantine import QUARANTINED, ProjectGuard, project_of
 from stream_processors.steps.validate import DEFAULT_MAX_RECORD_BYTES, dead_letter_for, validate
 from stream_processors.table_buffer import PartitionPinned, WriteBack, as_current
 
@@ -147,7 +147,7 @@ class BatchProcessor:
         dedupe: PersistentDedupe,
         joiner: TrajectoryJoiner,
         flush_state: Callable[[], Awaitable[None]],
-        dlq_limit: DlqLimit | None = None,
+        guard: ProjectGuard | None = None,
         buffers: Sequence[WriteBack] = (),
         rules: RuleStage | None = None,
     ) -> None:
@@ -159,7 +159,7 @@ class BatchProcessor:
         self.dedupe = dedupe
         self.joiner = joiner
         self.flush_state = flush_state
-        self.dlq_limit = dlq_limit or DlqLimit()
+        self.guard = guard or ProjectGuard()
         self.dead_letters = 0
         #: outputs not produced for size and not dead-lettered either (an unjoined event
         #: over a topic limit below the record limit; logged as errors)
@@ -284,16 +284,7 @@ class BatchProcessor:
             str(exc), error_type=OUTPUT_TOO_LARGE, topic=msg.topic, partition=msg.partition,
             offset=msg.offset, item=item,
         )  # fmt: skip
-        self._send_dead_letter(invalid, msg.key, value)
-
-    def _send_dead_letter(
-        self, exc: InvalidMessage, key: bytes | None, value: bytes | None
-    ) -> None:
-        self.metrics.dead_letter(exc.error_type)
-        self.dead_letters += 1
-        log.warning("dead-lettered %s", exc)
-        letter = dead_letter_for(exc, key, value, max_payload=self.dead_letter_payload)
-        self.out.producer.send(self.out.dead_letters, key, encode(letter))
+        self._dead_letter(invalid, msg.key, value)
 
     def _send_encoded(
         self,
@@ -380,17 +371,38 @@ class BatchProcessor:
     def _validate(
         self, msg: Any, value: bytes | None, item: int, now: datetime
     ) -> RawRecord | FastRecord | None:
+        """The record, or None when it was dead-lettered: invalid (its own reason), or valid
+        but of a quarantined project (:data:`QUARANTINED`, original bytes kept)."""
         try:
             record = validate(
                 value, topic=msg.topic, partition=msg.partition, offset=msg.offset, item=item,
                 now=now,
             )  # fmt: skip
-            self.dlq_limit.record(True)
-            return record
         except InvalidMessage as exc:
-            self.dlq_limit.record(False, exc.reason)  # raises in a poison-message storm
-            self._send_dead_letter(exc, msg.key, value)
+            self.guard.invalid(project_of(value), exc.reason)  # may quarantine the project
+            self._dead_letter(exc, msg.key, value)
             return None
+        quarantine = self.guard.valid(record.project)
+        if quarantine is None:
+            return record
+        held = InvalidMessage(
+            quarantine.reason, error_type=QUARANTINED, topic=msg.topic,
+            partition=msg.partition, offset=msg.offset, item=item,
+        )  # fmt: skip
+        self._dead_letter(held, msg.key, value, stage="quarantine", quiet=True)
+        return None
+
+    def _dead_letter(
+        self, exc: InvalidMessage, key: bytes | None, value: bytes | None, *,
+        stage: str = "validate", quiet: bool = False,
+    ) -> None:  # fmt: skip
+        """``quiet``: no log line per record (a quarantine is logged once, when it starts)."""
+        self.metrics.dead_letter(exc.error_type)
+        self.dead_letters += 1
+        if not quiet:
+            log.warning("dead-lettered %s", exc)
+        letter = dead_letter_for(exc, key, value, self.dead_letter_payload, stage=stage)
+        self.out.producer.send(self.out.dead_letters, key, encode(letter))
 
     def _send_enriched(self, enriched: EnrichedEvent) -> None:
         key = enriched.event.routing_key.encode()
@@ -497,7 +509,7 @@ def build_pipeline(
         retention_s=settings.trajectory_retention_s,
         bounds=bounds,
     )
-    limit = DlqLimit(settings.dlq_max_ratio or None)
+    guard = ProjectGuard(settings.dlq_max_ratio or None, settings.quarantine_s)
     buffers = [trajectories, parked]
     rules = None
     if settings.control_plane is not None:
@@ -515,7 +527,7 @@ def build_pipeline(
             max_state_bytes=bounds.rule_bytes,
         )
     processor = BatchProcessor(
-        outputs, dedupe, joiner, app.producer.flush, limit, buffers=buffers, rules=rules
+        outputs, dedupe, joiner, app.producer.flush, guard, buffers=buffers, rules=rules
     )
     source = raw_topic(*topics.raw)
     processor.metrics = metrics or ProcessorMetrics()

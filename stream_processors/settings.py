@@ -60,8 +60,11 @@ class Settings:
     # Faust table store: memory:// (state rebuilt from changelogs on start) or rocksdb://
     # (on disk under data_dir, needs the `rocksdb` extra)
     store: str = "memory://"
-    # stop when more than this share of the last 1,000 records is invalid (0 = no limit)
+    # quarantine a project when more than this share of its last 1,000-2,000 records is
+    # invalid (at least 100 seen), for quarantine_s seconds: its records are dead-lettered,
+    # every other project goes on (steps/quarantine.py; 0 = never quarantine)
     dlq_max_ratio: float = 0.5
+    quarantine_s: float = 300.0
     # the sink holds a batch instead of dead-lettering the rows ClickHouse refuses when more
     # than this many are refused in it, or more than this share of the last ~1,000 rows
     # (0 = no share limit): sinks/isolate.py
@@ -206,6 +209,7 @@ class Settings:
             join_sweep_interval_s=float(get("JOIN_SWEEP_INTERVAL_S") or base.join_sweep_interval_s),
             store=get("STORE") or base.store,
             dlq_max_ratio=float(get("DLQ_MAX_RATIO") or base.dlq_max_ratio),
+            quarantine_s=float(get("QUARANTINE_S") or base.quarantine_s),
             sink_max_rejected=int(get("SINK_MAX_REJECTED") or base.sink_max_rejected),
             sink_reject_max_ratio=float(get("SINK_REJECT_MAX_RATIO") or base.sink_reject_max_ratio),
             commit_resolve_after_s=float(
@@ -249,6 +253,7 @@ class Settings:
             "JOIN_SWEEP_INTERVAL_S": str(self.join_sweep_interval_s),
             "STORE": self.store,
             "DLQ_MAX_RATIO": str(self.dlq_max_ratio),
+            "QUARANTINE_S": str(self.quarantine_s),
             "SINK_MAX_REJECTED": str(self.sink_max_rejected),
             "SINK_REJECT_MAX_RATIO": str(self.sink_reject_max_ratio),
             "COMMIT_RESOLVE_AFTER_S": str(self.commit_resolve_after_s),

@@ -37,6 +37,12 @@ class Pipeline:
     ``sink=False``: broker, topics and workers only -- no sink thread, no billing services,
     no ClickHouse opened here; a sink in another process (``meterline sink``) writes the
     topics' output (the fault tests kill such a sink with SIGKILL).
+
+    ``restart=True`` (``meterline up``): :meth:`check` restarts a processor worker that
+    exited, or a sink thread that crashed, after a backoff that doubles from
+    ``restart_backoff_s[0]`` to ``restart_backoff_s[1]`` seconds (back to the start once the
+    component ran ``restart_backoff_s[1]`` seconds), and logs each exit and restart; it
+    never raises for them. ``restart=False`` (tests, the demo): it raises instead.
     """
 
     def __init__(
@@ -46,8 +52,15 @@ class Pipeline:
         workers: int = 1,
         clickhouse: Any | None = None,
         sink: bool = True,
+        restart: bool = False,
+        restart_backoff_s: tuple[float, float] = (1.0, 60.0),
     ) -> None:
         self.settings = settings
+        self.restart = restart
+        self.worker_restarts = 0
+        self.sink_restarts = 0
+        self._backoff: dict[str, Backoff] = {}
+        self._restart_backoff_s = restart_backoff_s
         self.n_workers = workers
         self.with_sink = sink
         self.broker: TansuBroker | None = None
@@ -185,19 +198,52 @@ class Pipeline:
         component died."""
         if self.broker is not None and not self.broker.alive() and not self._stop.is_set():
             self.recover_broker()
+        sink_down = ""
         if self._sink_error is not None:
-            raise RuntimeFailure(f"sink crashed: {self._sink_error!r}")
-        if (
+            sink_down = f"sink crashed: {self._sink_error!r}"
+        elif (
             self._sink_thread is not None
             and not self._sink_thread.is_alive()
             and not self._stop.is_set()
         ):
-            raise RuntimeFailure("sink thread stopped")
-        for w in self.workers:
-            if not w.alive():
-                raise RuntimeFailure(
-                    f"processor worker {w.index} exited; last log lines:\n{w.log_tail()}"
+            sink_down = "sink thread stopped"
+        if sink_down:
+            if not self.restart:
+                raise RuntimeFailure(sink_down)
+            if self._due("sink", sink_down):
+                self._sink_error = None
+                self._start_sink()
+                self.sink_restarts += 1
+                log.warning("sink restarted (restart %d)", self.sink_restarts)
+        for i, w in enumerate(self.workers):
+            if w.alive():
+                continue
+            down = (
+                f"processor worker {w.index} exited (code {w.returncode}); last log lines:\n"
+                f"{w.log_tail()}"
+            )
+            if not self.restart:
+                raise RuntimeFailure(down)
+            if self._due(f"processor-{w.index}", down):
+                w.stop()  # closes its log file
+                self.workers[i] = WorkerProcess(
+                    self.settings, w.index, self.settings.data_dir / "logs"
+                ).start()
+                self.worker_restarts += 1
+                log.warning(
+                    "processor worker %d restarted (restart %d)", w.index, self.worker_restarts
                 )
+
+    def _due(self, name: str, down: str) -> bool:
+        """Whether component ``name``, found down, is to be restarted now. The first time
+        it is found down, logs why and when it will be restarted."""
+        backoff = self._backoff.get(name)
+        if backoff is None:
+            backoff = self._backoff[name] = Backoff(*self._restart_backoff_s)
+        if backoff.due_at is None:
+            delay = backoff.schedule()
+            log.error("%s\nrestarting it in %.1fs", down, delay)
+        return backoff.take()
 
     def recover_broker(self) -> None:
         """The embedded Tansu exited: start it again on the same port, re-create the topics
@@ -266,6 +312,35 @@ class Pipeline:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class Backoff:
+    """When to restart a component that keeps exiting: ``initial`` seconds after the first
+    exit, doubling up to ``maximum``; back to ``initial`` after a run of ``maximum``."""
+
+    def __init__(self, initial: float, maximum: float) -> None:
+        self.initial, self.maximum = initial, maximum
+        self.delay = initial
+        self.due_at: float | None = None
+        self.started_at: float | None = None
+
+    def schedule(self) -> float:
+        """Schedule the next restart; returns its delay."""
+        now = time.monotonic()
+        if self.started_at is not None and now - self.started_at >= self.maximum:
+            self.delay = self.initial  # it ran long enough: not a restart loop
+        delay = self.delay
+        self.delay = min(self.delay * 2, self.maximum)
+        self.due_at = now + delay
+        return delay
+
+    def take(self) -> bool:
+        """True once the scheduled restart is due (then it counts as started)."""
+        if self.due_at is None or time.monotonic() < self.due_at:
+            return False
+        self.due_at = None
+        self.started_at = time.monotonic()
+        return True
 
 
 def _not_ready(url: str) -> str:

@@ -23,7 +23,7 @@ DEFAULT_MAX_RECORD_BYTES = 1_000_000
 
 #: ``error_type`` of a record whose validation raised something other than a validation
 #: error (a bug): dead-lettered like an invalid record, so replaying it cannot crash-loop the
-#: worker; the poison-message limit still stops a worker that rejects everything.
+#: worker (a project whose records mostly fail is quarantined: ``steps/quarantine.py``).
 UNEXPECTED_ERROR = "unexpected_error"
 
 
@@ -98,7 +98,7 @@ def validate(
 
 def dead_letter_for(
     exc: InvalidMessage, key: bytes | None, value: bytes | None,
-    max_payload: int = DEFAULT_MAX_RECORD_BYTES,
+    max_payload: int = DEFAULT_MAX_RECORD_BYTES, *, stage: str = "validate",
 ) -> DeadLetter:  # fmt: skip
     """The dead letter that records ``exc`` together with the original bytes -- for a record
     over ``max_payload`` (default :data:`DEFAULT_MAX_RECORD_BYTES`), its first ``max_payload``
@@ -118,5 +118,5 @@ def dead_letter_for(
         payload=payload,
         reason=reason,
         error_type=exc.error_type,
-        stage="validate",
+        stage=stage,
     )

@@ -21,6 +21,7 @@ from stream_processors.metrics import (
 )
 from stream_processors.rules.stage import StageStats
 from stream_processors.steps.dedupe import DedupeWindow
+from stream_processors.steps.quarantine import ProjectGuard
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 
@@ -37,9 +38,13 @@ def fake_processor() -> SimpleNamespace:
         outcomes="o",
     )
     rules = SimpleNamespace(stats=StageStats(emitted=2, retracted=1))
+    guard = ProjectGuard(0.5, 60.0, window=10, min_records=10)
+    for _ in range(10):
+        guard.invalid("bad", "schema_version: 2")
     return SimpleNamespace(
-        dedupe=SimpleNamespace(window=DedupeWindow()), joiner=joiner, out=out, rules=rules
-    )
+        dedupe=SimpleNamespace(window=DedupeWindow()), joiner=joiner, out=out, rules=rules,
+        guard=guard,
+    )  # fmt: skip
 
 
 def exported_names() -> set[str]:
@@ -69,3 +74,10 @@ def test_step_counters_report_events_out_as_joined_plus_unjoined() -> None:
         registry.get_sample_value("meterline_processor_records_out_total", {"output": "enriched"})
         == 6
     )
+
+
+def test_a_quarantined_project_is_a_gauge_series_and_counted() -> None:
+    registry = CollectorRegistry()
+    registry.register(StepCounters(fake_processor()))
+    assert registry.get_sample_value("meterline_processor_quarantines_total") == 1
+    assert registry.get_sample_value("meterline_processor_quarantined", {"project": "bad"}) == 1

@@ -10,12 +10,13 @@ from typing import Any
 
 import pytest
 
-from schemas import ActionEvent, Topics, TrajectoryRecord, encode, framing
+from schemas import ActionEvent, DeadLetter, Topics, TrajectoryRecord, decode_as, encode, framing
 from stream_processors.dedupe_store import PersistentDedupe
 from stream_processors.output import OutputDeliveryError
 from stream_processors.pipeline import BatchProcessor, Outputs, steps_of
 from stream_processors.steps.dedupe import DedupeWindow
 from stream_processors.steps.join import TrajectoryJoiner
+from stream_processors.steps.quarantine import QUARANTINED, ProjectGuard
 from stream_processors.table_buffer import WriteBack
 
 T0 = datetime(2026, 11, 27, 12, tzinfo=UTC)
@@ -29,15 +30,18 @@ class Output:
 
     def __init__(self) -> None:
         self.log: list[str] = []
+        self.values: list[tuple[str, bytes | None]] = []
         self.down = False
 
     def send(
         self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
     ) -> None:
         self.log.append(topic)
+        self.values.append((topic, value))
 
     def send_framed(self, topic: str, group: int, key: bytes, value: bytes) -> None:
         self.log.append(topic)  # framed or not: sent before the flush that acknowledges it
+        self.values.append((topic, value))
 
     async def flush(self, timeout_s: float = 60.0) -> None:
         if self.down:
@@ -72,7 +76,9 @@ class Event:
         self.message = message
 
 
-def processor(out: Output, tables: dict[str, Store]) -> BatchProcessor:
+def processor(
+    out: Output, tables: dict[str, Store], guard: ProjectGuard | None = None
+) -> BatchProcessor:
     """The processor as ``build_pipeline`` wires it, on durable ``tables``."""
     trajectories = WriteBack(tables["trajectories"], Changelog("trajectories", out))  # type: ignore[arg-type]
     parked = WriteBack(tables["pending"], Changelog("pending", out))  # type: ignore[arg-type]
@@ -89,7 +95,9 @@ def processor(out: Output, tables: dict[str, Store]) -> BatchProcessor:
     async def flush_state() -> None:
         return None
 
-    return BatchProcessor(outputs, dedupe, joiner, flush_state, buffers=[trajectories, parked])
+    return BatchProcessor(
+        outputs, dedupe, joiner, flush_state, guard, buffers=[trajectories, parked]
+    )
 
 
 def batch(topic: str, offset: int, record: Any) -> list[Any]:
@@ -154,3 +162,35 @@ def test_a_take_is_cut_into_steps_of_whole_messages_with_bounded_records() -> No
     assert [fe for step in steps for fe in step] == events  # all, in order
     single = [_Framed(3, framed=False) for _ in range(3)]  # one record each, whatever bytes
     assert steps_of(single, max_records=2) == [single[:2], single[2:]]
+
+
+def _ndjson(offset: int, lines: list[bytes]) -> list[Any]:
+    message = Message(TOPICS.actions, offset, framing.join(lines))
+    message.headers = list(framing.BATCH_HEADERS)
+    return [Event(message)]
+
+
+def test_a_project_over_the_invalid_ratio_is_quarantined_and_the_others_flow() -> None:
+    """One tenant's newer-SDK records (schema_version 2) dead-letter that tenant only: the
+    batch goes on, the other tenant's events go out, no exception stops the worker."""
+    out, tables = Output(), {name: Store() for name in ("trajectories", "pending", "seen")}
+    p = processor(out, tables, ProjectGuard(0.5, 60.0, window=100, min_records=10))
+
+    def event(project: str, i: int) -> bytes:
+        return encode(ActionEvent(project=project, event_id=f"{project}-{i}", name="x",
+                                  timestamp=T0))  # fmt: skip
+
+    newer = [b'{"schema_version": 2, "project": "bad", "event_id": "n%d"}' % i for i in range(40)]
+    lines = [event("good", i) for i in range(30)]
+    lines += [*newer[:20], event("bad", 100), *newer[20:]]  # a valid one amid the storm
+    lines += [event("good", i) for i in range(30, 60)]
+    asyncio.run(p.process(_ndjson(0, lines)))
+    enriched = [v for t, v in out.values if t == TOPICS.enriched]
+    letters = [decode_as(DeadLetter, v) for t, v in out.values if t == TOPICS.dead_letters]
+    assert len(enriched) == 60  # every event of good
+    assert len(letters) == 41
+    assert sum(d.error_type == "unsupported_schema_version" for d in letters) == 40
+    (q,) = [d for d in letters if d.error_type == QUARANTINED]
+    assert q.payload == event("bad", 100) and q.stage == "quarantine"  # replayable as is
+    assert "project 'bad' quarantined" in q.reason
+    assert set(p.guard.quarantined) == {"bad"}

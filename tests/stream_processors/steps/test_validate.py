@@ -50,7 +50,7 @@ def test_an_unexpected_error_in_validation_dead_letters_the_record_instead_of_ra
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A bug in validation must not crash-loop the worker on one record: it is dead-lettered
-    (the poison-message limit still stops a worker that rejects everything)."""
+    (a project whose records all fail is quarantined, never the worker stopped)."""
     from stream_processors.steps import validate as step
 
     def broken(_value: bytes) -> None:
