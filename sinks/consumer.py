@@ -229,12 +229,15 @@ class ClickHouseSink:
         }
         self._consumer = Consumer(conf)
         self.backpressure = Backpressure(self._consumer)
+        #: the group member id of the last assignment (read in the sink's thread)
+        self.member_id: str | None = None
         self._consumer.subscribe(
             list(topics.sink_inputs), on_assign=self._on_assign, on_revoke=self._on_revoke
         )
 
     def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.stats.assignments += 1
+        self.member_id = _consumer.memberid()
         log.info("sink: assigned %d partitions", len(partitions))
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
