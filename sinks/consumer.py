@@ -18,6 +18,20 @@ column or view cannot hold) is split until the refused rows are found (:mod:`sin
 those go to ``dead_letters`` (``rejected_by_clickhouse``, stage ``sink``, the original
 message) and the rest of the batch is written, so one bad row cannot stall every tenant.
 
+Backpressure keeps the sink in its group (:mod:`sinks.backpressure`): the inserts run on a
+writer thread; an insert that takes longer than ``pause_after_s``, and every retry wait,
+pauses the assigned partitions and keeps polling, so an outage longer than
+``max.poll.interval.ms`` neither rebalances the sink out nor replays its batch.
+
+Records the sink cannot decode because they come from a newer processor (a newer
+``schema_version``), or a storm of undecodable records (more than ``undecodable_max_ratio``
+of the last ~1,000), are held, not dead-lettered: the rows before them are written, the
+partition is committed up to the first such message and paused there, ``held`` (readiness),
+a log line and ``meterline_sink_held_partitions`` say so, and a sink that can decode them
+(deployed, or restarted with a higher ratio) reads on from there. A lone undecodable record
+among decodable ones is dead-lettered. A version the processor's scheme cannot produce
+(:mod:`schemas.versions`) is dead-lettered as ``impossible_version``.
+
 Operations: counters in :class:`SinkMetrics` (per batch, never per message), consumer lag
 per assigned partition every ``lag_interval_s`` (position vs high watermark), and
 ``last_loop`` / ``insert_error`` for the liveness and readiness checks
@@ -30,6 +44,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -38,17 +54,17 @@ from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from schemas import (
     DeadLetter,
     InvalidRecord,
-    Outcome,
     OutcomeCorrection,
     Topics,
     decode_as,
     framing,
 )
+from sinks.backpressure import Backpressure, Partition
 from sinks.clickhouse.rows import (
     correction_row,
     dead_letter_row,
     enriched_row,
-    outcome_row,
+    sink_outcome_row,
     state_row,
 )
 from sinks.clickhouse.writer import ClickHouseWriter, InsertTokens
@@ -70,6 +86,9 @@ _REASON_CHARS = 1_000
 UNEXPECTED_ERROR = "unexpected_error"
 #: ``error_type`` of a message whose row ClickHouse refused (:mod:`sinks.isolate`).
 REJECTED = "rejected_by_clickhouse"
+#: ``error_type`` of records written by a newer processor than this sink: held, never
+#: dead-lettered (a processor/sink version skew).
+SKEW = frozenset({"unsupported_schema_version"})
 
 #: Where a message came from: (topic, partition, offset).
 Where = tuple[str, int, int]
@@ -89,6 +108,16 @@ class Source(NamedTuple):
     payload: bytes
 
 
+class Decoded(NamedTuple):
+    """A record decoded: its table and row, and for a dead-letter row of a record the sink
+    could not decode, the ``error_type`` (None otherwise)."""
+
+    source: Source
+    table: str
+    row: tuple[Any, ...]
+    error_type: str | None
+
+
 @dataclass
 class SinkStats:
     batches: int = 0
@@ -98,6 +127,10 @@ class SinkStats:
     write_failures: int = 0
     undecodable: int = 0
     rejected: int = 0
+    #: records held (not dead-lettered) because this sink cannot decode them
+    held: int = 0
+    assignments: int = 0
+    revocations: int = 0
 
 
 @dataclass
@@ -153,6 +186,8 @@ class ClickHouseSink:
         lag_interval_s: float = 5.0,
         max_rejected: int = MAX_REJECTED,
         reject_max_ratio: float | None = 0.5,
+        undecodable_max_ratio: float | None = 0.5,
+        pause_after_s: float = 1.0,
     ) -> None:
         self.topics = topics
         self.writer = writer
@@ -165,6 +200,9 @@ class ClickHouseSink:
         self.lag_interval_s = lag_interval_s
         self.max_rejected = max_rejected
         self.rejections = RejectionWindow(reject_max_ratio)
+        self.undecodable = RejectionWindow(undecodable_max_ratio)
+        self.pause_after_s = pause_after_s
+        self._writer_thread = ThreadPoolExecutor(1, thread_name_prefix="meterline-sink-insert")
         self._next_lag_at = 0.0
         #: messages asked per poll: ``batch_size`` records at the last batch's records per
         #: message (framed messages carry hundreds); starts low, so a first poll of framed
@@ -179,7 +217,7 @@ class ClickHouseSink:
                 "dead_letters",
                 dead_letter_row(decode_as(DeadLetter, v)),
             ),
-            topics.outcomes: lambda v: ("outcomes", outcome_row(decode_as(Outcome, v))),
+            topics.outcomes: lambda v: ("outcomes", sink_outcome_row(v)),
             topics.outcome_corrections: lambda v: (
                 "outcome_corrections",
                 correction_row(decode_as(OutcomeCorrection, v)),
@@ -196,7 +234,32 @@ class ClickHouseSink:
             **(consumer_config or {}),
         }
         self._consumer = Consumer(conf)
-        self._consumer.subscribe(list(topics.sink_inputs))
+        self.backpressure = Backpressure(self._consumer)
+        #: the group member id of the last assignment (read in the sink's thread)
+        self.member_id: str | None = None
+        self._consumer.subscribe(
+            list(topics.sink_inputs), on_assign=self._on_assign, on_revoke=self._on_revoke
+        )
+
+    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.stats.assignments += 1
+        self.member_id = _consumer.memberid()
+        log.info("sink: assigned %d partitions", len(partitions))
+
+    def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.stats.revocations += 1
+        self.backpressure.revoked(partitions)
+        self.metrics.held_partitions.set(len(self.backpressure.held))
+
+    @property
+    def held(self) -> str | None:
+        """Readiness: the partitions held on records this sink cannot decode, or None."""
+        held = self.backpressure.held
+        if not held:
+            return None
+        parts = ", ".join(f"{t}[{p}]@{h.offset}" for (t, p), h in sorted(held.items()))
+        first = next(iter(held.values())).reason
+        return f"holding {parts} on records this sink cannot decode ({first})"
 
     def run(self, stop: threading.Event) -> None:
         """Poll, write and commit until ``stop`` is set; then close (committing nothing new)."""
@@ -215,24 +278,24 @@ class ClickHouseSink:
             return 0
         self.metrics.messages_in.inc(len(messages))
         self.metrics.batch_size.observe(len(messages))
-        batch = _Batch()
-        offsets: dict[tuple[str, int], int] = {}
+        decoded: list[tuple[Where, bytes, list[Decoded]]] = []
         records = 0
         for msg in messages:
             if msg.error() is not None:
                 log.warning("sink: consumer error: %s", msg.error())
                 continue
-            where = topic, partition, offset = _where(msg)
+            where = _where(msg)
+            if where[:2] in self.backpressure.held:
+                continue  # fetched before the hold: read again from the hold's offset
             value = msg.value() or b""
-            if framing.is_batch(msg.headers()):
-                records += self._add_framed(batch, msg, where, value)
-            else:
-                source = Source(msg, where, 0, value)
-                batch.add(*self._decode(source), source)
-                records += 1
-            offsets[(topic, partition)] = offset + 1
+            framed = framing.is_batch(msg.headers())
+            lines = (framing.split(value) or [value]) if framed else [value]
+            items = [self._decode(Source(msg, where, i, line)) for i, line in enumerate(lines)]
+            records += len(items)
+            decoded.append((where, value, items))
         per_batch = self.batch_size * len(messages) // max(records, 1)
         self._poll_messages = max(1, min(self.batch_size, per_batch))
+        batch, offsets = self._assemble(decoded, self._holds(decoded, records))
         if not self._write_with_retry(batch, stop):
             return len(messages)  # stopping without commit: the batch is replayed later
         self._commit(offsets)
@@ -240,56 +303,126 @@ class ClickHouseSink:
         self.metrics.batches.inc()
         return len(messages)
 
-    def _add_framed(self, batch: _Batch, msg: Message, where: Where, value: bytes) -> int:
-        """The rows of a batch message's records; returns how many records it carried. The
-        message's bytes go once into the insert token of each table its records went to (an
-        empty batch is one empty record: dead-lettered, not skipped)."""
-        lines = framing.split(value) or [value]
-        tables: set[str] = set()
-        for item, line in enumerate(lines):
-            source = Source(msg, where, item, line)
-            table, row = self._decode(source)
-            batch.rows[table].append(row)
-            batch.sources[table].append(source)
-            tables.add(table)
-        for table in tables:
-            batch.tokens.add(table, *where, value)
-        return len(lines)
+    def _holds(self, decoded: list[tuple[Where, bytes, list[Decoded]]], records: int) -> dict[
+        Partition, tuple[int, str]
+    ]:  # fmt: skip
+        """Per partition, the first message to hold and why: one with a record of a newer
+        processor (:data:`SKEW`), or with any undecodable record during a storm."""
+        bad = [(where, d) for where, _, items in decoded for d in items if d.error_type]
+        storm = bool(bad) and self.undecodable.exceeded(records, len(bad))
+        self.undecodable.record(records, len(bad))
+        holds: dict[Partition, tuple[int, str]] = {}
+        for (topic, partition, offset), d in bad:
+            if (storm or d.error_type in SKEW) and (topic, partition) not in holds:
+                reason = d.row[7]  # the dead-letter row's reason (COLUMNS["dead_letters"])
+                if storm:
+                    reason = (
+                        f"more than {self.undecodable.max_ratio:.0%} of the last "
+                        f"{self.undecodable.window:,} records undecodable (raise "
+                        f"METERLINE_SINK_UNDECODABLE_MAX_RATIO, or 0, to dead-letter them); "
+                        f"{d.error_type}: {reason}"
+                    )
+                holds[(topic, partition)] = (offset, reason)
+        return holds
 
-    def _decode(self, source: Source) -> tuple[str, tuple[Any, ...]]:
-        """A row for the record's table; an undecodable record becomes a dead-letter row."""
+    def _assemble(
+        self,
+        decoded: list[tuple[Where, bytes, list[Decoded]]],
+        holds: dict[Partition, tuple[int, str]],
+    ) -> tuple[_Batch, dict[Partition, int]]:
+        """The batch to write and the offsets to commit after it: a held partition's
+        messages from the held one on are left out and its offset stays at that message.
+        A message's bytes go once into the insert token of each table its records went to
+        (an empty batch message is one empty record: dead-lettered, not skipped)."""
+        batch = _Batch()
+        offsets: dict[Partition, int] = {}
+        for where, value, items in decoded:
+            topic, partition, offset = where
+            hold = holds.get((topic, partition))
+            if hold is not None and offset >= hold[0]:
+                continue
+            tables: set[str] = set()
+            for d in items:
+                batch.rows[d.table].append(d.row)
+                batch.sources[d.table].append(d.source)
+                tables.add(d.table)
+                if d.error_type is not None:
+                    self.stats.undecodable += 1
+                    self.metrics.dead_letter(d.error_type)
+            for table in tables:
+                batch.tokens.add(table, *where, value)
+            offsets[(topic, partition)] = offset + 1
+        for (topic, partition), (offset, reason) in holds.items():
+            held = sum(len(items) for w, _, items in decoded if w[:2] == (topic, partition)
+                       and w[2] >= offset)  # fmt: skip
+            self.stats.held += held
+            self.metrics.held_records.inc(held)
+            if (topic, partition) not in self.backpressure.held:
+                log.error(
+                    "sink: holding %s[%s] at offset %s, not dead-lettering: %s. A sink that "
+                    "can decode these records reads on from there.",
+                    topic, partition, offset, reason,
+                )  # fmt: skip
+            offsets[(topic, partition)] = offset
+            self.backpressure.hold(topic, partition, offset, reason)
+        self.metrics.held_partitions.set(len(self.backpressure.held))
+        return batch, offsets
+
+    def _decode(self, source: Source) -> Decoded:
+        """The record's row; an undecodable record becomes a dead-letter row, marked with
+        its ``error_type`` (counted when it is written: it may be held instead)."""
         try:
-            return self._decoders[source.where[0]](source.payload)
+            table, row = self._decoders[source.where[0]](source.payload)
+            return Decoded(source, table, row, None)
         except InvalidRecord as exc:
-            self.stats.undecodable += 1
-            self.metrics.dead_letter(exc.error_type)
-            return "dead_letters", _dead_letter(source, exc.reason, exc.error_type)
+            row = _dead_letter(source, exc.reason, exc.error_type)
+            return Decoded(source, "dead_letters", row, exc.error_type)
         except Exception as exc:  # a bug in decoding or row mapping: this record pays for it
             log.exception("sink: unexpected error decoding %s[%s]@%s", *source.where)
-            self.stats.undecodable += 1
-            self.metrics.dead_letter(UNEXPECTED_ERROR)
             reason = f"unexpected {type(exc).__name__} while decoding: {exc}"[:_REASON_CHARS]
-            return "dead_letters", _dead_letter(source, reason, UNEXPECTED_ERROR)
+            row = _dead_letter(source, reason, UNEXPECTED_ERROR)
+            return Decoded(source, "dead_letters", row, UNEXPECTED_ERROR)
 
     def _write_with_retry(self, batch: _Batch, stop: threading.Event | None) -> bool:
         """Insert every table's rows, retrying with the same dedup tokens until written
         (True) or ``stop`` is set (False: nothing committed, the batch is replayed)."""
         delay, max_delay = self.retry_backoff_s
-        while True:
-            try:
-                for table in TABLE_ORDER:
-                    self._write_table(batch, table)
-                self.insert_error = None
-                return True
-            except SinkWriteError as exc:
-                self.stats.write_failures += 1
-                self.metrics.write_failures.inc()
-                self.insert_error = str(exc)
-                self.last_loop = time.monotonic()
-                log.error("sink: %s; retrying in %.1fs", exc, delay)
-                if (stop or threading.Event()).wait(delay):
-                    return False  # stopping: the batch is replayed by the next owner
-                delay = min(delay * 2, max_delay)
+        try:
+            while True:
+                try:
+                    self._polling_while(lambda: self._write_tables(batch))
+                    self.insert_error = None
+                    return True
+                except SinkWriteError as exc:
+                    self.stats.write_failures += 1
+                    self.metrics.write_failures.inc()
+                    self.insert_error = str(exc)
+                    self.last_loop = time.monotonic()
+                    log.error("sink: %s; retrying in %.1fs", exc, delay)
+                    if self.backpressure.wait(delay, stop):
+                        return False  # stopping: the batch is replayed by the next owner
+                    delay = min(delay * 2, max_delay)
+        finally:
+            self.backpressure.resume()
+
+    def _write_tables(self, batch: _Batch) -> None:
+        for table in TABLE_ORDER:
+            self._write_table(batch, table)
+
+    def _polling_while(self, write: Callable[[], None]) -> None:
+        """Run ``write`` on the writer thread; past ``pause_after_s`` pause the partitions
+        and poll until it returns (it is never abandoned: its result decides the commit)."""
+        future = self._writer_thread.submit(write)
+        try:
+            future.result(timeout=self.pause_after_s)
+            return
+        except FutureTimeout:
+            pass
+        self.backpressure.pause()
+        while not future.done():
+            self.last_loop = time.monotonic()
+            self.backpressure.poll(self.backpressure.poll_s)
+        future.result()
 
     def _write_table(self, batch: _Batch, table: str) -> None:
         """Write ``table``'s rows of the batch; rows ClickHouse refuses become dead letters
@@ -376,4 +509,5 @@ class ClickHouseSink:
         return out
 
     def close(self) -> None:
+        self._writer_thread.shutdown(wait=True)
         self._consumer.close()

@@ -89,16 +89,22 @@ class RejectionWindow:
 
     def check(self, table: str, rows: int, rejected: int, reason: str) -> None:
         """Raise if ``rejected`` of ``rows`` (one insert into ``table``) tips the window."""
-        seen, refused = self._rows + rows, self._rejected + rejected
-        if self.max_ratio is None or not rejected or seen < self.min_rows:
-            return
-        if refused > self.max_ratio * seen:
+        if self.exceeded(rows, rejected):
+            seen, refused = self._rows + rows, self._rejected + rejected
             raise SinkWriteError(
                 f"ClickHouse refused {refused} of the last {seen} rows (this insert: {rejected} "
                 f"of {rows} into {table}); holding the batch instead of dead-lettering them "
                 f"(a schema change? To dead-letter them, raise METERLINE_SINK_REJECT_MAX_RATIO "
                 f"or set it to 0). Last refusal: {reason}"
             )
+
+    def exceeded(self, rows: int, rejected: int) -> bool:
+        """Whether ``rejected`` of ``rows`` more would make more than ``max_ratio`` of the
+        window refused (never below ``min_rows``, nor without a refusal)."""
+        seen, refused = self._rows + rows, self._rejected + rejected
+        if self.max_ratio is None or not rejected or seen < self.min_rows:
+            return False
+        return refused > self.max_ratio * seen
 
     def record(self, rows: int, rejected: int) -> None:
         self._inserts.append((rows, rejected))

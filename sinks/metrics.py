@@ -22,6 +22,7 @@ REASONS = (
     "empty",
     "oversized",
     "rejected_by_clickhouse",
+    "impossible_version",
 )
 
 _SIZE_BUCKETS = (1, 10, 100, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000)
@@ -71,6 +72,16 @@ class SinkMetrics:
             registry=r,
         )
         self.dead_letter_children = {x: self._dead_letters.labels(reason=x) for x in REASONS}
+        self.held_partitions = Gauge(
+            "meterline_sink_held_partitions",
+            "partitions held (paused, not committed) on records this sink cannot decode",
+            registry=r,
+        )
+        self.held_records = Counter(
+            "meterline_sink_held_records",
+            "undecodable records held instead of dead-lettered (read again by the next sink)",
+            registry=r,
+        )
         self.lag = Gauge(
             "meterline_consumer_lag",
             "messages behind the high watermark, per consumer group and partition",

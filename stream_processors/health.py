@@ -112,4 +112,8 @@ def sink_checks(
         error = sink.insert_error
         return f"sink: last insert failed, retrying ({error})" if error else None
 
-    return [sink_loop], [sink_insert]
+    def sink_held() -> str | None:
+        held = getattr(sink, "held", None)
+        return f"sink: {held}" if held else None
+
+    return [sink_loop], [sink_insert, sink_held]

@@ -63,6 +63,8 @@ MetricName = Literal[
     "meterline_sink_write_failures",  # failed inserts (retried with backoff)
     "meterline_sink_commit_failures",  # offset commits that failed (batch replays)
     "meterline_sink_dead_letters",  # {reason}: undecodable messages written to dead_letters
+    "meterline_sink_held_partitions",  # partitions held on a record the sink cannot decode
+    "meterline_sink_held_records",  # records behind such a hold (not dead-lettered)
     # -- both --
     "meterline_consumer_lag",  # gauge {group, topic, partition}: messages behind
     "meterline_up",  # gauge {component}: 1 while the process runs

@@ -76,4 +76,5 @@ def build_sink(
         metrics=metrics,
         max_rejected=settings.sink_max_rejected,
         reject_max_ratio=settings.sink_reject_max_ratio or None,
+        undecodable_max_ratio=settings.sink_undecodable_max_ratio or None,
     )

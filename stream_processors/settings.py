@@ -70,6 +70,10 @@ class Settings:
     # (0 = no share limit): sinks/isolate.py
     sink_max_rejected: int = 100
     sink_reject_max_ratio: float = 0.5
+    # the sink holds a partition instead of dead-lettering records it cannot decode when more
+    # than this share of the last ~1,000 is undecodable (0 = no limit); records of a newer
+    # schema_version are always held (sinks/consumer.py)
+    sink_undecodable_max_ratio: float = 0.5
     # a raw partition whose offset commit is held this long on a record that is not being
     # processed is resolved from the log: a proven gap, or a re-read (stream_processors/commits.py)
     commit_resolve_after_s: float = 30.0
@@ -212,6 +216,9 @@ class Settings:
             quarantine_s=float(get("QUARANTINE_S") or base.quarantine_s),
             sink_max_rejected=int(get("SINK_MAX_REJECTED") or base.sink_max_rejected),
             sink_reject_max_ratio=float(get("SINK_REJECT_MAX_RATIO") or base.sink_reject_max_ratio),
+            sink_undecodable_max_ratio=float(
+                get("SINK_UNDECODABLE_MAX_RATIO") or base.sink_undecodable_max_ratio
+            ),
             commit_resolve_after_s=float(
                 get("COMMIT_RESOLVE_AFTER_S") or base.commit_resolve_after_s
             ),
@@ -256,6 +263,7 @@ class Settings:
             "QUARANTINE_S": str(self.quarantine_s),
             "SINK_MAX_REJECTED": str(self.sink_max_rejected),
             "SINK_REJECT_MAX_RATIO": str(self.sink_reject_max_ratio),
+            "SINK_UNDECODABLE_MAX_RATIO": str(self.sink_undecodable_max_ratio),
             "COMMIT_RESOLVE_AFTER_S": str(self.commit_resolve_after_s),
             "SESSION_TIMEOUT_S": str(self.session_timeout_s),
             "HEARTBEAT_INTERVAL_S": str(self.heartbeat_interval_s),

@@ -22,7 +22,14 @@ from schemas import (
 )
 from schemas.codec import decode_as
 from schemas.common import Id
+from schemas.errors import InvalidRecord
 from schemas.fast_decode import FastActionEvent, FastTelemetryEvent
+from schemas.versions import (
+    IMPOSSIBLE_VERSION,
+    computed_at_problem,
+    enriched_version_problem,
+    trajectory_version_problem,
+)
 from sinks.clickhouse.fast_decode import (
     FastEnriched,
     FastTrajectoryState,
@@ -164,10 +171,25 @@ def enriched_row(data: bytes) -> tuple[Any, ...]:
     (:mod:`sinks.clickhouse.fast_decode`), else pydantic (:class:`SinkEnrichedEvent`).
 
     Raises:
-        InvalidRecord: pydantic refused it too (the reason names the field).
+        InvalidRecord: pydantic refused it too (the reason names the field), or its version
+            is impossible in the processor's scheme (``impossible_version``,
+            :mod:`schemas.versions`).
     """
+    enriched = read_enriched(data)
+    _refuse(enriched_version_problem(enriched.version))
+    return event_row(enriched)
+
+
+def read_enriched(data: bytes) -> FastEnriched | SinkEnrichedEvent:
+    """An enriched event's wire JSON decoded (the version not checked): the msgspec fast
+    path, else pydantic (raises :class:`InvalidRecord`)."""
     fast = decode_enriched(data)
-    return event_row(fast if fast is not None else decode_as(SinkEnrichedEvent, data))
+    return fast if fast is not None else decode_as(SinkEnrichedEvent, data)
+
+
+def _refuse(problem: str | None) -> None:
+    if problem is not None:
+        raise InvalidRecord(problem, error_type=IMPOSSIBLE_VERSION)
 
 
 def event_row(enriched: EnrichedEvent | FastEnriched) -> tuple[Any, ...]:
@@ -227,10 +249,32 @@ def state_row(data: bytes) -> tuple[Any, ...]:
     (:func:`~sinks.clickhouse.fast_decode.decode_state`), else pydantic.
 
     Raises:
-        InvalidRecord: pydantic refused it too (the reason names the field).
+        InvalidRecord: pydantic refused it too (the reason names the field), or its version
+            is impossible (``impossible_version``, :mod:`schemas.versions`).
     """
+    state = read_state(data)
+    _refuse(trajectory_version_problem(state.version))
+    return trajectory_row(state)
+
+
+def read_state(data: bytes) -> FastTrajectoryState | TrajectoryState:
+    """A trajectory state's wire JSON decoded (the version not checked): the msgspec fast
+    path, else pydantic (raises :class:`InvalidRecord`)."""
     fast = decode_state(data)
-    return trajectory_row(fast if fast is not None else decode_as(TrajectoryState, data))
+    return fast if fast is not None else decode_as(TrajectoryState, data)
+
+
+def sink_outcome_row(data: bytes) -> tuple[Any, ...]:
+    """The ``outcomes`` row of an outcome's wire JSON, as the sink reads it from Kafka.
+
+    Raises:
+        InvalidRecord: the outcome is invalid, or its ``computed_at`` (the row's version) is
+            impossible at the sink's clock (``impossible_version``, :mod:`schemas.versions`).
+    """
+    outcome = decode_as(Outcome, data)
+    if outcome.computed_at is not None:
+        _refuse(computed_at_problem(outcome.computed_at, utc_now()))
+    return outcome_row(outcome)
 
 
 def trajectory_row(state: TrajectoryState | FastTrajectoryState) -> tuple[Any, ...]:

@@ -291,3 +291,54 @@ def test_sink_against_an_http_clickhouse_that_is_down_retries_and_commits_nothin
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
     assert committed(down) == {}
+
+
+def test_an_outage_longer_than_max_poll_interval_keeps_the_sink_in_its_group(
+    settings: Settings, clickhouse: Any
+) -> None:
+    """ClickHouse down for three times ``max.poll.interval.ms``: the sink pauses its
+    partitions and keeps polling, so it stays in its group (same member id, no revocation,
+    no failed commit) and, once ClickHouse is back, writes every row once."""
+    from tests.sinks.test_consumer import enriched, sink_for
+    from tests.sinks.test_consumer import send as produce
+
+    flaky = FlakyClickHouse(clickhouse)
+    sink = sink_for(
+        settings, flaky, retry_backoff_s=(0.1, 0.5),
+        consumer_config={"session.timeout.ms": 2000, "heartbeat.interval.ms": 300,
+                         "max.poll.interval.ms": 2000},
+    )  # fmt: skip
+    event = {"type": "action", "name": "n", "timestamp": "2026-11-01T00:00:05Z"}
+
+    def batch(start: int, n: int) -> list[tuple[str, bytes]]:
+        return [
+            (settings.topics.enriched, enriched({**event, "event_id": f"e{i}", "project": "mp"}))
+            for i in range(start, start + n)
+        ]
+
+    stop = threading.Event()
+    thread = threading.Thread(target=sink.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        produce(settings, batch(0, 200))
+        assert wait_until(lambda: sink.stats.rows["events"] == 200, 60)
+        member = sink.member_id
+        flaky.down.set()
+        produce(settings, batch(200, 300))
+        assert wait_until(lambda: sink.stats.write_failures >= 1, 30)
+        time.sleep(6)  # three max.poll.interval.ms
+        assert sink.member_id == member
+        flaky.down.clear()
+        assert wait_until(lambda: sink.stats.rows["events"] == 500, 60)
+        assert wait_until(lambda: sum(committed(settings).values()) == 500, 30), committed(settings)
+    finally:
+        stop.set()
+        thread.join(30)
+    failures = sink.metrics.registry.get_sample_value("meterline_sink_commit_failures_total")
+    assert failures == 0  # a sink that left the group fails to commit its batch
+    ((rows, distinct),) = clickhouse.query(
+        f"SELECT count(), uniqExact(event_id) FROM {settings.database}.events"
+    ).result_rows
+    assert (rows, distinct) == (500, 500)  # nothing lost, nothing written twice
+    assert sink.stats.assignments == 1 and sink.stats.revocations <= 1  # close() may revoke
+    assert flaky.refused >= 3

@@ -8,9 +8,16 @@ from typing import Any
 
 import pytest
 
-from schemas import ActionEvent, EnrichedEvent, TelemetryEvent, TrajectoryRecord, encode
+from schemas import (
+    ActionEvent,
+    EnrichedEvent,
+    TelemetryEvent,
+    TrajectoryRecord,
+    TrajectoryState,
+    encode,
+)
 from schemas.codec import encode_enriched, encode_state
-from sinks.clickhouse.rows import COLUMNS, enriched_row, event_row, state_row
+from sinks.clickhouse.rows import COLUMNS, enriched_row, event_row, state_row, trajectory_row
 from sinks.clickhouse.writer import ARROW_TABLES, ClickHouseWriter, arrow_type
 from sinks.errors import SinkRowsRejected
 from stream_processors.demo.traffic import generate
@@ -47,7 +54,8 @@ def edge_rows() -> dict[str, list[tuple[Any, ...]]]:
     trajectory = TrajectoryRecord(trace_id="t", started_at=None, ended_at=late, metadata={})
     return {
         "events": [event_row(EnrichedEvent(event=e, version=1)) for e in events],
-        "trajectories": [state_row(encode_state(encode(trajectory), 2**32 - 1))],
+        # the column's maximum, beyond the versions the sink accepts from Kafka (schemas.versions)
+        "trajectories": [trajectory_row(TrajectoryState(trajectory=trajectory, version=2**32 - 1))],
     }
 
 
