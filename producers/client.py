@@ -15,6 +15,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from producers.batching import Batch, BatchConfig, Batcher
 from producers.errors import QueueFull
 from producers.partitioner import partition_for
+from producers.redact import DEFAULT_REDACTOR, Redactor
 from schemas import RawRecord, Topics, encode
 from schemas.framing import BATCH_HEADERS, frameable, join
 
@@ -72,6 +73,10 @@ class MeterlineProducer:
       the partition each record's key maps to. Each record still gets its own delivery
       report. When the topic's partition count is unknown (broker unreachable), records go
       out one per message instead. ``batching=BatchConfig(max_records=1)`` turns it off.
+    - Redaction (``redactor``, default :data:`DEFAULT_REDACTOR`): every record ``send``
+      takes, and the bytes ``send_encoded`` / ``send_bytes`` take, are redacted before they
+      are queued. ``redactor=None`` turns it off, for data already redacted (the SDK client
+      redacts on its sender thread and creates its producer so).
     - Delivery failures are counted in :attr:`stats` and passed to ``on_delivery``.
     - ``flush()`` waits for outstanding records; it also runs at interpreter exit.
     """
@@ -85,8 +90,10 @@ class MeterlineProducer:
         on_delivery: DeliveryCallback | None = None,
         block_timeout_s: float = 5.0,
         batching: BatchConfig | None = None,
+        redactor: Redactor | None = DEFAULT_REDACTOR,
     ) -> None:
         self.topics = topics or Topics()
+        self.redactor = redactor
         self.stats = DeliveryStats()
         self._on_delivery = on_delivery
         self._block_timeout_s = block_timeout_s
@@ -109,7 +116,9 @@ class MeterlineProducer:
         ``on_delivery``, when given, is called for this record only (after the producer-wide
         callback), from librdkafka's delivery report: ``(record, None)`` or ``(record, error)``.
         """
-        self.send_encoded(
+        if self.redactor is not None:
+            record = self.redactor.record(record)
+        self._send_encoded(
             self.topic_for(record), record.routing_key.encode(), encode(record), record,
             on_delivery,
         )
@@ -122,8 +131,20 @@ class MeterlineProducer:
         record: RawRecord | None = None,
         on_delivery: DeliveryCallback | None = None,
     ) -> None:
-        """Enqueue one already-serialised record, framed into its partition's batch when
-        batching is on (``send`` is this after ``encode``)."""
+        """Enqueue one already-serialised record (redacted unless ``redactor=None``), framed
+        into its partition's batch when batching is on (``send`` is this after ``encode``)."""
+        if self.redactor is not None:
+            value = self.redactor.encoded(value)
+        self._send_encoded(topic, key, value, record, on_delivery)
+
+    def _send_encoded(
+        self,
+        topic: str,
+        key: bytes,
+        value: bytes,
+        record: RawRecord | None,
+        on_delivery: DeliveryCallback | None,
+    ) -> None:
         if self._batcher.config.enabled and frameable(value):
             partitions = self._partition_count(topic)
             if partitions:
@@ -132,7 +153,7 @@ class MeterlineProducer:
                     self._own_callback(record, on_delivery),
                 )
                 return
-        self.send_bytes(topic, key, value, record, on_delivery)
+        self._send_bytes(topic, key, value, record, on_delivery)
 
     def send_many(self, records: Iterable[RawRecord]) -> int:
         n = 0
@@ -150,7 +171,19 @@ class MeterlineProducer:
         on_delivery: DeliveryCallback | None = None,
     ) -> None:
         """Enqueue pre-serialised bytes as one message of their own, never framed (also used
-        by tests to send invalid records)."""
+        by tests to send invalid records); redacted unless ``redactor=None``."""
+        if self.redactor is not None:
+            value = self.redactor.encoded(value)
+        self._send_bytes(topic, key, value, record, on_delivery)
+
+    def _send_bytes(
+        self,
+        topic: str,
+        key: str | bytes | None,
+        value: bytes,
+        record: RawRecord | None,
+        on_delivery: DeliveryCallback | None,
+    ) -> None:
         callback = self._callback_for(record, on_delivery)
         deadline = time.monotonic() + self._block_timeout_s
         while True:

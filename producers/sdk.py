@@ -102,8 +102,9 @@ class MeterlineClient:
     """Records agent events without blocking the agent. Thread-safe.
 
     ``record(event)`` is the generic emit hook (used by LLM auto-instrumentation): it enqueues
-    a ready ``schemas`` record. Every record is redacted (``properties``, ``metadata``,
-    ``error_message``), stamped with ``project`` (when it carries the default project)
+    a ready ``schemas`` record. Every record is redacted (every string field: ids, names,
+    error types and messages, ``properties`` and ``metadata`` keys and values), stamped
+    with ``project`` (when it carries the default project)
     and held to ``limits`` (truncated; not sent when still too large) on the sender thread,
     before the sink sees it.
 
@@ -158,7 +159,10 @@ class MeterlineClient:
         **options: Any,
     ) -> MeterlineClient:
         """A client whose sink is a :class:`MeterlineProducer` (librdkafka)."""
-        producer = MeterlineProducer(bootstrap_servers, topics=Topics(topic_prefix), config=config)
+        # the client redacts every record itself (``redactor=``): the producer need not again
+        producer = MeterlineProducer(
+            bootstrap_servers, topics=Topics(topic_prefix), config=config, redactor=None
+        )
         return cls(producer, **options)
 
     @property
@@ -272,16 +276,11 @@ class MeterlineClient:
             RecordTooLarge: over ``limits.max_record_bytes`` after truncation; already
                 counted in ``stats.oversized``, logged and passed to ``on_error``.
         """
-        red = self.redactor
-        update: dict[str, Any] = {"metadata": red.mapping(record.metadata)}
+        record = self.redactor.record(record)
         if record.project == "default" and self.project != "default":
-            update["project"] = self.project
-        if isinstance(record, ActionEvent | TelemetryEvent):
-            update["properties"] = red.mapping(record.properties)
-        if isinstance(record, ActionEvent) and record.error_message:
-            update["error_message"] = red.text(record.error_message)
+            record = record.model_copy(update={"project": self.project})
         try:
-            limited, cut = self.limits.enforce(record.model_copy(update=update))
+            limited, cut = self.limits.enforce(record)
         except RecordTooLarge as exc:
             self._report("oversized", str(exc), exc)
             raise

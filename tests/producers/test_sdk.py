@@ -50,7 +50,7 @@ def test_record_is_the_emit_hook_and_stamps_project_and_redacts(
     assert isinstance(action, ActionEvent)
     assert action.project == "unit" and tele.project == "other"  # explicit project kept
     assert action.metadata == {"authorization": "[REDACTED]"}
-    assert action.error_message == "failed with [REDACTED]"
+    assert action.error_message == "failed with token=[REDACTED]"
     assert client.stats.delivered == 2 and client.stats.sent == 2
 
 
