@@ -42,7 +42,7 @@ ErrorCallback = Callable[[str, BaseException | None], None]
 Built = RawRecord | Iterable[RawRecord] | None
 Overflow = Literal["drop", "block"]
 
-__all__ = ["MeterlineClient", "SdkStats", "Sink", "stable_id"]
+__all__ = ["MeterlineClient", "SdkStats", "Sink", "UnconfiguredClient", "stable_id"]
 
 class Sink(Protocol):
     """Where built records go: :class:`MeterlineProducer` in production, a fake in unit tests."""
@@ -164,6 +164,9 @@ class MeterlineClient:
             bootstrap_servers, topics=Topics(topic_prefix), config=config, redactor=None
         )
         return cls(producer, **options)
+
+    #: why a recording call returned False (``track_action`` reports it in ``message``)
+    drop_reason = "queue full or client closed, event dropped"
 
     @property
     def queue_depth(self) -> int:
@@ -358,3 +361,60 @@ def _identity(record: RawRecord) -> RawRecord:
 
 def _id(record: RawRecord) -> str:
     return record.trace_id if isinstance(record, TrajectoryRecord) else record.event_id
+
+
+class _NullSink:
+    """The stand-in client's sink: refuses every record with a delivery error."""
+
+    def send(self, record: RawRecord, on_delivery: DeliveryCallback | None = None) -> None:
+        if on_delivery is not None:
+            on_delivery(record, KafkaError(KafkaError._TRANSPORT, "meterline is not configured"))
+
+    def poll(self, timeout: float = 0.0) -> int:
+        return 0
+
+    def flush(self, timeout: float = 30.0) -> int:
+        return 0
+
+    def close(self, timeout: float = 30.0) -> int:
+        return 0
+
+
+class UnconfiguredClient(MeterlineClient):
+    """Stands in for the process-wide client while no broker is configured.
+
+    Records nothing: every recording call returns False (``status: "error"`` from
+    ``track_action``), is counted in :attr:`stats` (``dropped``) and logged once. No thread.
+    """
+
+    drop_reason = "meterline is not configured (no producers.init, no METERLINE_KAFKA_BOOTSTRAP)"
+
+    def __init__(self) -> None:  # no sender thread, no producer, no exit hook
+        self.sink = _NullSink()
+        self.project = "default"
+        self.agent_id = None
+        self.redactor = DEFAULT_REDACTOR
+        self.limits = DEFAULT_LIMITS
+        self.stats = SdkStats()
+        self._queue = deque()
+        self._closed = True
+        self._warned = False
+        self._on_delivery = None
+        self._on_error = None
+
+    def warn_once(self) -> None:
+        if not self._warned:
+            self._warned = True
+            log.warning("meterline: %s; events are dropped and counted in stats.dropped "
+                        "(producers.init(strict=True) raises instead)", self.drop_reason)
+
+    def submit(self, build: Callable[..., Built], *args: Any) -> bool:
+        self.stats.bump("dropped", self.drop_reason)
+        self.warn_once()
+        return False
+
+    def flush(self, timeout: float = 30.0) -> int:
+        return 0
+
+    def close(self, timeout: float = 30.0) -> int:
+        return 0

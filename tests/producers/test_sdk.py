@@ -123,8 +123,9 @@ def test_stable_ids_are_deterministic() -> None:
     assert len(stable_id("x")) == 32
 
 
-def test_init_needs_bootstrap_servers(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_init_needs_bootstrap_servers_in_strict_mode(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("METERLINE_KAFKA_BOOTSTRAP", raising=False)
+    monkeypatch.setenv("METERLINE_STRICT", "1")
     with pytest.raises(NotConfigured, match="METERLINE_KAFKA_BOOTSTRAP"):
         init()
 
