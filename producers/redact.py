@@ -107,7 +107,6 @@ _LINE = re.compile(r"[^\r\n]+")
 # 13-19 digits, optionally grouped by spaces or dashes (checked with Luhn before replacing)
 _CARD_RE = re.compile(r"\d(?:[ -]?\d){12,18}")
 _DIGIT_GLUE = frozenset("0123456789-")
-_DIGIT_GLUE_END = frozenset(("-", *"0123456789"))
 _DIGITS_TO_0 = bytes.maketrans(b"123456789", b"000000000")
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 _KEY_NORMALISE = str.maketrans({"-": "_", ".": "_", " ": "_"})
@@ -211,8 +210,10 @@ class Redactor:
         if self._cards and len(value) >= 13 and _has_digit_run(value):
             for m in _CARD_RE.finditer(value):
                 a, b = m.start(), m.end()
-                if (a and value[a - 1] in _DIGIT_GLUE) or value[b:b + 1] in _DIGIT_GLUE_END:
-                    continue  # part of a longer number (an id, a timestamp)
+                if (a and (value[a - 1] in _DIGIT_GLUE or value[a - 1].isalnum())) or (
+                    b < len(value) and (value[b] in _DIGIT_GLUE or value[b].isalnum())
+                ):
+                    continue  # part of a longer number or word (a hex id, a timestamp)
                 if luhn_ok(re.sub(r"\D", "", m.group())):
                     spans.append((a, b, self.replacement))
         return _splice(value, spans) if spans else value

@@ -80,6 +80,12 @@ def test_benign_look_alikes_reach_the_wire_through_the_client() -> None:
                if text not in changed)
 
 
+def test_random_ids_are_never_redacted() -> None:
+    r = Redactor()
+    ids = [uuid.uuid4().hex for _ in range(20_000)] + [str(uuid.uuid4()) for _ in range(5_000)]
+    assert [i for i in ids if r.text(i) != i] == []
+
+
 def test_secret_mapping_keys_are_redacted_whatever_the_value() -> None:
     r = Redactor()
     data = {"pass": "p", "credentials": {"u": 1}, "session": "s", "x_forwarded_for": "1.2.3.4",
