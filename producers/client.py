@@ -38,6 +38,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
 
 #: How long a failed partition-count lookup is remembered (records go out unframed meanwhile).
 _METADATA_RETRY_S = 5.0
+#: librdkafka handles inherited through fork: destroying one in the child could hang
+_orphans: list[Producer] = []
 
 
 @dataclass
@@ -98,6 +100,7 @@ class MeterlineProducer:
         self._on_delivery = on_delivery
         self._block_timeout_s = block_timeout_s
         conf = {**DEFAULT_CONFIG, "bootstrap.servers": bootstrap_servers, **(config or {})}
+        self._conf = conf
         self._producer = Producer(conf)
         self._closed = False
         self._batcher = Batcher(batching or BatchConfig())
@@ -262,6 +265,13 @@ class MeterlineProducer:
                     _report_all(err, None)  # type: ignore[arg-type]
                     return
                 self._producer.poll(0.05)
+            except KafkaException as exc:  # e.g. the batch is over message.max.bytes
+                kerr = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) \
+                    else KafkaError(KafkaError._FAIL, str(exc))
+                log.warning("meterline: a batch of %d record(s) was refused: %s",
+                            len(batch.values), kerr)
+                _report_all(kerr, None)  # type: ignore[arg-type]
+                return
 
     def _produce_due(self, *, everything: bool = False) -> None:
         with self._batch_lock:
@@ -328,6 +338,24 @@ class MeterlineProducer:
         """Wait up to ``timeout`` seconds for delivery; return how many are still queued."""
         self._produce_due(everything=True)
         return int(self._producer.flush(timeout))
+
+    def purge(self) -> None:
+        """Give up on everything queued or in flight: each record's delivery report fires
+        with a purge error (so its callback can spool or count it)."""
+        self._produce_due(everything=True)
+        self._producer.purge(in_queue=True, in_flight=True, blocking=False)
+        self._producer.flush(2.0)  # serve the purged records' reports
+
+    def after_fork(self) -> None:
+        """In a forked child: librdkafka's threads stayed in the parent; start a new producer
+        (the parent's is kept referenced, never destroyed here) with empty batches."""
+        _orphans.append(self._producer)
+        self._producer = Producer(self._conf)
+        self._batcher = Batcher(self._batcher.config)
+        self._batch_lock = threading.RLock()
+        self._ticker = None
+        self._stop_ticker = threading.Event()
+        self.stats = DeliveryStats()
 
     def close(self, timeout: float = 30.0) -> int:
         self._stop_ticker.set()
