@@ -69,20 +69,29 @@ def init(
 
 
 _instrumented: list[str] | None = None
+_LLM_PROVIDERS = ("openai", "anthropic")
 
 
 def _instrument_llm_clients() -> list[str]:
-    """:func:`producers.llm.instrument_all` once per process (later ``init`` calls reuse it:
-    its recorder emits to whichever client is process-wide at the time of the call)."""
+    """Instrument the installed official LLM clients once per process (later ``init`` calls
+    reuse it: the recorder emits to whichever client is process-wide at each call).
+
+    A client library already imported is patched now; one installed but not yet imported is
+    patched right after the application imports it (:mod:`producers.llm.hook`), so ``init``
+    does not pay for importing ``openai`` / ``anthropic`` (seconds) an agent may not use.
+    Returns the providers patched or waiting for their import."""
     global _instrumented
     if _instrumented is None:
-        try:
-            from producers.llm import instrument_all
+        _instrumented = []
+        from producers.llm.hook import instrument_when_imported
 
-            _instrumented = instrument_all()
-        except Exception as exc:  # a client library we cannot patch never breaks init
-            _instrumented = []
-            log.warning("meterline: LLM auto-instrumentation failed: %r", exc)
+        for provider in _LLM_PROVIDERS:
+            try:
+                if instrument_when_imported(provider):
+                    _instrumented.append(provider)
+            except Exception as exc:  # a client library we cannot patch never breaks init
+                log.warning("meterline: LLM auto-instrumentation of %s failed: %r",
+                            provider, exc)
     return _instrumented
 
 

@@ -399,7 +399,8 @@ class MeterlineClient:
         self._queue.append(marker)
         self._wake.set()
         if not marker.done.wait(timeout) or not self._thread.is_alive():
-            return len(self._queue) + self.sink.flush(0)
+            queued = sum(not isinstance(item, _Marker) for item in list(self._queue))
+            return queued + self.sink.flush(0)
         return self.sink.flush(max(0.0, deadline - time.monotonic()))
 
     def close(self, timeout: float | None = None) -> int:
@@ -445,9 +446,10 @@ class MeterlineClient:
                 else:
                     self._report("failed", f"record {_id(rec)} not sent before exit", None)
         lost = self.stats.spooled + self.stats.failed - before
-        log.error("meterline: %d record(s) not delivered within the shutdown timeout "
-                  "(spooled so far: %d, failed so far: %d)", lost, self.stats.spooled,
-                  self.stats.failed)
+        if lost:
+            log.error("meterline: %d record(s) not delivered within the shutdown timeout "
+                      "(spooled so far: %d, failed so far: %d)", lost, self.stats.spooled,
+                      self.stats.failed)
         return lost
 
     def close_at_exit(self) -> None:

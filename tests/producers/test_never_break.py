@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -192,6 +195,25 @@ def _llm_event() -> Any:
     from schemas import ActionEvent, ActionKind
 
     return ActionEvent(event_id="l1", name="chat", kind=ActionKind.LLM_CALL, model="m")
+
+
+def test_init_instruments_a_client_library_imported_after_it_without_importing_it() -> None:
+    code = (
+        "import sys, producers\n"
+        "c = producers.init('127.0.0.1:1', flush_at_exit=False)\n"
+        "assert 'openai' not in sys.modules and 'anthropic' not in sys.modules\n"
+        "from openai.resources.chat.completions import Completions\n"
+        "from anthropic.resources.messages import Messages\n"
+        "from producers.llm import patching\n"
+        "print(patching.is_patched(Completions, 'create'), "
+        "patching.is_patched(Messages, 'create'))\n"
+        "c.close(0)\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=root, timeout=120, env={**os.environ, "PYTHONPATH": str(root)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["True", "True"]
 
 
 def test_init_instruments_the_installed_llm_clients_once(monkeypatch: pytest.MonkeyPatch) -> None:
