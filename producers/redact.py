@@ -98,6 +98,9 @@ _WEBHOOK = re.compile(
     r"https?://(?:hooks\.slack\.com/(?:services|workflows|triggers)/[a-z0-9_/+\-]+"
     r"|(?:ptb\.|canary\.)?discord(?:app)?\.com/api/webhooks/\d+/[\w-]+)"
 )
+_SHORT = 64  # strings up to this length are cached (at most _SHORT_CACHE of them)
+_SHORT_CACHE = 20_000
+_HEX_ID = re.compile(r"[0-9a-f]{8,64}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _KEYCHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_.-")
 _SEP = re.compile(r"[\"']?(\s*[=:]\s*|\s+)")
 _VALUE = re.compile(r"\"(?:[^\"\\\n]|\\.)*\"|'(?:[^'\\\n]|\\.)*'|[^\s&,;\"'<>(){}\[\]]+")
@@ -190,6 +193,7 @@ class Redactor:
         self.replacement = replacement
         self._key_cache: dict[str, tuple[bool, str]] = {}
         self._secret_keys: dict[str, bool] = {}
+        self._short: dict[str, str] = {}
 
     # -- strings ------------------------------------------------------------------------------
 
@@ -197,6 +201,19 @@ class Redactor:
         """Return ``value`` with every secret substring replaced."""
         if len(value) < 5:
             return value
+        if len(value) <= _SHORT:  # labels and short values repeat across records: cached
+            hit = self._short.get(value)
+            if hit is None:
+                if _HEX_ID.fullmatch(value) and not value.isdigit():
+                    return value  # a hex or UUID id: no rule can match (ids are unique)
+                hit = self._text(value)
+                if len(self._short) >= _SHORT_CACHE:
+                    self._short.clear()
+                self._short[value] = hit
+            return hit
+        return self._text(value)
+
+    def _text(self, value: str) -> str:
         low = value.lower() if value.isascii() else value.translate(_ASCII_LOWER)
         spans: list[tuple[int, int, str]] = []
         if self._text_rules:
