@@ -2,8 +2,13 @@
 
 Starts a Tansu broker (``stream_processors.embedded.broker.TansuBroker``), then, in one run:
 - bare:          ``Producer.produce(topic, value=<bytes of the same record>, key=...)``
-- track_action:  ``AgentSightTracker.track_action(...)`` (the weather example of the docs)
-- action:        ``with valmi.action("object_detection", user_id=...): pass``
+- track_action:  ``AgentSightTracker.track_action(...)`` (the weather example of the docs,
+                 with a longer response: a ~1 KB record on the wire)
+- action:        ``with valmi.action("object_detection", user_id=..., properties=...): pass``
+- redact:        ``Redactor.record`` of that record, the sender thread's redaction cost
+
+Redaction is on (the client's default ``Redactor``; it runs on the sender thread). The SDK
+target of issue 22: track_action under 10 us median with redaction on.
 
 Each call is timed on its own (``perf_counter_ns``); medians, p99 and ratios are printed.
 Target: median under 20 us per call and under 3x the bare produce. Prints, never asserts.
@@ -22,7 +27,7 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from producers import AgentSightTracker, MeterlineClient, action
+from producers import DEFAULT_REDACTOR, AgentSightTracker, MeterlineClient, action
 from producers.client import DEFAULT_CONFIG
 from schemas import ActionEvent, Topics, encode
 from stream_processors.admin import ensure_topics
@@ -31,7 +36,13 @@ from stream_processors.progress import ProgressBar
 
 TOOLS = {"api": "OpenWeatherMap", "location": "San Francisco, CA",
          "parameters": {"units": "metric"}}
-META = {"location_query": "San Francisco", "units": "celsius"}
+META = {"location_query": "San Francisco", "units": "celsius", "agent_version": "2.4.1",
+        "request_id": "req_7f3a9c2e4b1d", "user_agent": "weather-agent/2.4 (python 3.12)"}
+RESPONSE = ("Temperature: 18C, Conditions: Sunny. Light winds from the west at 12 km/h, "
+            "humidity 61%, no rain expected before Thursday; the UV index peaks at 6 around "
+            "1 pm, so sunscreen is advised. Tomorrow: 19C and partly cloudy, with fog along "
+            "the coast in the morning clearing by 10 am. Air quality is good (AQI 32). "
+            "Sunset at 7:42 pm.")
 
 
 def timed(n: int, call: Callable[[int], Any], between: Callable[[], Any] | None = None,
@@ -67,13 +78,18 @@ def main() -> None:
         ensure_topics(broker.bootstrap, topics.raw, partitions=4)
         value = encode(ActionEvent(
             event_id="0" * 32, name="weather_lookup", duration_ms=800, session_id="1" * 32,
-            properties={"tools_used": TOOLS, "response": "Temperature: 18C, Conditions: Sunny"},
+            properties={"tools_used": TOOLS, "response": RESPONSE},
             metadata=META, source="agentsight"))
+        record = ActionEvent(
+            event_id="0" * 32, name="weather_lookup", duration_ms=800, session_id="1" * 32,
+            properties={"tools_used": TOOLS, "response": RESPONSE}, metadata=META,
+            source="agentsight")
         bare = Producer({**DEFAULT_CONFIG, "bootstrap.servers": broker.bootstrap})
         key = "1" * 32
         bare.produce(topics.actions, value=value, key=key)
         bare.flush(10)
-        rounds: dict[str, list[int]] = {"bare produce": [], "track_action": [], "action cm": []}
+        rounds: dict[str, list[int]] = {"bare produce": [], "track_action": [], "action cm": [],
+                                        "redact (sender)": []}
 
         client = MeterlineClient.from_kafka(broker.bootstrap, topic_prefix="bench",
                                             project="bench", max_queue=2 * n + 10)
@@ -81,12 +97,15 @@ def main() -> None:
 
         def track(_i: int) -> None:
             tracker.track_action(action_name="weather_lookup", duration_ms=800,
-                                 tools_used=TOOLS, response="Temperature: 18C, Conditions: Sunny",
-                                 metadata=META)
+                                 tools_used=TOOLS, response=RESPONSE, metadata=META)
 
         def act(_i: int) -> None:
-            with action("object_detection", user_id="user_123", client=client):
+            with action("object_detection", user_id="user_123", client=client,
+                        properties={"objects": 3, "response": RESPONSE}, metadata=META):
                 pass
+
+        def redact(_i: int) -> None:
+            DEFAULT_REDACTOR.record(record)
 
         def produce(_i: int) -> None:
             bare.produce(topics.actions, value=value, key=key)
@@ -105,15 +124,17 @@ def main() -> None:
             client.flush(30)
             rounds["action cm"] += timed(n // 3, act)
             client.flush(30)
+            rounds["redact (sender)"] += timed(n // 3, redact)
             bar.update(r + 1)
         bar.close()
         remaining = client.close(30)
         bare_med, _ = stats(rounds["bare produce"])
         print(f"{len(value)}-byte record, {n // 3 * 3} calls each, Tansu at {broker.bootstrap}")
-        print(f"{'':14} {'median us':>10} {'p99 us':>10} {'x bare (median)':>16}")
+        print("redaction on (the client's default Redactor, on its sender thread)")
+        print(f"{'':16} {'median us':>10} {'p99 us':>10} {'x bare (median)':>16}")
         for name, ns in rounds.items():
             med, p99 = stats(ns)
-            print(f"{name:14} {med:10.2f} {p99:10.2f} {med / bare_med:16.2f}")
+            print(f"{name:16} {med:10.2f} {p99:10.2f} {med / bare_med:16.2f}")
         s = client.stats
         print(f"SDK: delivered={s.delivered} failed={s.failed} dropped={s.dropped} "
               f"build_errors={s.build_errors} undelivered_at_close={remaining}")

@@ -32,6 +32,7 @@ from typing import Any, ClassVar, ParamSpec, TypeVar, cast
 
 import schemas
 from producers.config import get_client
+from producers.safety import swallow
 from producers.sdk import MeterlineClient
 from schemas import ActionKind, Status
 
@@ -130,11 +131,16 @@ def record(event: AnyEvent, *, client: MeterlineClient | None = None) -> bool:
 
     Like AgentOps, an event whose ``end_timestamp`` still equals its ``init_timestamp`` is
     ended now, so creating a ToolEvent before running the tool measures the tool.
+    Never raises because of metering (returns False, counted), except in strict mode.
     """
-    if isinstance(event, Event) and event.end_timestamp == event.init_timestamp:
-        event.end_timestamp = get_iso_time()
-    c = client or get_client()
-    return c.submit(to_wire, event, c.agent_id)
+    try:
+        if isinstance(event, Event) and event.end_timestamp == event.init_timestamp:
+            event.end_timestamp = get_iso_time()
+        c = client or get_client()
+        return c.submit(to_wire, event, c.agent_id)
+    except Exception as err:
+        swallow("agentops record()", err)
+        return False
 
 
 def _text(value: Any) -> Any:
@@ -211,20 +217,32 @@ def _decorator(
     def decorate(func: Callable[P, R]) -> Callable[P, R]:
         sig = inspect.signature(func)
 
-        def finish(event: Event, result: Any, exc: BaseException | None) -> None:
-            event.returns = result
-            event.exception = exc
-            event.end_timestamp = get_iso_time()
-            record(event, client=client)
-            if exc is not None:
-                record(ErrorEvent(trigger_event=event, exception=exc), client=client)
+        def start(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Event | None:
+            try:
+                return make(_params(sig, args, kwargs))
+            except Exception as err:  # the function still runs; it is not recorded
+                swallow(f"recording {func.__qualname__}", err)
+                return None
+
+        def finish(event: Event | None, result: Any, exc: BaseException | None) -> None:
+            if event is None:
+                return
+            try:
+                event.returns = result
+                event.exception = exc
+                event.end_timestamp = get_iso_time()
+                record(event, client=client)
+                if exc is not None:
+                    record(ErrorEvent(trigger_event=event, exception=exc), client=client)
+            except Exception as err:
+                swallow(f"recording {func.__qualname__}", err)
 
         if inspect.iscoroutinefunction(func):
             afunc = cast(Callable[P, Awaitable[Any]], func)
 
             @functools.wraps(func)
             async def awrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                event = make(_params(sig, args, kwargs))
+                event = start(args, kwargs)
                 try:
                     result = await afunc(*args, **kwargs)
                 except BaseException as exc:
@@ -237,7 +255,7 @@ def _decorator(
 
         @functools.wraps(func)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            event = make(_params(sig, args, kwargs))
+            event = start(args, kwargs)
             try:
                 result = func(*args, **kwargs)
             except BaseException as exc:

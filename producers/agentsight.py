@@ -20,6 +20,7 @@ from typing import Any
 
 from producers.config import get_client
 from producers.ids import iso_z, new_id, stable_id
+from producers.safety import swallow
 from producers.sdk import MeterlineClient
 from schemas import ActionEvent, Status
 
@@ -90,16 +91,21 @@ class AgentSightTracker:
         )
         problem = None if fast else _check(action_name, started_at, ended_at, duration_ms)
         if problem is None:
-            client = self._client or get_client()
-            queued = client.submit(
-                _build, action_name, started_at, ended_at, duration_ms,
-                dict(tools_used) if tools_used else None, response, error_msg, cid,
-                dict(metadata) if metadata else None, self.display_names.get(action_name),
-                now, client.agent_id,
-                stable_id("agentsight", action_name, idempotency_key) if idempotency_key else None,
-            )
-            if not queued:
-                problem = "Action not tracked: queue full, event dropped"
+            try:
+                client = self._client or get_client()
+                queued = client.submit(
+                    _build, action_name, started_at, ended_at, duration_ms,
+                    dict(tools_used) if tools_used else None, response, error_msg, cid,
+                    dict(metadata) if metadata else None, self.display_names.get(action_name),
+                    now, client.agent_id,
+                    stable_id("agentsight", action_name, idempotency_key)
+                    if idempotency_key else None,
+                )
+                if not queued:
+                    problem = f"Action not tracked: {client.drop_reason}"
+            except Exception as err:
+                swallow("track_action()", err)
+                problem = f"Action not tracked: {err}"
         return {
             "status": "success" if problem is None else "error",
             "conversation_id": cid,
@@ -161,9 +167,25 @@ def _build(
 _default: AgentSightTracker | None = None
 
 
-def track_action(action_name: str, **kwargs: Any) -> dict[str, Any]:
-    """``track_action`` on a process-wide tracker that uses the process-wide client."""
+def track_action(
+    action_name: str,
+    started_at: str | None = None,
+    ended_at: str | None = None,
+    duration_ms: int | None = None,
+    tools_used: dict[str, Any] | None = None,
+    response: str | None = None,
+    error_msg: str | None = None,
+    conversation_id: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    *,
+    idempotency_key: str | None = None,
+) -> dict[str, Any]:
+    """:meth:`AgentSightTracker.track_action` on a process-wide tracker that uses the
+    process-wide client. Never raises."""
     global _default
     if _default is None:
         _default = AgentSightTracker()
-    return _default.track_action(action_name, **kwargs)
+    return _default.track_action(
+        action_name, started_at, ended_at, duration_ms, tools_used, response, error_msg,
+        conversation_id, metadata, idempotency_key=idempotency_key,
+    )

@@ -15,6 +15,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from producers.batching import Batch, BatchConfig, Batcher
 from producers.errors import QueueFull
 from producers.partitioner import partition_for
+from producers.redact import DEFAULT_REDACTOR, Redactor
 from schemas import RawRecord, Topics, encode
 from schemas.framing import BATCH_HEADERS, frameable, join
 
@@ -37,6 +38,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
 
 #: How long a failed partition-count lookup is remembered (records go out unframed meanwhile).
 _METADATA_RETRY_S = 5.0
+#: librdkafka handles inherited through fork: destroying one in the child could hang
+_orphans: list[Producer] = []
 
 
 @dataclass
@@ -72,6 +75,10 @@ class MeterlineProducer:
       the partition each record's key maps to. Each record still gets its own delivery
       report. When the topic's partition count is unknown (broker unreachable), records go
       out one per message instead. ``batching=BatchConfig(max_records=1)`` turns it off.
+    - Redaction (``redactor``, default :data:`DEFAULT_REDACTOR`): every record ``send``
+      takes, and the bytes ``send_encoded`` / ``send_bytes`` take, are redacted before they
+      are queued. ``redactor=None`` turns it off, for data already redacted (the SDK client
+      redacts on its sender thread and creates its producer so).
     - Delivery failures are counted in :attr:`stats` and passed to ``on_delivery``.
     - ``flush()`` waits for outstanding records; it also runs at interpreter exit.
     """
@@ -85,12 +92,15 @@ class MeterlineProducer:
         on_delivery: DeliveryCallback | None = None,
         block_timeout_s: float = 5.0,
         batching: BatchConfig | None = None,
+        redactor: Redactor | None = DEFAULT_REDACTOR,
     ) -> None:
         self.topics = topics or Topics()
+        self.redactor = redactor
         self.stats = DeliveryStats()
         self._on_delivery = on_delivery
         self._block_timeout_s = block_timeout_s
         conf = {**DEFAULT_CONFIG, "bootstrap.servers": bootstrap_servers, **(config or {})}
+        self._conf = conf
         self._producer = Producer(conf)
         self._closed = False
         self._batcher = Batcher(batching or BatchConfig())
@@ -109,7 +119,9 @@ class MeterlineProducer:
         ``on_delivery``, when given, is called for this record only (after the producer-wide
         callback), from librdkafka's delivery report: ``(record, None)`` or ``(record, error)``.
         """
-        self.send_encoded(
+        if self.redactor is not None:
+            record = self.redactor.record(record)
+        self._send_encoded(
             self.topic_for(record), record.routing_key.encode(), encode(record), record,
             on_delivery,
         )
@@ -122,8 +134,20 @@ class MeterlineProducer:
         record: RawRecord | None = None,
         on_delivery: DeliveryCallback | None = None,
     ) -> None:
-        """Enqueue one already-serialised record, framed into its partition's batch when
-        batching is on (``send`` is this after ``encode``)."""
+        """Enqueue one already-serialised record (redacted unless ``redactor=None``), framed
+        into its partition's batch when batching is on (``send`` is this after ``encode``)."""
+        if self.redactor is not None:
+            value = self.redactor.encoded(value)
+        self._send_encoded(topic, key, value, record, on_delivery)
+
+    def _send_encoded(
+        self,
+        topic: str,
+        key: bytes,
+        value: bytes,
+        record: RawRecord | None,
+        on_delivery: DeliveryCallback | None,
+    ) -> None:
         if self._batcher.config.enabled and frameable(value):
             partitions = self._partition_count(topic)
             if partitions:
@@ -132,7 +156,7 @@ class MeterlineProducer:
                     self._own_callback(record, on_delivery),
                 )
                 return
-        self.send_bytes(topic, key, value, record, on_delivery)
+        self._send_bytes(topic, key, value, record, on_delivery)
 
     def send_many(self, records: Iterable[RawRecord]) -> int:
         n = 0
@@ -150,7 +174,19 @@ class MeterlineProducer:
         on_delivery: DeliveryCallback | None = None,
     ) -> None:
         """Enqueue pre-serialised bytes as one message of their own, never framed (also used
-        by tests to send invalid records)."""
+        by tests to send invalid records); redacted unless ``redactor=None``."""
+        if self.redactor is not None:
+            value = self.redactor.encoded(value)
+        self._send_bytes(topic, key, value, record, on_delivery)
+
+    def _send_bytes(
+        self,
+        topic: str,
+        key: str | bytes | None,
+        value: bytes,
+        record: RawRecord | None,
+        on_delivery: DeliveryCallback | None,
+    ) -> None:
         callback = self._callback_for(record, on_delivery)
         deadline = time.monotonic() + self._block_timeout_s
         while True:
@@ -229,6 +265,13 @@ class MeterlineProducer:
                     _report_all(err, None)  # type: ignore[arg-type]
                     return
                 self._producer.poll(0.05)
+            except KafkaException as exc:  # e.g. the batch is over message.max.bytes
+                kerr = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) \
+                    else KafkaError(KafkaError._FAIL, str(exc))
+                log.warning("meterline: a batch of %d record(s) was refused: %s",
+                            len(batch.values), kerr)
+                _report_all(kerr, None)  # type: ignore[arg-type]
+                return
 
     def _produce_due(self, *, everything: bool = False) -> None:
         with self._batch_lock:
@@ -295,6 +338,24 @@ class MeterlineProducer:
         """Wait up to ``timeout`` seconds for delivery; return how many are still queued."""
         self._produce_due(everything=True)
         return int(self._producer.flush(timeout))
+
+    def purge(self) -> None:
+        """Give up on everything queued or in flight: each record's delivery report fires
+        with a purge error (so its callback can spool or count it)."""
+        self._produce_due(everything=True)
+        self._producer.purge(in_queue=True, in_flight=True, blocking=False)
+        self._producer.flush(2.0)  # serve the purged records' reports
+
+    def after_fork(self) -> None:
+        """In a forked child: librdkafka's threads stayed in the parent; start a new producer
+        (the parent's is kept referenced, never destroyed here) with empty batches."""
+        _orphans.append(self._producer)
+        self._producer = Producer(self._conf)
+        self._batcher = Batcher(self._batcher.config)
+        self._batch_lock = threading.RLock()
+        self._ticker = None
+        self._stop_ticker = threading.Event()
+        self.stats = DeliveryStats()
 
     def close(self, timeout: float = 30.0) -> int:
         self._stop_ticker.set()

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from typing import Any
 
+from producers import safety
 from producers.errors import NotConfigured
-from producers.sdk import MeterlineClient
+from producers.sdk import MeterlineClient, UnconfiguredClient
+
+log = logging.getLogger("producers")
 
 _client: MeterlineClient | None = None
 _client_lock = threading.Lock()
+_unconfigured = UnconfiguredClient()
+_NOT_CONFIGURED = (
+    "no Kafka bootstrap servers: pass producers.init(bootstrap_servers=...) "
+    "or set METERLINE_KAFKA_BOOTSTRAP"
+)
 
 
 def init(
@@ -18,6 +27,8 @@ def init(
     *,
     project: str | None = None,
     topic_prefix: str | None = None,
+    strict: bool | None = None,
+    auto_instrument: bool = True,
     **options: Any,
 ) -> MeterlineClient:
     """Set up the process-wide client (replacing, and closing, any previous one).
@@ -26,13 +37,22 @@ def init(
     ``METERLINE_TOPIC_PREFIX``; Kafka access (TLS, SASL) from ``METERLINE_KAFKA_SECURITY_*``
     variables (:func:`access_config_from_env`), under any ``config=`` given.
     ``options`` go to :class:`MeterlineClient`.
+
+    Without a bootstrap server it warns once and returns the stand-in client, which records
+    nothing and counts every call in ``stats.dropped``; with ``strict=True`` (or
+    ``METERLINE_STRICT=1``) it raises :class:`NotConfigured`, and so do the tracking APIs
+    for their own failures. ``auto_instrument`` (default on) records every call of the
+    installed official ``openai`` / ``anthropic`` clients (:func:`producers.llm.instrument_all`,
+    once per process).
     """
+    if strict is not None:
+        safety.set_strict(strict)
     bootstrap = bootstrap_servers or os.environ.get("METERLINE_KAFKA_BOOTSTRAP")
     if not bootstrap:
-        raise NotConfigured(
-            "no Kafka bootstrap servers: pass producers.init(bootstrap_servers=...) "
-            "or set METERLINE_KAFKA_BOOTSTRAP"
-        )
+        if safety.is_strict():
+            raise NotConfigured(_NOT_CONFIGURED)
+        _unconfigured.warn_once()
+        return _unconfigured
     options["config"] = {**access_config_from_env(), **(options.get("config") or {})}
     client = MeterlineClient.from_kafka(
         bootstrap,
@@ -43,7 +63,43 @@ def init(
     old = set_client(client)
     if old is not None:
         old.close()
+    if auto_instrument:
+        _instrument_llm_clients()
     return client
+
+
+_instrumented: list[str] | None = None
+_LLM_PROVIDERS = ("openai", "anthropic")
+
+
+def _instrument_llm_clients() -> list[str]:
+    """Instrument the installed official LLM clients once per process (later ``init`` calls
+    reuse it: the recorder emits to whichever client is process-wide at each call).
+
+    A client library already imported is patched now; one installed but not yet imported is
+    patched right after the application imports it (:mod:`producers.llm.hook`), so ``init``
+    does not pay for importing ``openai`` / ``anthropic`` (seconds) an agent may not use.
+    Returns the providers patched or waiting for their import."""
+    global _instrumented
+    if _instrumented is None:
+        _instrumented = []
+        from producers.llm.hook import instrument_when_imported
+
+        for provider in _LLM_PROVIDERS:
+            try:
+                if instrument_when_imported(provider):
+                    _instrumented.append(provider)
+            except Exception as exc:  # a client library we cannot patch never breaks init
+                log.warning("meterline: LLM auto-instrumentation of %s failed: %r",
+                            provider, exc)
+    return _instrumented
+
+
+def shutdown(timeout: float = 10.0) -> int:
+    """Flush and close the process-wide client within ``timeout`` seconds; later records go
+    to the stand-in (dropped, counted). Returns how many records were not delivered."""
+    old = set_client(None)
+    return old.close(timeout) if old is not None else 0
 
 
 def set_client(client: MeterlineClient | None) -> MeterlineClient | None:
@@ -55,19 +111,33 @@ def set_client(client: MeterlineClient | None) -> MeterlineClient | None:
 
 
 def get_client() -> MeterlineClient:
-    """The process-wide client, created from the environment on first use."""
+    """The process-wide client, created from the environment on first use.
+
+    Nothing configured: the stand-in client (records nothing, counts, warns once), or
+    :class:`NotConfigured` in strict mode.
+    """
     client = _client
     if client is None:
         with _client_lock:
             client = _client
         if client is None:
+            if not os.environ.get("METERLINE_KAFKA_BOOTSTRAP"):
+                if safety.is_strict():
+                    raise NotConfigured(_NOT_CONFIGURED)
+                _unconfigured.warn_once()
+                return _unconfigured
             client = init()
     return client
 
 
+def current_client() -> MeterlineClient:
+    """The process-wide client if there is one, else the stand-in; never creates or raises."""
+    return _client or _unconfigured
+
+
 def flush(timeout: float = 30.0) -> int:
     """Flush the process-wide client (see :meth:`MeterlineClient.flush`)."""
-    return get_client().flush(timeout)
+    return current_client().flush(timeout)
 
 
 def kafka_access_config(

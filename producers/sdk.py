@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -26,13 +27,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, KafkaException
 
+from producers import lifecycle
 from producers.client import MeterlineProducer
 from producers.errors import RecordTooLarge
 from producers.ids import stable_id
 from producers.limits import DEFAULT_LIMITS, Limits
 from producers.redact import DEFAULT_REDACTOR, Redactor
+from producers.spool import DEFAULT_MAX_BYTES, Spool
 from schemas import ActionEvent, RawRecord, TelemetryEvent, Topics, TrajectoryRecord
 
 log = logging.getLogger("producers")
@@ -42,7 +45,7 @@ ErrorCallback = Callable[[str, BaseException | None], None]
 Built = RawRecord | Iterable[RawRecord] | None
 Overflow = Literal["drop", "block"]
 
-__all__ = ["MeterlineClient", "SdkStats", "Sink", "stable_id"]
+__all__ = ["MeterlineClient", "SdkStats", "Sink", "UnconfiguredClient", "stable_id"]
 
 class Sink(Protocol):
     """Where built records go: :class:`MeterlineProducer` in production, a fake in unit tests."""
@@ -69,14 +72,16 @@ class SdkStats:
     sent: int = 0  # records handed to the sink
     send_errors: int = 0  # the sink refused a record (e.g. librdkafka queue full)
     delivered: int = 0  # acknowledged by the broker
-    failed: int = 0  # delivery reported as failed
+    failed: int = 0  # not delivered and not spooled (also reported to on_error)
+    spooled: int = 0  # not delivered, written to the spool file (re-sent by a later process)
+    resent: int = 0  # records read back from the spool and queued again
     last_error: str | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     #: the counter fields, in the order :meth:`snapshot` reports them
     COUNTERS = (
         "processed", "dropped", "build_errors", "oversized", "truncated",
-        "sent", "send_errors", "delivered", "failed",
+        "sent", "send_errors", "delivered", "failed", "spooled", "resent",
     )
 
     def snapshot(self) -> dict[str, int]:
@@ -102,8 +107,9 @@ class MeterlineClient:
     """Records agent events without blocking the agent. Thread-safe.
 
     ``record(event)`` is the generic emit hook (used by LLM auto-instrumentation): it enqueues
-    a ready ``schemas`` record. Every record is redacted (``properties``, ``metadata``,
-    ``error_message``), stamped with ``project`` (when it carries the default project)
+    a ready ``schemas`` record. Every record is redacted (every string field: ids, names,
+    error types and messages, ``properties`` and ``metadata`` keys and values), stamped
+    with ``project`` (when it carries the default project)
     and held to ``limits`` (truncated; not sent when still too large) on the sender thread,
     before the sink sees it.
 
@@ -125,6 +131,9 @@ class MeterlineClient:
         on_delivery: DeliveryCallback | None = None,
         on_error: ErrorCallback | None = None,
         flush_at_exit: bool = True,
+        shutdown_timeout_s: float | None = None,
+        spool_path: str | os.PathLike[str] | None = None,
+        spool_max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         if max_queue < 1:
             raise ValueError("max_queue must be >= 1")
@@ -143,10 +152,63 @@ class MeterlineClient:
         self._wake = threading.Event()
         self._sleeping = False
         self._closed = False
+        self.shutdown_timeout_s = (
+            shutdown_timeout_s if shutdown_timeout_s is not None
+            else float(os.environ.get("METERLINE_SHUTDOWN_TIMEOUT", "10"))
+        )
+        spool_path = spool_path or os.environ.get("METERLINE_SPOOL_PATH") or None
+        self.spool = Spool(spool_path, spool_max_bytes) if spool_path else None
+        self._flush_at_exit = flush_at_exit
+        self._start()
+        if flush_at_exit:
+            atexit.register(self.close_at_exit)
+            lifecycle.register(self)
+        self._spool_thread: threading.Thread | None = None
+        if self.spool is not None:
+            self._spool_thread = threading.Thread(
+                target=self._resend_spool, name="meterline-spool", daemon=True
+            )
+            self._spool_thread.start()
+
+    def _start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="meterline-sender", daemon=True)
         self._thread.start()
-        if flush_at_exit:
-            atexit.register(self._close_at_exit)
+
+    def after_fork(self) -> None:
+        """In a forked child: the parent's queued items stay the parent's; a new sender
+        thread and (when the sink supports it) a new librdkafka producer serve the child."""
+        self._queue = deque()
+        self._wake = threading.Event()
+        self._sleeping = False
+        self.stats = SdkStats()
+        if self._closed:
+            return
+        reopen = getattr(self.sink, "after_fork", None)
+        if reopen is None:
+            self._closed = True  # recording drops (counted): the sink cannot serve the child
+            return
+        reopen()
+        self._start()
+
+    def _resend_spool(self) -> None:
+        """Queue what an earlier process spooled (same event ids: dedupe keeps it exact)."""
+        assert self.spool is not None
+        try:
+            records, done = self.spool.take()
+        except Exception:
+            log.exception("meterline: reading the spool %s failed", self.spool.path)
+            return
+        if not records:
+            return
+        for rec in records:
+            if self.submit(_identity, rec):
+                self.stats.bump("resent")
+            elif self.spool.write(rec):
+                self.stats.bump("spooled")
+        log.info("meterline: re-sending %d spooled record(s) from %s", len(records),
+                 self.spool.path)
+        self.flush(self.shutdown_timeout_s * 3)
+        done()  # delivered, or spooled again by the failure path
 
     @classmethod
     def from_kafka(
@@ -158,8 +220,14 @@ class MeterlineClient:
         **options: Any,
     ) -> MeterlineClient:
         """A client whose sink is a :class:`MeterlineProducer` (librdkafka)."""
-        producer = MeterlineProducer(bootstrap_servers, topics=Topics(topic_prefix), config=config)
+        # the client redacts every record itself (``redactor=``): the producer need not again
+        producer = MeterlineProducer(
+            bootstrap_servers, topics=Topics(topic_prefix), config=config, redactor=None
+        )
         return cls(producer, **options)
+
+    #: why a recording call returned False (``track_action`` reports it in ``message``)
+    drop_reason = "queue full or client closed, event dropped"
 
     @property
     def queue_depth(self) -> int:
@@ -232,7 +300,8 @@ class MeterlineClient:
                 continue
             self._process(*item)
 
-    def _process(self, build: Callable[..., Built], args: tuple[Any, ...]) -> None:
+    def _build(self, build: Callable[..., Built], args: tuple[Any, ...]) -> list[RawRecord]:
+        """The item's wire records, prepared (redacted, limited); errors are reported."""
         self.stats.processed += 1
         try:
             built = build(*args)
@@ -243,15 +312,19 @@ class MeterlineClient:
             )
         except Exception as exc:
             self._report("build_errors", f"could not build a meterline record: {exc}", exc)
-            return
+            return []
+        out = []
         for rec in records:
             try:
-                rec = self.prepare(rec)
+                out.append(self.prepare(rec))
             except RecordTooLarge:
                 continue  # counted and reported by prepare
             except Exception as exc:
                 self._report("build_errors", f"could not build a meterline record: {exc}", exc)
-                continue
+        return out
+
+    def _process(self, build: Callable[..., Built], args: tuple[Any, ...]) -> None:
+        for rec in self._build(build, args):
             try:
                 self.sink.send(rec, self.report_delivery)
                 self.stats.sent += 1
@@ -272,16 +345,11 @@ class MeterlineClient:
             RecordTooLarge: over ``limits.max_record_bytes`` after truncation; already
                 counted in ``stats.oversized``, logged and passed to ``on_error``.
         """
-        red = self.redactor
-        update: dict[str, Any] = {"metadata": red.mapping(record.metadata)}
+        record = self.redactor.record(record)
         if record.project == "default" and self.project != "default":
-            update["project"] = self.project
-        if isinstance(record, ActionEvent | TelemetryEvent):
-            update["properties"] = red.mapping(record.properties)
-        if isinstance(record, ActionEvent) and record.error_message:
-            update["error_message"] = red.text(record.error_message)
+            record = record.model_copy(update={"project": self.project})
         try:
-            limited, cut = self.limits.enforce(record.model_copy(update=update))
+            limited, cut = self.limits.enforce(record)
         except RecordTooLarge as exc:
             self._report("oversized", str(exc), exc)
             raise
@@ -294,11 +362,16 @@ class MeterlineClient:
         return limited
 
     def report_delivery(self, record: RawRecord, err: KafkaError | None) -> None:
-        """Count one delivery report and pass it to ``on_delivery``."""
+        """Count one delivery report and pass it to ``on_delivery``. A failed record goes to
+        the spool when there is one (and room), else it is counted failed and passed to
+        ``on_error``."""
         if err is None:
             self.stats.bump("delivered")
+        elif self.spool is not None and self.spool.write(record):
+            self.stats.bump("spooled")
         else:
-            self.stats.bump("failed", str(err))
+            self._report("failed", f"record {_id(record)} not delivered: {err}",
+                         KafkaException(err))
         if self._on_delivery is not None:
             try:
                 self._on_delivery(record, err)
@@ -326,25 +399,65 @@ class MeterlineClient:
         self._queue.append(marker)
         self._wake.set()
         if not marker.done.wait(timeout) or not self._thread.is_alive():
-            return len(self._queue) + self.sink.flush(0)
+            queued = sum(not isinstance(item, _Marker) for item in list(self._queue))
+            return queued + self.sink.flush(0)
         return self.sink.flush(max(0.0, deadline - time.monotonic()))
 
-    def close(self, timeout: float = 30.0) -> int:
-        """Flush, stop the sender thread and close the sink. Later records are dropped."""
+    def close(self, timeout: float | None = None) -> int:
+        """Flush (up to ``timeout``, default ``shutdown_timeout_s``), stop the sender thread
+        and close the sink. Later records are dropped (counted).
+
+        What is still undelivered then is purged from librdkafka's queue and, record by
+        record, spooled (with a spool) or counted in ``stats.failed`` and passed to
+        ``on_error``: nothing is lost silently. Returns how many were not delivered.
+        """
         if self._closed:
             return 0
-        remaining = self.flush(timeout)
+        timeout = self.shutdown_timeout_s if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        resending = self._spool_thread
+        if resending is not None and resending is not threading.current_thread():
+            resending.join(timeout)  # re-sent records are queued before the final flush
+        remaining = self.flush(max(0.0, deadline - time.monotonic()))
         self._closed = True
         self._wake.set()
         self._thread.join(timeout=1.0)
-        atexit.unregister(self._close_at_exit)
-        remaining = self.sink.close(timeout=min(timeout, 5.0)) if remaining else self.sink.close(0)
+        atexit.unregister(self.close_at_exit)
+        lifecycle.unregister(self)
         if remaining:
-            log.error("meterline: %d record(s) not delivered at close", remaining)
+            remaining = self._give_up()
+        self.sink.close(0)
         return remaining
 
-    def _close_at_exit(self) -> None:
-        self.close(timeout=10.0)
+    def _give_up(self) -> int:
+        """After the flush timed out: every record not delivered is spooled or counted failed
+        (and passed to ``on_error``), one by one. Returns how many."""
+        before = self.stats.spooled + self.stats.failed
+        purge = getattr(self.sink, "purge", None)
+        if purge is not None:
+            purge()  # librdkafka reports each purged record to its callback: spooled or failed
+        while self._queue:  # items the sender thread never reached
+            item = self._queue.popleft()
+            if isinstance(item, _Marker):
+                continue
+            for rec in self._build(*item):
+                if self.spool is not None and self.spool.write(rec):
+                    self.stats.bump("spooled")
+                else:
+                    self._report("failed", f"record {_id(rec)} not sent before exit", None)
+        lost = self.stats.spooled + self.stats.failed - before
+        if lost:
+            log.error("meterline: %d record(s) not delivered within the shutdown timeout "
+                      "(spooled so far: %d, failed so far: %d)", lost, self.stats.spooled,
+                      self.stats.failed)
+        return lost
+
+    def close_at_exit(self) -> None:
+        """``close`` within ``shutdown_timeout_s`` (run at exit, on SIGTERM/SIGINT, and in
+        multiprocessing children)."""
+        self.close()
+
+    _close_at_exit = close_at_exit
 
     def __enter__(self) -> MeterlineClient:
         return self
@@ -359,3 +472,60 @@ def _identity(record: RawRecord) -> RawRecord:
 
 def _id(record: RawRecord) -> str:
     return record.trace_id if isinstance(record, TrajectoryRecord) else record.event_id
+
+
+class _NullSink:
+    """The stand-in client's sink: refuses every record with a delivery error."""
+
+    def send(self, record: RawRecord, on_delivery: DeliveryCallback | None = None) -> None:
+        if on_delivery is not None:
+            on_delivery(record, KafkaError(KafkaError._TRANSPORT, "meterline is not configured"))
+
+    def poll(self, timeout: float = 0.0) -> int:
+        return 0
+
+    def flush(self, timeout: float = 30.0) -> int:
+        return 0
+
+    def close(self, timeout: float = 30.0) -> int:
+        return 0
+
+
+class UnconfiguredClient(MeterlineClient):
+    """Stands in for the process-wide client while no broker is configured.
+
+    Records nothing: every recording call returns False (``status: "error"`` from
+    ``track_action``), is counted in :attr:`stats` (``dropped``) and logged once. No thread.
+    """
+
+    drop_reason = "meterline is not configured (no producers.init, no METERLINE_KAFKA_BOOTSTRAP)"
+
+    def __init__(self) -> None:  # no sender thread, no producer, no exit hook
+        self.sink = _NullSink()
+        self.project = "default"
+        self.agent_id = None
+        self.redactor = DEFAULT_REDACTOR
+        self.limits = DEFAULT_LIMITS
+        self.stats = SdkStats()
+        self._queue = deque()
+        self._closed = True
+        self._warned = False
+        self._on_delivery = None
+        self._on_error = None
+
+    def warn_once(self) -> None:
+        if not self._warned:
+            self._warned = True
+            log.warning("meterline: %s; events are dropped and counted in stats.dropped "
+                        "(producers.init(strict=True) raises instead)", self.drop_reason)
+
+    def submit(self, build: Callable[..., Built], *args: Any) -> bool:
+        self.stats.bump("dropped", self.drop_reason)
+        self.warn_once()
+        return False
+
+    def flush(self, timeout: float = 30.0) -> int:
+        return 0
+
+    def close(self, timeout: float | None = None) -> int:
+        return 0

@@ -28,9 +28,10 @@ from confluent_kafka import KafkaError
 from pydantic import ValidationError
 
 import schemas
-from producers.config import get_client
+from producers.config import current_client, get_client
 from producers.errors import RecordTooLarge
-from producers.sdk import MeterlineClient
+from producers.safety import swallow
+from producers.sdk import MeterlineClient, UnconfiguredClient
 from schemas import RawRecord, TrajectoryRecord, TrajectoryStatus, describe
 
 log = logging.getLogger(__name__)
@@ -112,7 +113,16 @@ def push_events(
     """
     if chunk_size < 1:
         raise ValueError("chunk_size must be >= 1")
-    c = client or get_client()
+    try:
+        c = client or get_client()
+    except Exception as err:  # strict mode re-raises NotConfigured here
+        swallow("push_events()", err)
+        c = current_client()
+    if isinstance(c, UnconfiguredClient):
+        events = list(events)
+        c.stats.bump("dropped", c.drop_reason)
+        c.warn_once()
+        return PushResult(0, 0, [f"{len(events)} event(s) not sent: {c.drop_reason}"])
     valid: list[RawRecord] = []
     errors: list[str] = []
     for i, event in enumerate(events):
@@ -255,7 +265,13 @@ def upload_trace(
     Not transactional: the returned :class:`PushResult` reports events; a trajectory record
     that could not be delivered adds one message to ``errors``.
     """
-    c = client or get_client()
+    try:
+        c = client or get_client()
+    except Exception as err:
+        swallow("upload_trace()", err)
+        c = current_client()
+    if isinstance(c, UnconfiguredClient):
+        return push_events(trace.events, client=c)  # nothing sent; one error, one drop
     try:
         record = c.prepare(trace.to_record(c.project, c.agent_id))
     except RecordTooLarge as exc:  # counted and reported by prepare; the events still go

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from producers.config import get_client
 from producers.redact import DEFAULT_REDACTOR, Redactor
+from producers.safety import swallow
 from producers.sdk import MeterlineClient
 from schemas import ActionEvent, ActionKind, Status
 
@@ -248,8 +249,14 @@ class MeterlinePublisher:
         tracer.subscribe(self.publish)
 
     def publish(self, entry: TraceEntry) -> bool:
-        client = self._client or get_client()
-        return client.submit(self.to_event, entry.model_copy(), client.agent_id)
+        """Queue ``entry``; False when it was dropped (counted). Never raises, except in
+        strict mode."""
+        try:
+            client = self._client or get_client()
+            return client.submit(self.to_event, entry.model_copy(), client.agent_id)
+        except Exception as err:
+            swallow("MeterlinePublisher.publish()", err)
+            return False
 
     def to_event(self, entry: TraceEntry, agent_id: str | None = None) -> ActionEvent:
         kind = KIND_BY_ACTION.get(entry.action, ActionKind.ACTION)

@@ -22,6 +22,7 @@ from typing import Any
 
 from producers.config import get_client
 from producers.ids import new_id, stable_id
+from producers.safety import is_strict, swallow
 from producers.sdk import MeterlineClient
 from schemas import ActionEvent, Status, TelemetryEvent
 
@@ -33,7 +34,7 @@ class Action:
     ``fail(message)`` marks it failed without raising."""
 
     __slots__ = (
-        "_client", "_event_id", "_t0", "anonymous_id", "error_message", "error_type",
+        "_client", "_event_id", "_inert", "_t0", "anonymous_id", "error_message", "error_type",
         "metadata", "name", "properties", "session_id", "started_at", "status",
         "trace_id", "user_id",
     )
@@ -51,8 +52,12 @@ class Action:
         idempotency_key: str | None = None,
         client: MeterlineClient | None = None,
     ) -> None:
-        if not name:
-            raise ValueError("action name must be a non-empty string")
+        self._inert = False
+        if not name or not isinstance(name, str):
+            if is_strict():
+                raise ValueError("action name must be a non-empty string")
+            swallow("action()", ValueError(f"action name must be a non-empty string: {name!r}"))
+            self._inert = True  # the block still runs; nothing is recorded
         self._client = client
         self.name = name
         self.user_id = user_id
@@ -89,10 +94,15 @@ class Action:
         tb: TracebackType | None,
     ) -> None:
         duration_ms = (time.perf_counter() - self._t0) * 1000.0
-        if exc is not None:
-            self.fail(str(exc), exc_type.__name__ if exc_type else "Exception")
-        client = self._client or get_client()
-        client.submit(_build_action, self, duration_ms, client.agent_id)
+        if self._inert:
+            return
+        try:
+            if exc is not None:
+                self.fail(str(exc), exc_type.__name__ if exc_type else "Exception")
+            client = self._client or get_client()
+            client.submit(_build_action, self, duration_ms, client.agent_id)
+        except Exception as err:  # metering never replaces the block's outcome
+            swallow("action exit", err)
 
     async def __aenter__(self) -> Action:
         return self.__enter__()
@@ -104,9 +114,27 @@ class Action:
         self.__exit__(exc_type, exc, tb)
 
 
-def action(name: str, **kwargs: Any) -> Action:
-    """Track a unit of work (see the module docstring). Usable with ``with`` and ``async with``."""
-    return Action(name, **kwargs)
+def action(
+    name: str,
+    *,
+    user_id: str | None = None,
+    anonymous_id: str | None = None,
+    trace_id: str | None = None,
+    session_id: str | None = None,
+    properties: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
+    idempotency_key: str | None = None,
+    client: MeterlineClient | None = None,
+) -> Action:
+    """Track a unit of work (see the module docstring). Usable with ``with`` and ``async with``.
+
+    Never raises because of metering (unconfigured SDK, empty ``name``: the block runs, nothing
+    is recorded, the drop is counted), except in strict mode."""
+    return Action(
+        name, user_id=user_id, anonymous_id=anonymous_id, trace_id=trace_id,
+        session_id=session_id, properties=properties, metadata=metadata,
+        idempotency_key=idempotency_key, client=client,
+    )
 
 
 def _build_action(a: Action, duration_ms: float, agent_id: str | None) -> ActionEvent:
@@ -149,18 +177,22 @@ def send_outcome(
     """Record a business outcome explicitly; returns its event id.
 
     With ``idempotency_key`` (e.g. the invoice id) the event id is deterministic, so sending
-    the same outcome twice is counted once.
+    the same outcome twice is counted once. Never raises because of metering (the event id is
+    still returned; a drop is counted), except in strict mode.
     """
-    if not name:
-        raise ValueError("outcome name must be a non-empty string")
     event_id = stable_id("valmi.outcome", name, idempotency_key) if idempotency_key \
         else new_id()
-    c = client or get_client()
-    payload = {**(properties or {}), "outcome": name, "status": status, "value": value}
-    c.submit(
-        _build_outcome, event_id, name, payload, user_id, anonymous_id, trace_id, session_id,
-        dict(metadata) if metadata else {}, c.agent_id, datetime.now(UTC),
-    )
+    try:
+        if not name or not isinstance(name, str):
+            raise ValueError(f"outcome name must be a non-empty string: {name!r}")
+        c = client or get_client()
+        payload = {**(properties or {}), "outcome": name, "status": status, "value": value}
+        c.submit(
+            _build_outcome, event_id, name, payload, user_id, anonymous_id, trace_id,
+            session_id, dict(metadata) if metadata else {}, c.agent_id, datetime.now(UTC),
+        )
+    except Exception as err:
+        swallow("send_outcome()", err)
     return event_id
 
 

@@ -4,6 +4,7 @@ backfill, replay-dead-letters."""
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -255,6 +256,19 @@ def _replay_parser(sub: Any, common: Any) -> None:
     replay.set_defaults(func=cmd_replay)
 
 
+def cmd_resend_spool(args: argparse.Namespace) -> int:
+    """Re-send an SDK spool file (``METERLINE_SPOOL_PATH``); same event ids, so exact."""
+    from producers.spool import resend
+
+    bootstrap = args.kafka_bootstrap or os.environ.get("METERLINE_KAFKA_BOOTSTRAP")
+    if not bootstrap:
+        print("meterline resend-spool: --kafka-bootstrap or METERLINE_KAFKA_BOOTSTRAP needed")
+        return 2
+    delivered, failed = resend(args.path, bootstrap, topic_prefix=args.topic_prefix)
+    print(f"resent {delivered} record(s); {failed} not delivered (kept in {args.path})")
+    return 1 if failed else 0
+
+
 def _billing_parsers(sub: Any, common: Any) -> None:
     def control(sp: argparse.ArgumentParser) -> None:
         common(sp)
@@ -315,6 +329,12 @@ def parser() -> argparse.ArgumentParser:
             help="embedded data directory (env METERLINE_DATA_DIR, default ./.meterline)",
         )
 
+    spool = sub.add_parser("resend-spool", help="re-send the records an agent SDK spooled")
+    spool.add_argument("path", help="the spool file (the agents' METERLINE_SPOOL_PATH)")
+    spool.add_argument("--kafka-bootstrap", help="env METERLINE_KAFKA_BOOTSTRAP")
+    spool.add_argument("--topic-prefix", default=os.environ.get("METERLINE_TOPIC_PREFIX",
+                                                                "meterline"))
+    spool.set_defaults(func=cmd_resend_spool)
     up = sub.add_parser("up", help="run the pipeline (embedded by default) until Ctrl-C")
     common(up)
     up.add_argument("--workers", type=int, default=1, help="processor worker processes")

@@ -70,19 +70,31 @@ def instrument_all(
     client is not installed are skipped; returns the providers patched. Ids come from
     ``llm_context``. A client also instrumented per instance records each call once.
     """
-    patched: list[str] = []
-    for provider in _PROVIDERS:
-        try:
-            module = importlib.import_module(f"producers.llm.{provider}")
-        except ImportError:
-            continue
-        recorder = Recorder(
-            emit, provider, prices, LLMContext(), capture_content, max_summary_chars
-        )
-        for cls in module.resource_classes():
-            module.patch_resource(cls, recorder)
-        patched.append(provider)
-    return patched
+    return [
+        provider for provider in _PROVIDERS
+        if instrument_provider(provider, emit, prices=prices, capture_content=capture_content,
+                               max_summary_chars=max_summary_chars)
+    ]
+
+
+def instrument_provider(
+    provider: str,
+    emit: Emit = sdk_emit,
+    *,
+    prices: PriceOverrides | None = None,
+    capture_content: bool = False,
+    max_summary_chars: int = 200,
+) -> bool:
+    """:func:`instrument_all` for one provider (``"openai"`` or ``"anthropic"``); False when
+    its client library is not installed."""
+    try:
+        module = importlib.import_module(f"producers.llm.{provider}")
+    except ImportError:
+        return False
+    recorder = Recorder(emit, provider, prices, LLMContext(), capture_content, max_summary_chars)
+    for cls in module.resource_classes():
+        module.patch_resource(cls, recorder)
+    return True
 
 
 def uninstrument(client: Any = None) -> bool:

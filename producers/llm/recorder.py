@@ -23,16 +23,18 @@ from schemas.events import ActionKind, Status
 
 log = logging.getLogger(__name__)
 
-#: Receives each LLM event. Must not block (the SDK's emit only enqueues).
-Emit = Callable[[ActionEvent], None]
+#: Receives each LLM event. Must not block (the SDK's emit only enqueues). Returning False
+#: means the event was dropped (counted in ``emit_failed``); None or True, accepted.
+Emit = Callable[[ActionEvent], bool | None]
 
 
-def sdk_emit(event: ActionEvent) -> None:
+def sdk_emit(event: ActionEvent) -> bool:
     """The default ``emit``: the process-wide SDK client (``producers.init``), looked up per
-    event so instrumenting before ``init`` works. Enqueue-only: never waits on the broker."""
+    event so instrumenting before ``init`` works. Enqueue-only: never waits on the broker.
+    False when the client dropped the event (queue full, not configured)."""
     from producers.config import get_client
 
-    get_client().record(event)
+    return get_client().record(event)
 
 
 _MAX_ERROR_CHARS = 1000
@@ -206,7 +208,7 @@ def note_observe_failure() -> None:
 
 def _safe_emit(emit: Emit, event: ActionEvent) -> None:
     try:
-        emit(event)
+        accepted = emit(event) is not False
     except Exception:
         failures = stats.incr("emit_failed")
         if failures == 1 or failures % 1000 == 0:
@@ -214,4 +216,4 @@ def _safe_emit(emit: Emit, event: ActionEvent) -> None:
                 "meterline: emit failed (%d so far); LLM event dropped", failures, exc_info=True
             )
         return
-    stats.incr("emitted")
+    stats.incr("emitted" if accepted else "emit_failed")

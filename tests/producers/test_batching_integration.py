@@ -86,3 +86,24 @@ def test_a_batch_reports_delivery_to_every_record_with_or_without_its_own_callba
     assert producer.stats.enqueued == producer.stats.delivered == 100
     assert producer.stats.failed == 0
     assert sorted(called) == sorted((f"c{i}", None) for i in range(0, 100, 10))
+
+
+def test_a_batch_librdkafka_refuses_on_the_ticker_is_counted_failed(tansu: Any) -> None:
+    """produce() raising KafkaException (here MSG_SIZE_TOO_LARGE) on the background ticker
+    used to drop the whole batch uncounted."""
+    import time
+
+    topics = Topics(f"refuse{uuid.uuid4().hex[:8]}")
+    ensure_topics(tansu.bootstrap, topics.raw, 1)
+    errors: list[Any] = []
+    producer = MeterlineProducer(
+        tansu.bootstrap, topics=topics, config={"message.max.bytes": 2000},
+        batching=BatchConfig(max_records=500, linger_s=0.05),
+        on_delivery=lambda rec, err: errors.append(err),
+    )
+    for i in range(20):
+        producer.send(ActionEvent(project="f", event_id=f"e{i}", trace_id="t", name="x" * 200))
+    time.sleep(1.0)  # the ticker produces the due batch
+    producer.close(10)
+    assert producer.stats.failed == 20 and producer.stats.delivered == 0
+    assert len(errors) == 20 and all(err is not None for err in errors)

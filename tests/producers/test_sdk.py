@@ -50,7 +50,7 @@ def test_record_is_the_emit_hook_and_stamps_project_and_redacts(
     assert isinstance(action, ActionEvent)
     assert action.project == "unit" and tele.project == "other"  # explicit project kept
     assert action.metadata == {"authorization": "[REDACTED]"}
-    assert action.error_message == "failed with [REDACTED]"
+    assert action.error_message == "failed with token=[REDACTED]"
     assert client.stats.delivered == 2 and client.stats.sent == 2
 
 
@@ -123,8 +123,9 @@ def test_stable_ids_are_deterministic() -> None:
     assert len(stable_id("x")) == 32
 
 
-def test_init_needs_bootstrap_servers(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_init_needs_bootstrap_servers_in_strict_mode(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("METERLINE_KAFKA_BOOTSTRAP", raising=False)
+    monkeypatch.setenv("METERLINE_STRICT", "1")
     with pytest.raises(NotConfigured, match="METERLINE_KAFKA_BOOTSTRAP"):
         init()
 

@@ -78,7 +78,10 @@ def test_explicit_outcome_is_a_telemetry_event(client: MeterlineClient, sink: Me
     assert first.user_id == "user_123" and first.trace_id == "t9" and first.session_id == "t9"
 
 
-def test_empty_names_are_rejected(client: MeterlineClient) -> None:
+def test_empty_names_are_rejected_in_strict_mode(
+    client: MeterlineClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("METERLINE_STRICT", "1")
     with pytest.raises(ValueError):
         action("")
     with pytest.raises(ValueError):
