@@ -2,11 +2,12 @@
 
 A per-event table write would cost one changelog message per event (tripling the broker's
 traffic: measured as the processor's bottleneck). Instead each batch writes, per source
-partition and event-time bucket, one blob of 16-byte digests under the key
-``"<partition>/<bucket>/<last offset>"``. After recovery (restart, rebalance) the in-memory
-window is rebuilt from the table; expired buckets are deleted (tombstones) so the compacted
-changelog stays bounded by the window. A blob holds at most ``max_digests`` digests (one
-Kafka message): a larger group is written as several, keys ``".../<last offset>/<n>"``.
+partition and bucket of admission (processing) time, one blob of 16-byte digests under the
+key ``"<partition>/<bucket>/<last offset>"``. After recovery (restart, rebalance) the
+in-memory window is rebuilt from the table, every bucket of the window, whatever the events'
+own timestamps; expired buckets are deleted (tombstones) so the compacted changelog stays
+bounded by the window. A blob holds at most ``max_digests`` digests (one Kafka message): a
+larger group is written as several, keys ``".../<last offset>/<n>"``.
 """
 
 from __future__ import annotations
@@ -40,9 +41,10 @@ class PersistentDedupe:
     def rebuild(self) -> int:
         """Reload the window from every blob in the local table store; returns keys loaded."""
         self.window.clear()
-        for key, blob in list(self.table.data.items()):
-            bucket = str(key).split("/")[1]
-            self.window.add(int(bucket), split_digests(bytes(blob)))
+        data = self.table.data
+        blobs = [(int(str(key).split("/")[1]), bytes(blob)) for key, blob in data.items()]
+        for bucket, blob in sorted(blobs, key=lambda kb: kb[0]):  # a repeat keeps the newest
+            self.window.add(bucket, list(split_digests(blob)))
         self.expire()
         return len(self.window)
 
@@ -56,8 +58,8 @@ class PersistentDedupe:
         ``in_partition(p)`` enters the context in which the store may write partition ``p``
         (Faust's RocksDB store picks the partition database from the current event).
         """
-        bucket_of = self.window.bucket_of
-        seen = [(p, offset, (digest(e), bucket_of(e))) for p, offset, e in accepted]
+        bucket = self.window.bucket
+        seen = [(p, offset, (digest(e), bucket)) for p, offset, e in accepted]
         self.mark_seen(seen, in_partition)
 
     def mark_seen(

@@ -38,7 +38,7 @@ MetricName = Literal[
     "meterline_processor_late_joins",  # early events re-emitted joined when the trajectory came
     "meterline_processor_events_parked",  # early events held (parked) for their trajectory
     "meterline_processor_duplicates_dropped",  # (project, event_id) already emitted: dropped
-    "meterline_processor_dedupe_outside_window",  # older than the dedupe window: passed on
+    "meterline_processor_dedupe_expired",  # event ids forgotten: admitted over a window ago
     "meterline_processor_pending_overflow",  # early events not parked (trace over its limit,
     # or the event too large for one changelog message): they stay unjoined
     "meterline_processor_trajectories_reopened",  # trajectory records that resumed a
@@ -144,9 +144,9 @@ class StepCounters(Collector):
             ),
             ("meterline_processor_duplicates_dropped", "duplicates dropped", window.duplicates),
             (
-                "meterline_processor_dedupe_outside_window",
-                "events older than the dedupe window",
-                window.outside_window,
+                "meterline_processor_dedupe_expired",
+                "event ids forgotten by the dedupe window",
+                window.expired,
             ),
             (
                 "meterline_processor_pending_overflow",

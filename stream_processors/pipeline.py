@@ -178,6 +178,7 @@ class BatchProcessor:
         started = utc_now()  # one clock read per batch: the event-time check's reference too
         processed_at = encode_timestamp(started)
         now = started.timestamp()
+        self.dedupe.window.advance(now)  # the batch's admissions share one bucket
         joiner = self.joiner
         joiner.open_batch()
         try:

@@ -10,9 +10,9 @@ The rule (docs/reliability.md, "Clock skew"):
   its value and the bound; the dead letter keeps the original bytes. Nothing is clamped and
   nothing is replaced by ingestion time.
 
-Why bound the future at all: dedupe forgets everything older than its window behind the
-newest event time it has seen (``steps/dedupe.py``); one event dated years ahead would
-empty the window. The default 24 h lets through any time-zone mistake (at most 14 h) and
+Why bound the future at all: events dated years ahead land in days and months no bill
+covers yet (the dedupe window runs on processing time, ``steps/dedupe.py``, so no timestamp
+moves it). The default 24 h lets through any time-zone mistake (at most 14 h) and
 producer clocks that are a little fast, and stops unit mistakes (milliseconds read as
 seconds land in the year 50,000) and garbage. The lower bound 2000-01-01 catches epoch 0
 and similar defaults; older real data is not expected from agents.

@@ -8,6 +8,19 @@ from stream_processors.dedupe_store import PersistentDedupe
 from stream_processors.steps.dedupe import DAY_S, DedupeWindow
 
 T0 = datetime(2026, 11, 1, 12, tzinfo=UTC)
+NOW = datetime(2026, 11, 3, 12, tzinfo=UTC)  # processing time, two days after T0
+
+
+class Clock:
+    def __init__(self, at: datetime = NOW) -> None:
+        self.now = at.timestamp()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def window(clock: Clock | None = None, **kwargs: Any) -> DedupeWindow:
+    return DedupeWindow(clock=clock or Clock(), **kwargs)
 
 
 class FakeTable:
@@ -27,29 +40,49 @@ def ev(i: int, at: datetime = T0) -> ActionEvent:
 
 def test_one_changelog_record_per_partition_and_bucket_per_batch() -> None:
     table = FakeTable()
-    store = PersistentDedupe(table, DedupeWindow())
-    store.mark([(0, 10, ev(1)), (0, 11, ev(2)), (1, 5, ev(3))])
-    day = int(T0.timestamp()) // DAY_S
+    store = PersistentDedupe(table, window())
+    store.mark([(0, 10, ev(1)), (0, 11, ev(2)), (1, 5, ev(3, T0 - timedelta(days=3)))])
+    day = int(NOW.timestamp()) // DAY_S  # the bucket of processing time, not of the events
     assert sorted((p, k) for p, k, _ in table.changelog) == [(0, f"0/{day}/11"), (1, f"1/{day}/5")]
     assert store.window.is_duplicate(ev(2), set())
 
 
 def test_a_restarted_worker_remembers_what_was_emitted() -> None:
     table = FakeTable()
-    PersistentDedupe(table, DedupeWindow()).mark([(0, 1, ev(1)), (2, 7, ev(2))])
-    restarted = PersistentDedupe(table, DedupeWindow())  # same store, as after recovery
+    PersistentDedupe(table, window()).mark([(0, 1, ev(1)), (2, 7, ev(2))])
+    restarted = PersistentDedupe(table, window())  # same store, as after recovery
     assert restarted.rebuild() == 2
     assert restarted.window.is_duplicate(ev(1), set())
     assert not restarted.window.is_duplicate(ev(3), set())
 
 
 def test_expired_buckets_are_deleted_from_the_changelog() -> None:
-    table = FakeTable()
-    store = PersistentDedupe(table, DedupeWindow(window_s=DAY_S))
+    table, clock = FakeTable(), Clock()
+    store = PersistentDedupe(table, window(clock, window_s=DAY_S))
     store.mark([(0, 1, ev(1))])
-    store.mark([(0, 2, ev(2, at=T0 + timedelta(days=5)))])
+    clock.now += 2 * DAY_S
+    store.window.advance()
+    store.mark([(0, 2, ev(2, at=T0 - timedelta(days=5)))])  # its old timestamp: no matter
     assert len(table.data) == 1
     assert table.changelog[-1][2] is None  # tombstone for the expired blob
+    assert not store.window.is_duplicate(ev(1), set())
+
+
+def test_a_rebuilt_window_holds_every_bucket_of_the_window_whatever_the_timestamps() -> None:
+    """After a restart, a repeat dated on another day than its first copy is still dropped,
+    and buckets that expired while the worker was down are forgotten and deleted."""
+    table, clock = FakeTable(), Clock()
+    store = PersistentDedupe(table, window(clock, window_s=3 * DAY_S))
+    store.mark([(0, 1, ev(1, at=datetime(2026, 11, 3, 23, 59, 59, 900_000, tzinfo=UTC)))])
+    clock.now += DAY_S
+    store.window.advance()
+    store.mark([(0, 2, ev(2))])
+    clock.now += 3 * DAY_S  # down for three days: ev(1)'s bucket is out of the window
+    restarted = PersistentDedupe(table, window(clock, window_s=3 * DAY_S))
+    assert restarted.rebuild() == 1
+    assert not restarted.window.is_duplicate(ev(1), set())
+    assert restarted.window.is_duplicate(ev(2, at=T0 + timedelta(days=4)), set())
+    assert len(table.data) == 1 and table.changelog[-1][2] is None
 
 
 def test_marking_what_admit_returned_persists_what_marking_the_events_does() -> None:
@@ -57,8 +90,8 @@ def test_marking_what_admit_returned_persists_what_marking_the_events_does() -> 
     event (``mark_seen``), instead of computing them again (``mark``)."""
     events = [(0, 10, ev(1)), (0, 11, ev(2)), (1, 5, ev(3, T0 - timedelta(days=2)))]
     by_events, by_seen = FakeTable(), FakeTable()
-    PersistentDedupe(by_events, DedupeWindow()).mark(events)
-    store = PersistentDedupe(by_seen, DedupeWindow())
+    PersistentDedupe(by_events, window()).mark(events)
+    store = PersistentDedupe(by_seen, window())
     in_flight: set[bytes] = set()
     seen = [(p, o, store.window.admit(e, in_flight)) for p, o, e in events]
     assert store.window.admit(ev(2), in_flight) is None  # a duplicate within the batch

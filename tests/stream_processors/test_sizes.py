@@ -105,11 +105,11 @@ class _Table:
 def test_dedupe_blobs_are_split_to_fit_one_message_and_rebuilt_whole() -> None:
     table = _Table()
     dedupe = PersistentDedupe(table, DedupeWindow(), max_digests=3)
-    accepted = [(0, 7, (bytes([i]) * 16, 100)) for i in range(8)]  # one bucket, one offset
+    b = dedupe.window.bucket  # the bucket of processing time: inside the window
+    accepted = [(0, 7, (bytes([i]) * 16, b)) for i in range(8)]  # one bucket, one offset
     dedupe.mark_seen(accepted)
-    assert table.sent == [("0/100/7", 48), ("0/100/7/1", 48), ("0/100/7/2", 32)]
+    assert table.sent == [(f"0/{b}/7", 48), (f"0/{b}/7/1", 48), (f"0/{b}/7/2", 32)]
     again = PersistentDedupe(table, DedupeWindow())
-    again.window._newest_bucket = 100
     assert again.rebuild() == 8
 
 

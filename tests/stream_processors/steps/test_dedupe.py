@@ -17,13 +17,29 @@ from stream_processors.steps.dedupe import (
 T0 = datetime(2026, 11, 1, 12, tzinfo=UTC)
 
 
+class Clock:
+    """Processing time, moved by the test."""
+
+    def __init__(self, at: datetime = T0) -> None:
+        self.now = at.timestamp()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def pass_(self, **delta: float) -> None:
+        self.now += timedelta(**delta).total_seconds()
+
+
 def ev(event_id: str, project: str = "p", at: datetime = T0) -> ActionEvent:
     return ActionEvent(event_id=event_id, name="a", project=project, timestamp=at)
 
 
 def mark(w: DedupeWindow, *events: ActionEvent) -> None:
+    """Admit and mark, as a batch whose outputs were acknowledged does."""
+    w.advance()
     for e in events:
-        w.add(w.bucket_of(e), [digest(e)])
+        w.add(w.bucket, [digest(e)])
+    w.expire()
 
 
 def test_duplicates_within_a_batch_and_across_batches_are_dropped() -> None:
@@ -51,16 +67,74 @@ def test_dedupe_is_scoped_by_project() -> None:
     assert dedupe_key(ev("1", "a")) != dedupe_key(ev("1", "b"))
 
 
-def test_buckets_older_than_the_window_are_forgotten_and_counted() -> None:
-    w = DedupeWindow(window_s=2 * DAY_S)
-    old = ev("old", at=T0)
-    mark(w, old)
-    mark(w, ev("new", at=T0 + timedelta(days=3)))
-    assert w.expire() == [w.bucket_of(old)]
+def test_a_repeat_with_another_timestamp_is_dropped_and_the_first_copy_wins() -> None:
+    """A retry across midnight, a re-run days later, a copy dated earlier: the first admitted
+    copy is the one kept, whatever the repeats' timestamps (issue 21, item 1)."""
+    clock = Clock()
+    w = DedupeWindow(clock=clock)
+    first = ev("1", at=datetime(2026, 11, 1, 23, 59, 59, 900_000, tzinfo=UTC))
+    assert w.admit(first, set()) == (digest(first), w.bucket)
+    mark(w, first)
+    repeats = [
+        ev("1", at=datetime(2026, 11, 2, 0, 0, 0, 100_000, tzinfo=UTC)),  # the next day
+        ev("1", at=datetime(2026, 11, 5, 9, tzinfo=UTC)),  # days later
+        ev("1", at=datetime(2026, 10, 1, tzinfo=UTC)),  # dated a month earlier
+    ]
+    for repeat in repeats:
+        clock.pass_(days=2)
+        assert w.is_duplicate(repeat, set())
+    assert w.duplicates == 3
     assert len(w) == 1
-    # a repeat older than the window passes (ClickHouse is the backstop) and is counted
-    assert not w.is_duplicate(old, set())
-    assert w.outside_window == 1
+
+
+def test_an_event_is_remembered_for_the_window_of_processing_time_then_forgotten() -> None:
+    clock = Clock()
+    w = DedupeWindow(window_s=2 * DAY_S, clock=clock)
+    mark(w, ev("old"))
+    first_bucket = w.bucket
+    clock.pass_(days=2)  # the window's last bucket: still remembered
+    assert w.is_duplicate(ev("old", at=T0 + timedelta(days=2)), set())
+    mark(w, ev("new", at=T0 - timedelta(days=30)))  # an old timestamp expires nothing
+    assert len(w) == 2
+    clock.pass_(days=1)
+    mark(w)
+    assert first_bucket not in w._buckets and len(w) == 1 and w.expired == 1
+    # admitted more than a window ago: a repeat passes (see docs/architecture.md, Guarantee)
+    assert not w.is_duplicate(ev("old"), set())
+    assert w.is_duplicate(ev("new"), set())
+
+
+def test_timestamps_ahead_of_processing_time_do_not_expire_the_window() -> None:
+    clock = Clock()
+    w = DedupeWindow(window_s=DAY_S, clock=clock)
+    mark(w, ev("1"))
+    mark(w, ev("2", at=T0 + timedelta(days=365)))
+    assert w.is_duplicate(ev("1"), set()) and len(w) == 2
+
+
+def test_a_digest_added_again_keeps_the_bucket_added_last() -> None:
+    """A rebuild adds buckets oldest first: a digest persisted twice expires with the newer."""
+    clock = Clock()
+    w = DedupeWindow(window_s=DAY_S, clock=clock)
+    d = digest(ev("1"))
+    w.add(w.bucket - 1, [d])
+    w.add(w.bucket, [d])
+    assert w.expire() == [] and len(w) == 1
+    clock.pass_(days=1)
+    w.advance()
+    assert w.expire() == [w.bucket - 2] and len(w) == 1  # still in the newer bucket
+    clock.pass_(days=1)
+    w.advance()
+    w.expire()
+    assert len(w) == 0 and w.expired == 1
+
+
+def test_the_window_never_moves_back() -> None:
+    clock = Clock()
+    w = DedupeWindow(clock=clock)
+    bucket = w.bucket
+    w.advance(clock() - 3 * DAY_S)
+    assert w.bucket == bucket
 
 
 def test_window_must_cover_a_bucket() -> None:
