@@ -380,7 +380,13 @@ def test_topics_service_creates_every_topic_co_partitioned(
         monkeypatch.setenv(key, value)
     assert cli.main(service["command"]) == 0
     # no access settings in the compose file: PLAINTEXT on the internal network
-    assert calls == [("kafka:9092", Topics("meterline").all, 8, {"config": {}})]
+    # topics as the worker expects them: Kafka's size limit and replication factor explicit
+    expected = {
+        "replication_factor": 1,
+        "config": {},
+        "topic_configs": {"max.message.bytes": str(8 * 1024 * 1024)},
+    }
+    assert calls == [("kafka:9092", Topics("meterline").all, 8, expected)]
 
 
 def test_dockerignore_drops_local_state_but_keeps_the_package_sources() -> None:
