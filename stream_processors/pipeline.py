@@ -144,10 +144,13 @@ class BatchProcessor:
         self.flush_state = flush_state
         self.dlq_limit = dlq_limit or DlqLimit()
         self.dead_letters = 0
+        #: batches completed (a progress count for :mod:`.stall`)
+        self.batches_done = 0
 
     async def process(self, events: list[EventT]) -> None:
         async with self.lock:
             await self._process(events)
+        self.batches_done += 1
 
     async def _process(self, events: list[EventT]) -> None:
         accepted: list[tuple[int, int, Seen]] = []

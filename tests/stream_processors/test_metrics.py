@@ -15,6 +15,7 @@ from sinks.metrics import SinkMetrics
 from stream_processors.endpoints import new_registry
 from stream_processors.metrics import (
     METRIC_NAMES,
+    StallCollector,
     LagCollector,
     ProcessorMetrics,
     StepCounters,
@@ -48,6 +49,7 @@ def exported_names() -> set[str]:
     register_sdk(MeterlineClient(MemorySink(), flush_at_exit=False), registry)
     other = CollectorRegistry()
     other.register(LagCollector("g", lambda: [("t", 0, 5)]))
+    other.register(StallCollector(SimpleNamespace(stalled=False, stalls=0, remedies=0)))
     names = {m.name for reg in (registry, other) for m in reg.collect()}
     return {n for n in names if n.startswith("meterline_")}
 
