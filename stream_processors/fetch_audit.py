@@ -38,9 +38,10 @@ EVERY_S = 60.0
 #: fetched record is swallowed once before Faust sees it, the way Faust's own fetch loop can
 #: lose one around a rebalance; :mod:`.commits` must then recover it.
 FAULT_ENV = "METERLINE_FAULT_LOSE_FETCHED"
-#: Fault injection, for tests only: when set, the first resume of stream (non-changelog)
-#: partitions is ignored, so they stay paused after the first recovery -- the stall a worker
-#: showed after a crash and restart; :mod:`.stall` must notice and resume it.
+#: Fault injection, for tests only: ``N``, the first N resumes of stream (non-changelog)
+#: partitions are ignored, so they stay paused after the first recovery -- the stall a worker
+#: showed after a crash and restart; :mod:`.stall` must notice and resume it (N = 2: its
+#: first resume is ignored too, and it must rejoin the group).
 PAUSE_FAULT_ENV = "METERLINE_FAULT_STAY_PAUSED"
 
 
@@ -88,10 +89,11 @@ class FetchAudit:
 
     def resume_partitions(self, tps: Any) -> None:
         tps = set(tps)
-        if os.environ.get(PAUSE_FAULT_ENV) and not self.__dict__.get("_kept_paused"):
+        kept = self.__dict__.get("_kept_paused", 0)
+        if kept < int(os.environ.get(PAUSE_FAULT_ENV) or 0):
             streams = {tp for tp in tps if not self._is_changelog_tp(tp)}  # type: ignore[attr-defined]
             if streams:
-                self.__dict__["_kept_paused"] = True
+                self.__dict__["_kept_paused"] = kept + 1
                 log.warning("fault injection: stream partitions stay paused: %s", sorted(streams))
                 tps -= streams
         super().resume_partitions(tps)  # type: ignore[misc]

@@ -198,14 +198,16 @@ def test_a_fetched_record_lost_inside_the_worker_is_read_again(
     assert wait_until(lambda: uncommitted(p, p.settings.app_id, raw) == 0, 60, pipeline=p)
 
 
+@pytest.mark.parametrize("ignored", [1, 2], ids=["resume", "rejoin"])
 def test_a_worker_whose_partitions_stay_paused_is_reported_stalled_and_resumes(
-    pipeline_factory: Any, monkeypatch: pytest.MonkeyPatch
+    pipeline_factory: Any, monkeypatch: pytest.MonkeyPatch, ignored: int
 ) -> None:
     """A worker that is ready but fetches nothing while its partitions have lag (seen after
     a kill -9 and restart, issue 21 item 8). Injected here: its stream partitions stay paused
     after recovery. The stall watch (3 s) reports it, logs the consumer's state, resumes the
-    partitions, and every event lands once; with the watch off (0) nothing would land."""
-    monkeypatch.setenv(PAUSE_FAULT_ENV, "1")
+    partitions (``rejoin``: that resume is ignored too, so it rejoins the group), and every
+    event lands once; with the watch off (0) nothing lands."""
+    monkeypatch.setenv(PAUSE_FAULT_ENV, str(ignored))
     p = pipeline_factory(worker_stall_s=3.0, log_level="info")
     traffic = generate(project="stall", events=2_000, duplicate_rate=0.0, early_rate=0.0)
     send(p, traffic.records)
@@ -214,6 +216,8 @@ def test_a_worker_whose_partitions_stay_paused_is_reported_stalled_and_resumes(
     assert "fault injection: stream partitions stay paused" in log
     assert "processor: stalled for" in log and "paused=[" in log, log[-5000:]
     assert "stall watch: resumed" in log and "the worker is moving again" in log
+    if ignored == 2:
+        assert "asked to rejoin the consumer group" in log, log[-5000:]
 
 
 class SinkProcess(ChildProcess):
