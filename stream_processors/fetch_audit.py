@@ -38,6 +38,11 @@ EVERY_S = 60.0
 #: fetched record is swallowed once before Faust sees it, the way Faust's own fetch loop can
 #: lose one around a rebalance; :mod:`.commits` must then recover it.
 FAULT_ENV = "METERLINE_FAULT_LOSE_FETCHED"
+#: Fault injection, for tests only: ``N``, the first N resumes of stream (non-changelog)
+#: partitions are ignored, so they stay paused after the first recovery -- the stall a worker
+#: showed after a crash and restart; :mod:`.stall` must notice and resume it (N = 2: its
+#: first resume is ignored too, and it must rejoin the group).
+PAUSE_FAULT_ENV = "METERLINE_FAULT_STAY_PAUSED"
 
 
 def _fault() -> tuple[str, int | None, int] | None:
@@ -57,6 +62,14 @@ class FetchAudit:
     app: Any
 
     _audit_last: dict[tuple[Any, str], float]
+    #: records fetched so far, every topic (a progress count for :mod:`.stall`)
+    fetched_records: int = 0
+
+    async def _wait_next_records(self, timeout: float) -> tuple[Any, Any]:
+        records, active = await super()._wait_next_records(timeout)  # type: ignore[misc]
+        if records:
+            self.fetched_records += sum(map(len, records.values()))
+        return records, active
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
         read = self._read_offset
@@ -73,6 +86,17 @@ class FetchAudit:
                 if offset < r_offset:  # a stale read offset: deliver it, not drop it
                     read[tp] = None
             yield tp, message
+
+    def resume_partitions(self, tps: Any) -> None:
+        tps = set(tps)
+        kept = self.__dict__.get("_kept_paused", 0)
+        if kept < int(os.environ.get(PAUSE_FAULT_ENV) or 0):
+            streams = {tp for tp in tps if not self._is_changelog_tp(tp)}  # type: ignore[attr-defined]
+            if streams:
+                self.__dict__["_kept_paused"] = kept + 1
+                log.warning("fault injection: stream partitions stay paused: %s", sorted(streams))
+                tps -= streams
+        super().resume_partitions(tps)  # type: ignore[misc]
 
     def _lose(self, fault: tuple[str, int | None, int], tp: Any, offset: int) -> bool:
         topic, partition, at = fault

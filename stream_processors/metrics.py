@@ -54,6 +54,10 @@ MetricName = Literal[
     "meterline_processor_outcomes_out",  # outcome records produced (incl. retractions)
     "meterline_processor_outcomes_retracted",  # of those: retractions
     "meterline_processor_rule_events_over_cap",  # rule-relevant events over the per-trace cap
+    "meterline_worker_stalled",  # gauge: 1 while the worker's partitions have lag and it
+    # fetches and processes nothing for METERLINE_WORKER_STALL_S (readiness fails too)
+    "meterline_worker_stalls",  # stalls noticed (counter: exposed as ..._total)
+    "meterline_worker_stall_remedies",  # attempts to resume a stalled worker (..._total)
     # -- sink (one per sink process; the embedded sink lives in `meterline up`) --
     "meterline_sink_messages_in",  # Kafka messages consumed
     "meterline_sink_batches",  # batches inserted and committed
@@ -241,3 +245,24 @@ class LagCollector(Collector):
         for topic, partition, lag in rows:
             family.add_metric([self.group, topic, str(partition)], lag)
         yield family
+
+
+class StallCollector(Collector):
+    """The stall watch's state (:class:`stream_processors.stall.StallWatch`), read when scraped."""
+
+    def __init__(self, watch: Any) -> None:
+        self.watch = watch
+
+    def collect(self) -> Iterable[Metric]:
+        w = self.watch
+        yield GaugeMetricFamily(
+            "meterline_worker_stalled",
+            "1 while assigned partitions have lag and nothing is fetched or processed",
+            value=1 if w.stalled else 0,
+        )
+        yield CounterMetricFamily("meterline_worker_stalls", "stalls noticed", value=w.stalls)
+        yield CounterMetricFamily(
+            "meterline_worker_stall_remedies",
+            "attempts to resume a stalled worker",
+            value=w.remedies,
+        )

@@ -10,6 +10,7 @@ chosen URL is written to ``<run dir>/<name>.json`` (see :mod:`stream_processors.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 from typing import Any
@@ -26,8 +27,9 @@ from stream_processors.health import (
     sink_checks,
 )
 from stream_processors.lag import OffsetReader
-from stream_processors.metrics import LagCollector, StepCounters
+from stream_processors.metrics import LagCollector, StallCollector, StepCounters
 from stream_processors.settings import Settings
+from stream_processors.stall import FaustHooks, StallWatch, fetched_count
 
 
 def worker_name() -> str:
@@ -56,23 +58,61 @@ def _server(
 
 
 def worker_endpoints(
-    app: Any, settings: Settings, registry: CollectorRegistry, processor: Any
+    app: Any,
+    settings: Settings,
+    registry: CollectorRegistry,
+    processor: Any,
+    watch: StallWatch | None = None,
 ) -> EndpointServer | None:
     """Endpoints of one Faust worker: its step counters and the lag of its partitions;
-    ready once it is in its consumer group with its table state recovered."""
+    ready once it is in its consumer group with its table state recovered, and while
+    ``watch`` (see :func:`worker_stall_watch`) does not find it stalled."""
     assert settings.kafka_bootstrap
     reader = OffsetReader(settings.kafka_bootstrap)
+    lag = _group_lag(app, settings, reader)
+    registry.register(StepCounters(processor))
+    registry.register(LagCollector(settings.app_id, lag))
+    ready = [kafka_check(reader, settings.topics.raw), group_check(app)]
+    if watch is not None:
+        registry.register(StallCollector(watch))
+        ready.append(watch.problem)
+    return _server(settings, registry, Health(ready=ready), worker_name())
+
+
+def _group_lag(app: Any, settings: Settings, reader: OffsetReader) -> Any:
     topics = settings.topics.raw
 
     def assigned() -> set[tuple[str, int]]:
         return {(tp.topic, tp.partition) for tp in app.assignor.assigned_actives()}
 
-    registry.register(StepCounters(processor))
-    registry.register(
-        LagCollector(settings.app_id, lambda: reader.group_lag(settings.app_id, topics, assigned))
+    return lambda: reader.group_lag(settings.app_id, topics, assigned)
+
+
+def worker_stall_watch(
+    app: Any, settings: Settings, processor: Any
+) -> tuple[StallWatch, threading.Thread] | None:
+    """A :class:`StallWatch` over ``app``'s raw partitions, ticking on its own thread (None
+    when ``settings.worker_stall_s`` is 0). Call before the worker starts: it registers an
+    app task that hands the watch the worker's event loop."""
+    if not settings.worker_stall_s:
+        return None
+    assert settings.kafka_bootstrap
+    hooks = FaustHooks(app)
+    lag = _group_lag(app, settings, OffsetReader(settings.kafka_bootstrap))
+    watch = StallWatch(
+        stall_s=settings.worker_stall_s,
+        progress=lambda: fetched_count(app.consumer) + processor.batches_done,
+        lag=lambda: {(t, p): n for t, p, n in lag()},
+        state=hooks.state,
+        remedy=hooks.remedy,
     )
-    health = Health(ready=[kafka_check(reader, topics), group_check(app)])
-    return _server(settings, registry, health, worker_name())
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def _hand_over_loop() -> None:
+        hooks.loop = asyncio.get_running_loop()
+
+    interval = min(5.0, max(0.5, settings.worker_stall_s / 4))
+    return watch, watch.run(threading.Event(), interval)
 
 
 def sink_endpoints(

@@ -168,10 +168,13 @@ class BatchProcessor:
         limits = getattr(outputs.producer, "limits", None)  # None: a stand-in output
         limit = limits[outputs.dead_letters] if limits is not None else MAX_MESSAGE_BYTES
         self.dead_letter_payload = min(DEFAULT_MAX_RECORD_BYTES, (limit - 8_192) * 3 // 4)
+        #: batches completed (a progress count for :mod:`.stall`)
+        self.batches_done = 0
 
     async def process(self, events: list[EventT]) -> None:
         async with self.lock:
             await self._process(events)
+        self.batches_done += 1
 
     async def _process(self, events: list[EventT]) -> None:
         accepted: list[tuple[int, int, Seen]] = []

@@ -77,6 +77,10 @@ class Settings:
     # a raw partition whose offset commit is held this long on a record that is not being
     # processed is resolved from the log: a proven gap, or a re-read (stream_processors/commits.py)
     commit_resolve_after_s: float = 30.0
+    # a worker whose raw partitions have lag while it fetches and processes nothing for this
+    # long is stalled: readiness fails, it logs its state and tries to resume itself
+    # (stream_processors/stall.py); 0 = no watch
+    worker_stall_s: float = 60.0
     # consumer-group timing; low values make group joins fast (a join waits ~half the session)
     session_timeout_s: float = 6.0
     heartbeat_interval_s: float = 0.5
@@ -222,6 +226,7 @@ class Settings:
             commit_resolve_after_s=float(
                 get("COMMIT_RESOLVE_AFTER_S") or base.commit_resolve_after_s
             ),
+            worker_stall_s=float(get("WORKER_STALL_S") or base.worker_stall_s),
             session_timeout_s=float(get("SESSION_TIMEOUT_S") or base.session_timeout_s),
             heartbeat_interval_s=float(get("HEARTBEAT_INTERVAL_S") or base.heartbeat_interval_s),
             metrics_port=parse_port(get("METRICS_PORT"), base.metrics_port),
@@ -265,6 +270,7 @@ class Settings:
             "SINK_REJECT_MAX_RATIO": str(self.sink_reject_max_ratio),
             "SINK_UNDECODABLE_MAX_RATIO": str(self.sink_undecodable_max_ratio),
             "COMMIT_RESOLVE_AFTER_S": str(self.commit_resolve_after_s),
+            "WORKER_STALL_S": str(self.worker_stall_s),
             "SESSION_TIMEOUT_S": str(self.session_timeout_s),
             "HEARTBEAT_INTERVAL_S": str(self.heartbeat_interval_s),
             "METRICS_PORT": "off" if self.metrics_port is None else str(self.metrics_port),

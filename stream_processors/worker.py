@@ -15,7 +15,7 @@ from stream_processors.app import create_app
 from stream_processors.endpoints import new_registry
 from stream_processors.gc_tuning import tune_gc
 from stream_processors.metrics import ProcessorMetrics
-from stream_processors.monitoring import worker_endpoints
+from stream_processors.monitoring import worker_endpoints, worker_stall_watch
 from stream_processors.pipeline import build_pipeline
 from stream_processors.settings import Settings
 
@@ -26,7 +26,8 @@ def main() -> None:
     app = create_app(settings, store=settings.store)
     registry = new_registry("processor")
     processor = build_pipeline(app, settings, ProcessorMetrics(registry))
-    server = worker_endpoints(app, settings, registry, processor)
+    watched = worker_stall_watch(app, settings, processor)
+    server = worker_endpoints(app, settings, registry, processor, watched and watched[0])
     if server is not None:
         atexit.register(server.stop)
     # JSON logs: no banner on stdout (--quiet), so every line of the log is one JSON object

@@ -21,7 +21,7 @@ from stream_processors.demo.traffic import Traffic, generate
 from stream_processors.embedded.child import ChildProcess
 from stream_processors.embedded.runtime import Pipeline
 from stream_processors.end_offsets import true_end_offsets
-from stream_processors.fetch_audit import FAULT_ENV
+from stream_processors.fetch_audit import FAULT_ENV, PAUSE_FAULT_ENV
 from stream_processors.settings import Settings
 from tests.fixtures import committed_offsets, wait_until
 
@@ -110,7 +110,8 @@ def retries_of(traffic: Traffic, share: float, seed: int = 3) -> list[Any]:
 def test_kill_9_of_a_processor_worker_mid_stream_loses_and_doubles_nothing(
     pipeline_factory: Any,
 ) -> None:
-    p = pipeline_factory(log_level="info")
+    # a stall is noticed (readiness, log with the consumer's state) and resumed within the wait
+    p = pipeline_factory(log_level="info", worker_stall_s=15)
     traffic = generate(project="kill9", events=40_000, duplicate_rate=0.02, early_rate=0.05)
     half = len(traffic.records) // 2
     send(p, traffic.records[:half])
@@ -195,6 +196,28 @@ def test_a_fetched_record_lost_inside_the_worker_is_read_again(
     assert "re-reading the partition from it" in log, log[-5000:]
     raw = p.settings.topics.raw  # and the commits move on past the re-read records
     assert wait_until(lambda: uncommitted(p, p.settings.app_id, raw) == 0, 60, pipeline=p)
+
+
+@pytest.mark.parametrize("ignored", [1, 2], ids=["resume", "rejoin"])
+def test_a_worker_whose_partitions_stay_paused_is_reported_stalled_and_resumes(
+    pipeline_factory: Any, monkeypatch: pytest.MonkeyPatch, ignored: int
+) -> None:
+    """A worker that is ready but fetches nothing while its partitions have lag (seen after
+    a kill -9 and restart, issue 21 item 8). Injected here: its stream partitions stay paused
+    after recovery. The stall watch (3 s) reports it, logs the consumer's state, resumes the
+    partitions (``rejoin``: that resume is ignored too, so it rejoins the group), and every
+    event lands once; with the watch off (0) nothing lands."""
+    monkeypatch.setenv(PAUSE_FAULT_ENV, str(ignored))
+    p = pipeline_factory(worker_stall_s=3.0, log_level="info")
+    traffic = generate(project="stall", events=2_000, duplicate_rate=0.0, early_rate=0.0)
+    send(p, traffic.records)
+    exactly_once(p, traffic, 90)
+    log = "\n".join(w.log_path.read_text(errors="replace") for w in p.workers)
+    assert "fault injection: stream partitions stay paused" in log
+    assert "processor: stalled for" in log and "paused=[" in log, log[-5000:]
+    assert "stall watch: resumed" in log and "the worker is moving again" in log
+    if ignored == 2:
+        assert "asked to rejoin the consumer group" in log, log[-5000:]
 
 
 class SinkProcess(ChildProcess):

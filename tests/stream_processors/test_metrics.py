@@ -17,6 +17,7 @@ from stream_processors.metrics import (
     METRIC_NAMES,
     LagCollector,
     ProcessorMetrics,
+    StallCollector,
     StepCounters,
 )
 from stream_processors.rules.stage import StageStats
@@ -55,6 +56,7 @@ def exported_names() -> set[str]:
     register_sdk(MeterlineClient(MemorySink(), flush_at_exit=False), registry)
     other = CollectorRegistry()
     other.register(LagCollector("g", lambda: [("t", 0, 5)]))
+    other.register(StallCollector(SimpleNamespace(stalled=False, stalls=0, remedies=0)))
     names = {m.name for reg in (registry, other) for m in reg.collect()}
     return {n for n in names if n.startswith("meterline_")}
 
