@@ -31,6 +31,12 @@ restart, so the partition is *re-read from C*, as a restart would: the records a
 come again and the dedupe window drops them. At most
 ``MAX_REREADS`` re-reads per held offset, then an error is logged and the partition stays
 held (its lag grows): the safe failure for billing data.
+
+The same hold covers a partition read past ``C`` with *nothing* acknowledged and ``C`` not in
+flight (seen after a kill -9 and restart: ``telemetry[1]`` committed at 15, read to 25, no
+record of it ever reached the agent). Faust only asks partitions with acknowledgements for
+an offset to commit, so such a partition would never be looked at and never move again:
+:meth:`_filter_tps_with_pending_acks` adds every partition read past its committed offset.
 """
 
 from __future__ import annotations
@@ -71,15 +77,45 @@ class StrictCommits:
             log.warning("offset commits frozen: %s", reason)
         self.__dict__["_frozen"] = True
 
+    def _filter_tps_with_pending_acks(self, topics: Any = None) -> Any:
+        """Faust's partitions with acknowledgements, and every partition read past its
+        committed offset (so that one whose records never reach the agent is held and
+        resolved, not forgotten)."""
+        tps = list(super()._filter_tps_with_pending_acks(topics))  # type: ignore[misc]
+        known = set(tps)
+        for tp, offset in list(getattr(self, "_read_offset", {}).items()):
+            if offset is None or tp in known or not self._acks_enabled(tp):
+                continue  # changelogs (no acknowledgements) are never held
+            if topics is None or tp in topics or tp.topic in topics:
+                tps.append(tp)
+        return iter(tps)
+
+    def _acks_enabled(self, tp: Any) -> bool:
+        """Does Faust acknowledge ``tp``'s records (a stream's source topic, not a table's
+        changelog)?"""
+        app = getattr(self, "app", None)
+        return app is not None and bool(app.topics.acks_enabled_for(tp.topic))
+
+    def _head(self, tp: Any) -> int | None:
+        """The committed offset ``C`` (the next record to process), None while unknown."""
+        committed: int | None = self._committed_offset[tp]
+        if committed is None and tp in self._state("_seeked", set):
+            return 0  # never committed: the group reads from the earliest offset
+        return committed  # None: between assignment and seek, the head is not known yet
+
     def _new_offset(self, tp: Any) -> int | None:
-        acked = self._acked[tp]
-        if not acked or self.__dict__.get("_frozen"):
+        if self.__dict__.get("_frozen"):
             return None
-        committed = self._committed_offset[tp]
+        acked = self._acked[tp]
+        committed = self._head(tp)
         if committed is None:
-            if tp not in self._state("_seeked", set):
-                return None  # between assignment and seek: the head is not known yet
-            committed = 0  # never committed: the group reads from the earliest offset
+            return None
+        if not acked:
+            read = getattr(self, "_read_offset", {}).get(tp)
+            if read is not None and read > committed and self._acks_enabled(tp):
+                # read past C, nothing acknowledged: held and resolved like any other hold
+                self._held(tp, committed, read, 0)
+            return None
         if min(acked) > committed:
             gap = self._gap.get(tp)
             if not (gap and gap.at(committed)):  # only proven gaps (see _resolve)
@@ -125,11 +161,18 @@ class StrictCommits:
                 )  # fmt: skip
                 holds[tp] = (committed, since, rereads + 1)
             return
-        log.warning(
-            "%s: commit held at offset %d for %.0f s: that record is not acknowledged (%d "
-            "later ones are, first %d); resolving it from the log",
-            tp, committed, now - since, n_acked, first_acked,
-        )  # fmt: skip
+        if n_acked:
+            log.warning(
+                "%s: commit held at offset %d for %.0f s: that record is not acknowledged (%d "
+                "later ones are, first %d); resolving it from the log",
+                tp, committed, now - since, n_acked, first_acked,
+            )  # fmt: skip
+        else:
+            log.warning(
+                "%s: commit held at offset %d for %.0f s: the partition was read to offset %d "
+                "and none of it was acknowledged or is in flight; resolving it from the log",
+                tp, committed, now - since, first_acked,
+            )  # fmt: skip
         holds[tp] = (committed, now, rereads)
         task = asyncio.ensure_future(self._resolve(tp, committed))
         busy[tp] = task

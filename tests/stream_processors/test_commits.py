@@ -196,3 +196,42 @@ def test_frozen_commits_commit_nothing() -> None:
     c = _consumer(_Strict, 10, [10, 11])
     c.freeze_commits("the agent stopped mid-take")
     assert c._new_offset(TP) is None
+
+
+class _Topics:
+    def __init__(self, acking: set[str]) -> None:
+        self.acking = acking
+
+    def acks_enabled_for(self, topic: str) -> bool:
+        return topic in self.acking
+
+
+class _TP(tuple[str, int]):
+    @property
+    def topic(self) -> str:
+        return self[0]
+
+
+def test_a_partition_read_past_its_commit_with_nothing_acknowledged_is_resolved() -> None:
+    # seen after kill -9 and restart: telemetry[1] committed at 15, read to 25, none of it
+    # reached the agent; Faust asks only partitions with acknowledgements for a commit
+    async def scenario() -> None:
+        tp, changelog = _TP(("raw", 0)), _TP(("app-trajectories-changelog", 0))
+        c, clock, seeks = _resolving(15, [], in_log=15)
+        c._committed_offset = defaultdict(lambda: None, {tp: 15})
+        c._acked = defaultdict(list)
+        c._seeked = {tp, changelog}
+        c._read_offset = {tp: 25, changelog: 657}
+        c.app = type("App", (), {"topics": _Topics({"raw"})})()
+        assert list(c._filter_tps_with_pending_acks()) == [tp]  # the changelog never
+        assert c._new_offset(tp) is None  # the hold starts
+        clock.now += RESOLVE_AFTER_S
+        assert c._new_offset(tp) is None
+        await _settle()
+        assert seeks == [(tp, 15)]  # re-read from the committed offset
+        assert c._new_offset(changelog) is None
+        c._read_offset[tp] = 14  # everything processed and committed: nothing to hold
+        c._committed_offset[tp] = 26
+        assert c._new_offset(tp) is None
+
+    asyncio.run(scenario())
