@@ -1,5 +1,5 @@
 """The ``meterline`` command line: up, demo, worker, topics, sink, status, report, sql,
-backfill, replay-dead-letters."""
+backfill, reprice, reconcile, replay-dead-letters."""
 
 from __future__ import annotations
 
@@ -226,6 +226,15 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     )  # fmt: skip
 
 
+def cmd_reprice(args: argparse.Namespace) -> int:
+    from stream_processors.billing.commands import run_reprice
+
+    return run_reprice(
+        _settings(args), start=args.start, end=args.end, project=args.project,
+        wait_s=args.wait_s,
+    )  # fmt: skip
+
+
 def cmd_corrections(args: argparse.Namespace) -> int:
     from stream_processors.billing.commands import run_corrections
 
@@ -286,6 +295,15 @@ def _billing_parsers(sub: Any, common: Any) -> None:
     )
     backfill.add_argument("--wait-s", type=float, default=60.0, help=wait_help)
     backfill.set_defaults(func=cmd_backfill)
+    reprice = sub.add_parser(
+        "reprice", help="recompute llm_call costs for a period with the current price book"
+    )
+    control(reprice)
+    reprice.add_argument("--from", dest="start", type=day, required=True)
+    reprice.add_argument("--to", dest="end", type=day, required=True)
+    reprice.add_argument("--project", help="only this project")
+    reprice.add_argument("--wait-s", type=float, default=60.0, help=wait_help)
+    reprice.set_defaults(func=cmd_reprice)
     corrections = sub.add_parser(
         "corrections",
         help="re-evaluate the trajectories late events asked to correct (outcome_corrections)",

@@ -142,14 +142,25 @@ def _unpriced(settings: Settings, out: Out) -> None:
     """The unpriced models of the last :data:`UNPRICED_DAYS` days (through the running
     ``up``'s query endpoint when it holds chDB)."""
     from stream_processors.billing.client import open_client
-    from stream_processors.billing.unpriced import unpriced_models
 
     url = settings.effective_clickhouse_url
     if urlsplit(url).scheme == "chdb" and not Path(urlsplit(url).path).is_dir():
         return
+    try:
+        client = open_client(settings)
+    except Exception as exc:
+        out(f"Unpriced models: not readable ({type(exc).__name__}: {exc})")
+        return
+    print_unpriced(client, settings.database, out)
+
+
+def print_unpriced(client: Any, database: str, out: Out) -> None:
+    """The unpriced-models section of ``status`` from ``client``."""
+    from stream_processors.billing.unpriced import unpriced_models
+
     since = datetime.now(UTC) - timedelta(days=UNPRICED_DAYS)
     try:
-        found = unpriced_models(open_client(settings), settings.database, since)
+        found = unpriced_models(client, database, since)
     except Exception as exc:
         out(f"Unpriced models: not readable ({type(exc).__name__}: {exc})")
         return

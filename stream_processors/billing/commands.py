@@ -1,4 +1,4 @@
-"""The billing subcommands of ``meterline``: report, sql, backfill, corrections.
+"""The billing subcommands of ``meterline``: report, sql, backfill, reprice, corrections.
 
 Exit codes: 0 done, 1 ClickHouse refused or is unavailable, or events are not all landed
 (backfill, corrections: nothing written), 2 bad arguments or config.
@@ -6,6 +6,7 @@ Exit codes: 0 done, 1 ClickHouse refused or is unavailable, or events are not al
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from datetime import date
 from pathlib import Path
@@ -19,6 +20,7 @@ from stream_processors.billing.corrections import run_once as run_corrections_on
 from stream_processors.billing.display_names import sync_display_names
 from stream_processors.billing.endpoint import RemoteClient
 from stream_processors.billing.errors import BillingError
+from stream_processors.billing.reprice import reprice_landed
 from stream_processors.billing.watermark import Watermark
 from stream_processors.control_plane import ControlPlaneError, load_control_plane
 from stream_processors.demo.report import table
@@ -110,6 +112,42 @@ def run_backfill(
         f"meterline backfill {start}..{end}{f' project {project}' if project else ''}: "
         f"{done['outcomes']} outcomes, {done['retracted']} retracted, "
         f"{done['seat_rows']} seat rows (control plane version {config.version})"
+    )
+    return 0
+
+
+def run_reprice(
+    settings: Settings, *, start: date, end: date, project: str | None, wait_s: float = 60.0
+) -> int:
+    """Re-price the period's llm_calls with the current book (the control plane, if any,
+    on the pinned genai-prices); refuses like backfill when events have not landed."""
+    if end < start:
+        return _fail("--to is before --from", 2)
+    try:
+        config = _config(settings.control_plane)
+        client = open_client(settings)
+        if isinstance(client, RemoteClient):  # `meterline up` holds chDB: it re-prices
+            done = client.call("/reprice", {
+                "control_plane": str(settings.control_plane.resolve())
+                if settings.control_plane else None,
+                "from": start.isoformat(), "to": end.isoformat(), "project": project,
+                "wait_s": wait_s,
+            })  # fmt: skip
+        else:
+            writer = clickhouse_writer(settings, client)
+            watermark = Watermark.from_settings(settings)
+            result = reprice_landed(writer, config, start, end, project, watermark, wait_s)
+            done = dataclasses.asdict(result)
+    except ControlPlaneError as exc:
+        return _fail(str(exc), 2)
+    except BillingError as exc:
+        return _fail(str(exc), 1)
+    except Exception as exc:
+        return _fail(f"reprice failed: {exc}", 1)
+    print(
+        f"meterline reprice {start}..{end}{f' project {project}' if project else ''}: "
+        f"{done['calls']} llm calls, {done['repriced']} repriced, {done['unpriced']} still "
+        f"unpriced or invalid (price book {done['price_book']})"
     )
     return 0
 

@@ -39,4 +39,7 @@ def unpriced_models(
     rows = client.query(
         UNPRICED.format(db=db), parameters={"since": since, "limit": limit}
     ).result_rows
-    return [UnpricedModel(*(str(x) if i < 4 else x for i, x in enumerate(r))) for r in rows]
+    return [
+        UnpricedModel(str(p), str(v), str(m), str(s), int(n), int(i), int(o), t)
+        for p, v, m, s, n, i, o, t in rows
+    ]
