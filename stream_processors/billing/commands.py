@@ -1,7 +1,9 @@
-"""The billing subcommands of ``meterline``: report, sql, backfill, reprice, corrections.
+"""The billing subcommands of ``meterline``: report, sql, backfill, reprice, reconcile,
+corrections.
 
 Exit codes: 0 done, 1 ClickHouse refused or is unavailable, or events are not all landed
-(backfill, corrections: nothing written), 2 bad arguments or config.
+(backfill, reprice, corrections: nothing written), 2 bad arguments, config or export file,
+3 reconcile: a drift over the threshold.
 """
 
 from __future__ import annotations
@@ -149,6 +151,38 @@ def run_reprice(
         f"{done['calls']} llm calls, {done['repriced']} repriced, {done['unpriced']} still "
         f"unpriced or invalid (price book {done['price_book']})"
     )
+    return 0
+
+
+#: Exit code of ``reconcile`` when a day and model drift over the threshold.
+DRIFT_EXIT = 3
+
+
+def run_reconcile(
+    settings: Settings, *, provider: str, path: Path, project: str | None,
+    threshold_pct: float, min_usd: float,
+) -> int:  # fmt: skip
+    """Print the drift per day and model; exit :data:`DRIFT_EXIT` when one is over
+    ``threshold_pct`` percent of the billed cost and over ``min_usd``."""
+    from stream_processors.billing.reconcile import ExportError, load_export, reconcile, render
+
+    try:
+        billed = load_export(provider, path.read_bytes())  # type: ignore[arg-type]
+        drifts = reconcile(open_client(settings), settings.database, provider,  # type: ignore[arg-type]
+                           billed, project)  # fmt: skip
+    except (OSError, ExportError) as exc:
+        return _fail(f"{path}: {exc}", 2)
+    except BillingError as exc:
+        return _fail(str(exc), 1)
+    except Exception as exc:
+        return _fail(f"reconcile failed: {exc}", 1)
+    print(render(drifts, threshold_pct, min_usd), end="")
+    over = [d for d in drifts if d.over(threshold_pct, min_usd)]
+    if over:
+        return _fail(
+            f"{len(over)} day/model rows drift more than {threshold_pct}% and "
+            f"${min_usd} from the {provider} export", DRIFT_EXIT,
+        )  # fmt: skip
     return 0
 
 

@@ -18,12 +18,14 @@ from genai_prices import Usage, calc_price
 from producers import MeterlineProducer
 from schemas import ActionEvent, ActionKind
 from sinks.clickhouse.writer import ClickHouseWriter
+from stream_processors.billing.reconcile import load_export, reconcile
 from stream_processors.billing.reprice import reprice
 from stream_processors.control_plane import load_control_plane
 from stream_processors.status import print_unpriced
 from tests.fixtures import wait_until
 
 pytestmark = pytest.mark.integration
+FIXTURES = Path(__file__).parent.parent / "stream_processors" / "billing" / "fixtures"
 
 CP1 = """
 version: 1
@@ -63,9 +65,9 @@ def genai(model: str, provider: str, ts: datetime, **usage: int) -> float:
 def cases() -> list[tuple[ActionEvent, float | None, float, str, str]]:
     acme1 = (1000 * 1.0 + 500 * 2.0) / 1e6
     acme2 = (1000 * 3.0 + 500 * 4.0) / 1e6
-    oai = genai("gpt-4o-mini", "openai", NOV10, input_tokens=1000, cache_read_tokens=400,
+    oai = genai("gpt-4o-mini-2024-07-18", "openai", NOV10, input_tokens=1000, cache_read_tokens=400,
                 output_tokens=300)  # fmt: skip
-    ant = genai("claude-sonnet-4-5", "anthropic", NOV10, input_tokens=3000,
+    ant = genai("claude-sonnet-4-5-20250929", "anthropic", NOV10, input_tokens=3000,
                 cache_read_tokens=1000, cache_write_tokens=1500, output_tokens=10)  # fmt: skip
     return [
         (llm("acme-nov10", "acme-llm", "acme", input_tokens=1000, output_tokens=500),
@@ -77,20 +79,20 @@ def cases() -> list[tuple[ActionEvent, float | None, float, str, str]]:
         (llm("long-above", "long-llm", "x", input_tokens=1001, output_tokens=10),
          10110 / 1e6, 10110 / 1e6, "computed", "priced"),
         # OpenAI: prompt_tokens include the cached ones; reasoning is part of the output
-        (llm("openai", "gpt-4o-mini", "openai", input_tokens=1000, cached_tokens=400,
+        (llm("openai", "gpt-4o-mini-2024-07-18", "openai", input_tokens=1000, cached_tokens=400,
              output_tokens=300, properties={"reasoning_tokens": 120}),
          oai, oai, "computed", "priced"),
         # Anthropic raw usage: input_tokens exclude cache reads and writes
-        (llm("anthropic-raw", "claude-sonnet-4-5", "anthropic", input_tokens=500,
+        (llm("anthropic-raw", "claude-sonnet-4-5-20250929", "anthropic", input_tokens=500,
              cached_tokens=1000, output_tokens=10,
              properties={"token_convention": "anthropic", "cache_creation_input_tokens": 1500}),
          ant, ant, "computed", "priced"),
         # the same call as the SDK records it (inclusive), with the SDK's own estimate
-        (llm("anthropic-sdk", "claude-sonnet-4-5", "anthropic", input_tokens=3000,
+        (llm("anthropic-sdk", "claude-sonnet-4-5-20250929", "anthropic", input_tokens=3000,
              cached_tokens=1000, output_tokens=10, cost_usd=0.5,
              properties={"cache_creation_input_tokens": 1500, "cost_source": "genai-prices"}),
          ant, ant, "computed", "priced"),
-        (llm("bad-tokens", "gpt-4o-mini", "openai", input_tokens=10, cached_tokens=20),
+        (llm("bad-tokens", "gpt-4o-mini-2024-07-18", "openai", input_tokens=10, cached_tokens=20),
          None, 0.0, "none", "invalid_tokens"),
         (llm("provider-cost", "acme-llm", "acme", input_tokens=1000, output_tokens=500,
              cost_usd=0.77), acme1, 0.77, "provider", "priced"),
@@ -146,7 +148,7 @@ def test_stream_pricing_status_hot_reload_and_reprice(
     print_unpriced(pipeline.clickhouse, db, lines.append)
     mystery = [line.split() for line in lines if "mystery-9" in line]
     assert mystery == [["p", "acme", "mystery-9", "unpriced", "3", "300", "21"]], lines
-    assert any("invalid_tokens" in line and "gpt-4o-mini" in line for line in lines)
+    assert any("invalid_tokens" in line and "gpt-4o-mini-2024-07-18" in line for line in lines)
 
     # hot reload: version 2 prices mystery-9; the running worker picks it up
     config.write_text(cp2())
@@ -192,4 +194,14 @@ def test_stream_pricing_status_hot_reload_and_reprice(
     lines.clear()
     print_unpriced(pipeline.clickhouse, db, lines.append)
     assert not any("mystery-9" in line for line in lines)
+
+    # reconcile against the providers' exports: OpenAI matches, Anthropic bills $0.02 more
+    for provider, name, over in (("openai", "openai_costs.json", False),
+                                 ("anthropic", "anthropic_cost_report.json", True)):  # fmt: skip
+        export = load_export(provider, (FIXTURES / name).read_bytes())  # type: ignore[arg-type]
+        drifts = reconcile(pipeline.clickhouse, db, provider, export, "p")  # type: ignore[arg-type]
+        day = [d for d in drifts if d.day == date(2026, 11, 10)]
+        assert len(day) == 1, drifts
+        assert day[0].over(1.0, 0.01) is over, drifts
+        assert day[0].drift_usd == pytest.approx(-0.02 if over else 0.0, abs=1e-9), drifts
 
