@@ -14,13 +14,12 @@ from schemas.control_plane import ControlPlane, CostPolicy
 from schemas.derived import CostSource, PriceStatus
 from stream_processors.pricing.catalog import catalog_segments, catalog_version
 from stream_processors.pricing.overrides import Overrides
-from stream_processors.pricing.rates import Schedule
+from stream_processors.pricing.rates import Schedule, Segment
 from stream_processors.pricing.tokens import split
 
 #: ``properties.cost_source`` values of a cost the SDK computed itself (not the provider's).
 SDK_COST_SOURCES = frozenset({"genai-prices", "override", "unpriced"})
 _MAX_CACHED = 100_000
-_MISS = object()
 
 
 class Priced(NamedTuple):
@@ -46,20 +45,34 @@ class PriceBook:
         self.version = book_version(config)
         self._overrides = Overrides(config)
         self._settings = config.pricing if config is not None else None
-        self._schedules: dict[tuple[str, str | None, str | None], Schedule | None] = {}
+        #: per (project, provider, model): the schedule and its time-invariant segment
+        self._schedules: dict[
+            tuple[str, str | None, str | None], tuple[Schedule | None, Segment | None]
+        ] = {}
+        #: True when every project bills the provider's cost if present (the default)
+        self._provider_first = self._settings is None or (
+            self._settings.policy == "provider_else_computed"
+            and all(p == "provider_else_computed" for p in self._settings.projects.values())
+        )
 
     def schedule(self, project: str, provider: str | None, model: str | None) -> Schedule | None:
+        return self._compiled(project, provider, model)[0]
+
+    def _compiled(
+        self, project: str, provider: str | None, model: str | None
+    ) -> tuple[Schedule | None, Segment | None]:
         key = (project, provider, model)
-        found = self._schedules.get(key, _MISS)
-        if found is not _MISS:
-            return found  # type: ignore[return-value]
+        found = self._schedules.get(key)
+        if found is not None:
+            return found
         if len(self._schedules) >= _MAX_CACHED:
             self._schedules.clear()
         m, p = (model or "").lower(), (provider or "").lower()
         segments = self._overrides.segments(project, p, m) + catalog_segments(p or None, m)
         built = Schedule(segments) if segments else None
-        self._schedules[key] = built
-        return built
+        entry = (built, built.always if built is not None else None)
+        self._schedules[key] = entry
+        return entry
 
     def policy(self, project: str) -> CostPolicy:
         s = self._settings
@@ -77,20 +90,19 @@ class PriceBook:
         if parts is None:
             status: PriceStatus = "invalid_tokens"
         else:
-            project = ev.project
-            schedule = self._schedules.get((project, ev.provider, ev.model), _MISS)
-            if schedule is _MISS:
-                schedule = self.schedule(project, ev.provider, ev.model)
-            segment = None
-            if schedule is not None:
-                segment = schedule.at(ev.timestamp.timestamp())  # type: ignore[attr-defined]
+            entry = self._schedules.get((ev.project, ev.provider, ev.model))
+            if entry is None:
+                entry = self._compiled(ev.project, ev.provider, ev.model)
+            schedule, segment = entry
+            if segment is None and schedule is not None:
+                segment = schedule.at(ev.timestamp.timestamp())
             if segment is None:
                 status = "unpriced"
             else:
                 status, computed = "priced", segment.rate.cost(parts)
         reported = ev.cost_usd
         if reported > 0 and props.get("cost_source") not in SDK_COST_SOURCES and (
-            self.policy(ev.project) == "provider_else_computed"
+            self._provider_first or self.policy(ev.project) == "provider_else_computed"
         ):
             return computed, reported, "provider", status
         if computed is None:

@@ -86,6 +86,15 @@ class Schedule:
 
     segments: tuple[Segment, ...]
 
+    @property
+    def always(self) -> Segment | None:
+        """The segment that prices every event time when the first one does (no dated
+        price before it), else None: the hot path then skips reading the event time."""
+        first = self.segments[0] if self.segments else None
+        if first is not None and first.start == NEVER and first.end == FOREVER:
+            return first
+        return None
+
     def at(self, t: float) -> Segment | None:
         for s in self.segments:
             if s.start <= t < s.end:

@@ -25,34 +25,28 @@ ConfigSource = Callable[[], ControlPlane | None]
 
 class PricingStats:
     """Plain counters read by the metrics collector (no Prometheus call per event):
-    ``by_status`` (priced, unpriced, invalid_tokens) and ``by_source`` (provider,
-    computed, none) of the calls priced."""
+    ``by_status`` (priced, unpriced, invalid_tokens) of the calls priced."""
 
-    __slots__ = ("by_source", "by_status")
+    __slots__ = ("by_status",)
 
     def __init__(self) -> None:
         self.by_status = dict.fromkeys(("priced", "unpriced", "invalid_tokens"), 0)
-        self.by_source = dict.fromkeys(("provider", "computed", "none"), 0)
 
     @property
     def unpriced(self) -> int:
         return self.by_status["unpriced"]
 
 
-def _templates(version: str) -> dict[tuple[str, str, bool], bytes]:
-    """``pricing`` JSON templates by (source, status, has a computed cost): the floats
-    are formatted into them with ``%a`` (repr: the shortest round-trip form)."""
-    book = json.dumps(version).encode().replace(b"%", b"%%")
-    out: dict[tuple[str, str, bool], bytes] = {}
-    for source in ("provider", "computed", "none"):
-        for status in ("priced", "unpriced", "invalid_tokens"):
-            for has in (True, False):
-                out[(source, status, has)] = (
-                    b'{"computed_cost_usd":%s,"billed_cost_usd":%%a,"cost_source":"%s",'
-                    b'"price_status":"%s","price_book":%s}'
-                    % (b"%a" if has else b"null", source.encode(), status.encode(), book)
-                )
-    return out
+def _tails(version: str) -> dict[tuple[str, str], str]:
+    """The end of the ``pricing`` JSON by (source, status); the costs go before it as
+    their ``repr`` (the shortest round-trip form)."""
+    book = json.dumps(version)
+    return {
+        (source, status): f'"cost_source":"{source}","price_status":"{status}",'
+        f'"price_book":{book}}}'
+        for source in ("provider", "computed", "none")
+        for status in ("priced", "unpriced", "invalid_tokens")
+    }
 
 
 class PricingStep:
@@ -66,8 +60,8 @@ class PricingStep:
     def _refresh(self, config: ControlPlane | None) -> None:
         self._config = config
         self.book = PriceBook(config)
-        self._json = _templates(self.book.version)
-        self._computed = self._json[("computed", "priced", True)].replace(b"%a", b"%s")
+        self._tails = _tails(self.book.version)
+        self._fields = self.book.price_fields
 
     def price(self, ev: Any) -> Priced:
         config = self._source()
@@ -75,7 +69,6 @@ class PricingStep:
             self._refresh(config)
         priced = self.book.price(ev)
         self.stats.by_status[priced.status] += 1
-        self.stats.by_source[priced.source] += 1
         return priced
 
     def price_json(self, ev: Any) -> bytes | None:
@@ -85,15 +78,12 @@ class PricingStep:
         config = self._source()
         if config is not self._config:
             self._refresh(config)
-        computed, billed, source, status = self.book.price_fields(ev)
-        stats = self.stats
-        stats.by_status[status] += 1
-        stats.by_source[source] += 1
+        computed, billed, source, status = self._fields(ev)
+        self.stats.by_status[status] += 1
+        tail = self._tails[(source, status)]
         if computed is None:
-            return self._json[(source, status, False)] % (billed,)
-        if source == "computed":  # billed is computed: one float to format
-            return self._computed % ((c := repr(computed).encode()), c)
-        return self._json[(source, status, True)] % (computed, billed)
+            return f'{{"computed_cost_usd":null,"billed_cost_usd":{billed!r},{tail}'.encode()
+        return f'{{"computed_cost_usd":{computed!r},"billed_cost_usd":{billed!r},{tail}'.encode()
 
     def pricing(self, ev: Any) -> Pricing | None:
         """The same as a model (the processor's sweep path)."""

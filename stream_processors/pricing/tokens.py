@@ -29,41 +29,39 @@ from typing import Any
 Parts = tuple[int, int, int, int, int, int]
 
 
-def _count(props: dict[str, Any], *keys: str) -> int | None:
-    """The first key present: a non-negative int (bool refused), 0 when none is; None when
-    the value is not a count."""
-    for key in keys:
-        value = props.get(key)
-        if value is None:
-            continue
-        if type(value) is not int or value < 0:
-            return None
-        return value
-    return 0
+def _count(value: Any) -> int | None:
+    """A present count: a non-negative int (bool refused); None when it is not one."""
+    if type(value) is not int or value < 0:
+        return None
+    return value  # type: ignore[no-any-return]
 
 
 def split(
     input_tokens: int, output_tokens: int, cached_tokens: int, props: dict[str, Any]
 ) -> Parts | None:
     """The billed parts of one call, or None when its counts contradict each other."""
-    if not props:  # the common case: no cache writes, no reasoning split
-        uncached = input_tokens - cached_tokens
-        if uncached < 0:
-            return None
-        return (uncached, cached_tokens, 0, output_tokens, 0, input_tokens)
-    write = _count(props, "cache_write_tokens", "cache_creation_input_tokens")
-    reasoning = _count(props, "reasoning_tokens")
-    if write is None or reasoning is None or reasoning > output_tokens:
-        return None
-    convention = props.get("token_convention", "inclusive")
-    if convention == "anthropic":
-        prompt = input_tokens + cached_tokens + write
-        uncached = input_tokens
-    elif convention == "inclusive":
-        prompt = input_tokens
+    write = reasoning = 0
+    inclusive = True
+    if props:
+        w = props.get("cache_write_tokens")
+        if w is None:
+            w = props.get("cache_creation_input_tokens")
+        r = props.get("reasoning_tokens")
+        convention = props.get("token_convention")
+        if w is not None or r is not None or convention is not None:
+            write = 0 if w is None else _count(w)  # type: ignore[assignment]
+            reasoning = 0 if r is None else _count(r)  # type: ignore[assignment]
+            if write is None or reasoning is None or reasoning > output_tokens:
+                return None
+            if convention == "anthropic":
+                inclusive = False
+            elif convention not in (None, "inclusive"):
+                return None
+    if inclusive:
         uncached = input_tokens - cached_tokens - write
         if uncached < 0:
             return None
-    else:
-        return None
-    return (uncached, cached_tokens, write, output_tokens - reasoning, reasoning, prompt)
+        return (uncached, cached_tokens, write, output_tokens - reasoning, reasoning,
+                input_tokens)  # fmt: skip
+    prompt = input_tokens + cached_tokens + write
+    return (input_tokens, cached_tokens, write, output_tokens - reasoning, reasoning, prompt)
