@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 
 from schemas.control_plane import ControlPlane, CostPolicy
 from schemas.derived import CostSource, PriceStatus
+from schemas.events import MAX_COST_USD
 from stream_processors.pricing.catalog import catalog_segments, catalog_version
 from stream_processors.pricing.overrides import Overrides
 from stream_processors.pricing.rates import Schedule, Segment
@@ -100,6 +101,8 @@ class PriceBook:
                 status = "unpriced"
             else:
                 status, computed = "priced", segment.rate.cost(parts)
+                if computed > MAX_COST_USD:  # absurd counts: flagged, never a sink failure
+                    status, computed = "invalid_tokens", None
         reported = ev.cost_usd
         if reported > 0 and props.get("cost_source") not in SDK_COST_SOURCES and (
             self._provider_first or self.policy(ev.project) == "provider_else_computed"

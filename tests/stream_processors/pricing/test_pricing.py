@@ -162,3 +162,9 @@ def test_step_hot_reloads_and_its_json_is_the_model() -> None:
     tool = decode_raw_fast(raw.replace(b"llm_call", b"tool_call"))
     assert step.price_json(tool) is None
     assert step.stats.by_status["priced"] == 3
+
+
+def test_a_cost_over_the_wire_limit_is_flagged_not_a_sink_failure() -> None:
+    huge = call("gpt-4o-mini", input_tokens=2**64 - 1)
+    got = PriceBook().price(huge)
+    assert (got.computed, got.billed, got.status) == (None, 0.0, "invalid_tokens")
