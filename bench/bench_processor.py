@@ -4,7 +4,7 @@
                                     [--profile] [--librdkafka] [--check]
 
 Drives :meth:`stream_processors.pipeline.BatchProcessor.process` (validate, dedupe, join,
-park, changelog buffering, encode: the worker's code paths) over generated traffic (2%
+park, changelog buffering, pricing, encode: the worker's code paths) over generated traffic (2%
 duplicates, 5% early events), framed as the SDK frames it (NDJSON batch messages of up to
 500 records per topic-partition, :mod:`producers.batching`) or one record per message.
 Batches hold up to ``--batch-records`` records (whole messages), as ``take_events`` would
@@ -19,6 +19,8 @@ commits) and the event loop around ``take_events``.
 
 ``--check``: processing time and "now" are frozen and a SHA-256 over every output record
 (topic, partition, key, value, in order) is printed, to compare two versions of the code.
+
+Also printed: the pricing step alone, CPU µs per llm_call (the issue-25 budget: 3 µs).
 """
 
 from __future__ import annotations
@@ -44,12 +46,14 @@ import faust
 from producers.batching import BatchConfig, Batcher
 from producers.partitioner import partition_for
 from schemas import ActionEvent, TelemetryEvent, Topics, encode, framing
+from schemas.fast_decode import decode_raw_fast
 from stream_processors import pipeline
 from stream_processors.changelog import Changelog
 from stream_processors.dedupe_store import PersistentDedupe
 from stream_processors.demo.traffic import generate
 from stream_processors.output import BatchOutput
 from stream_processors.pipeline import BatchProcessor, Outputs
+from stream_processors.pricing import PricingStep
 from stream_processors.settings import Settings
 from stream_processors.steps.dedupe import DedupeWindow
 from stream_processors.steps.join import TrajectoryJoiner
@@ -212,9 +216,29 @@ def build(librdkafka: bool) -> tuple[BatchProcessor, Any]:
 
     processor = BatchProcessor(
         outputs, dedupe, joiner, flush_state, ProjectGuard(settings.dlq_max_ratio or None),
-        buffers=[trajectories, parked],
+        buffers=[trajectories, parked], pricing=PricingStep(),
     )  # fmt: skip
     return processor, out
+
+
+def pricing_cost(msgs: list[Message], repeat: int) -> tuple[float, int]:
+    """CPU µs per llm_call of the pricing step alone (best of ``repeat``), over the traffic's
+    llm_calls as the worker decodes them, with a warm book (schedules compiled, as after
+    the first call per model); and the number of calls."""
+    calls = [
+        r for m in msgs for line in (m.value.split(b"\n") if m.headers else [m.value])
+        if b'"llm_call"' in line and (r := decode_raw_fast(line)) is not None
+    ]  # fmt: skip
+    step = PricingStep()
+    for ev in calls[:100]:
+        step.price_json(ev)
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.process_time()
+        for ev in calls:
+            step.price_json(ev)
+        best = min(best, time.process_time() - t0)
+    return best / max(1, len(calls)) * 1e6, len(calls)
 
 
 def run(batched: list[list[FaustEvent]], librdkafka: bool) -> tuple[float, Any, Any]:
@@ -306,6 +330,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"       joined={j.joined} held={j.held} unjoined={j.unjoined} "
               f"late_joined={j.late_joined} duplicates={processor.dedupe.window.duplicates} "
               f"dead_letters={processor.dead_letters}")  # fmt: skip
+        us, n_llm = pricing_cost(msgs, args.repeat)
+        print(f"       pricing {us:.2f} us per llm_call ({n_llm} llm_calls, price book "
+              f"{processor.pricing.book.version if processor.pricing else '-'})")  # fmt: skip
         if args.check:
             print(f"       outputs sha256 {digest(out.records)}")
         if args.profile:

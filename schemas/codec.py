@@ -45,14 +45,16 @@ def encode_timestamp(value: datetime) -> bytes:
 
 
 def encode_enriched(
-    event_json: bytes, trajectory_json: bytes | None, version: int, processed_at: bytes
-) -> bytes:
+    event_json: bytes, trajectory_json: bytes | None, version: int, processed_at: bytes,
+    pricing_json: bytes | None = None,
+) -> bytes:  # fmt: skip
     """The wire form of an :class:`~schemas.derived.EnrichedEvent`, assembled from parts
     already serialised: the processor's hot path, which would otherwise re-serialise the
     same event and trajectory for every output.
 
     ``event_json`` is a validated raw event as received (or re-encoded), ``trajectory_json``
-    the trajectory's JSON (None: unjoined), ``processed_at`` from :func:`encode_timestamp`.
+    the trajectory's JSON (None: unjoined), ``processed_at`` from :func:`encode_timestamp`,
+    ``pricing_json`` a :class:`~schemas.derived.Pricing` object's JSON (None: not priced).
     Decoding the result with ``decode_as(EnrichedEvent, ...)`` gives the same record as
     building the model (a unit test holds both paths equal).
     """
@@ -64,6 +66,8 @@ def encode_enriched(
             trajectory_json if trajectory_json is not None else b"null",
             b',"version":%d,"processed_at":' % version,
             processed_at,
+            b',"pricing":',
+            b"null" if pricing_json is None else pricing_json,
             b"}",
         )
     )

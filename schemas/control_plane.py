@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from schemas.common import UtcDatetime
 from schemas.events import ActionKind, Status
 
 #: A field path: dotted identifiers of ``[A-Za-z0-9_]`` (``properties.amount``).
@@ -207,6 +208,61 @@ class PriceOverride(ConfigModel):
     cache_write: float | None = Field(default=None, ge=0)
 
 
+class TokenPrices(ConfigModel):
+    """USD per million tokens of one price (or one tier). ``cached_input`` (prompt-cache
+    reads) and ``cache_write`` default to ``input``; ``reasoning`` defaults to ``output``."""
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cached_input: float | None = Field(default=None, ge=0)
+    cache_write: float | None = Field(default=None, ge=0)
+    reasoning: float | None = Field(default=None, ge=0)
+
+
+class PriceTier(TokenPrices):
+    """Prices for a call whose prompt (every input token, cached ones included) has more
+    than ``above`` tokens: they apply to all of its tokens (the providers' cliff model)."""
+
+    above: int = Field(ge=0)
+
+
+class PriceRule(TokenPrices):
+    """One server-side price (``stream_processors.pricing``): the model as the event names
+    it (case-insensitive, exact), for one ``provider`` and one ``project`` or all of them,
+    in force for events with ``effective_from <= timestamp < effective_to``."""
+
+    model: Text
+    provider: Text | None = None
+    project: Text | None = None
+    effective_from: UtcDatetime | None = None
+    effective_to: UtcDatetime | None = None
+    tiers: tuple[PriceTier, ...] = ()
+
+    @model_validator(mode="after")
+    def _check(self) -> PriceRule:
+        if self.effective_from and self.effective_to and self.effective_to <= self.effective_from:
+            raise ValueError("effective_to must be after effective_from")
+        above = [t.above for t in self.tiers]
+        if above != sorted(set(above)):
+            raise ValueError("tiers: 'above' must increase strictly")
+        return self
+
+
+#: Which cost the bill uses: the producer's reported (provider) cost when there is one,
+#: else the price book's; or always the price book's.
+CostPolicy = Literal["provider_else_computed", "computed"]
+
+
+class PricingSettings(ConfigModel):
+    """The billed-cost policy: ``policy`` for every project, ``projects`` per project."""
+
+    policy: CostPolicy = "provider_else_computed"
+    projects: dict[Text, CostPolicy] = Field(default_factory=dict)
+
+    def policy_for(self, project: str) -> CostPolicy:
+        return self.projects.get(project, self.policy)
+
+
 class ControlPlane(ConfigModel):
     """One version of the control-plane file. ``version`` must increase on every change."""
 
@@ -215,6 +271,8 @@ class ControlPlane(ConfigModel):
     outcome_rules: tuple[OutcomeRule, ...] = ()
     seat_rules: tuple[SeatRule, ...] = ()
     price_overrides: dict[Text, PriceOverride] = Field(default_factory=dict)
+    prices: tuple[PriceRule, ...] = ()
+    pricing: PricingSettings = Field(default_factory=PricingSettings)
 
     @model_validator(mode="after")
     def _unique_ids(self) -> ControlPlane:

@@ -4,15 +4,42 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.common import Id, UtcDatetime, WireModel, utc_now
-from schemas.events import ActionEvent, TelemetryEvent, TrajectoryRecord
+from schemas.events import ActionEvent, CostUsd, TelemetryEvent, TrajectoryRecord
 
 #: Version of an enriched event emitted before its trajectory was known.
 VERSION_UNJOINED = 1
 #: Version of an enriched event joined to its trajectory. Higher wins in ClickHouse.
 VERSION_JOINED = 2
+
+
+#: Which cost an event's bill uses (``Pricing.cost_source``).
+CostSource = Literal["provider", "computed", "none", "reported"]
+#: What the price book made of an llm_call (``Pricing.price_status``).
+PriceStatus = Literal["priced", "unpriced", "invalid_tokens"]
+
+
+class Pricing(BaseModel):
+    """What the processor's price book made of one ``llm_call``
+    (:mod:`stream_processors.pricing`).
+
+    ``computed_cost_usd`` is None when the book could not price it (``unpriced``) or its
+    token parts exceed their totals (``invalid_tokens``). ``billed_cost_usd`` is the cost
+    the bill uses: the producer's reported ``cost_usd`` (``cost_source="provider"``), the
+    computed one (``"computed"``) or nothing (``"none"``: unpriced or invalid, never
+    silently $0 -- ``price_status`` says why). ``price_book`` names the book's version.
+    Part of an enriched event, so it carries no schema version of its own.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    computed_cost_usd: CostUsd | None = None
+    billed_cost_usd: CostUsd = 0.0
+    cost_source: CostSource = "none"
+    price_status: PriceStatus = "unpriced"
+    price_book: str = ""
 
 
 class EnrichedEvent(WireModel):
@@ -27,6 +54,8 @@ class EnrichedEvent(WireModel):
     trajectory: TrajectoryRecord | None = None
     version: int = VERSION_UNJOINED
     processed_at: UtcDatetime = Field(default_factory=utc_now)
+    #: set by the processor's price book on ``llm_call`` events (None: not priced)
+    pricing: Pricing | None = None
 
     @property
     def joined(self) -> bool:

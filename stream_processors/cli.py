@@ -1,5 +1,5 @@
 """The ``meterline`` command line: up, demo, worker, topics, sink, status, report, sql,
-backfill, replay-dead-letters."""
+backfill, reprice, reconcile, replay-dead-letters."""
 
 from __future__ import annotations
 
@@ -227,6 +227,24 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     )  # fmt: skip
 
 
+def cmd_reprice(args: argparse.Namespace) -> int:
+    from stream_processors.billing.commands import run_reprice
+
+    return run_reprice(
+        _settings(args), start=args.start, end=args.end, project=args.project,
+        wait_s=args.wait_s,
+    )  # fmt: skip
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    from stream_processors.billing.commands import run_reconcile
+
+    return run_reconcile(
+        _settings(args), provider=args.provider, path=args.file, project=args.project,
+        threshold_pct=args.threshold_pct, min_usd=args.min_usd,
+    )  # fmt: skip
+
+
 def cmd_corrections(args: argparse.Namespace) -> int:
     from stream_processors.billing.commands import run_corrections
 
@@ -300,6 +318,27 @@ def _billing_parsers(sub: Any, common: Any) -> None:
     )
     backfill.add_argument("--wait-s", type=float, default=60.0, help=wait_help)
     backfill.set_defaults(func=cmd_backfill)
+    reprice = sub.add_parser(
+        "reprice", help="recompute llm_call costs for a period with the current price book"
+    )
+    control(reprice)
+    reprice.add_argument("--from", dest="start", type=day, required=True)
+    reprice.add_argument("--to", dest="end", type=day, required=True)
+    reprice.add_argument("--project", help="only this project")
+    reprice.add_argument("--wait-s", type=float, default=60.0, help=wait_help)
+    reprice.set_defaults(func=cmd_reprice)
+    reconcile = sub.add_parser(
+        "reconcile", help="drift per day and model against a provider's cost export file"
+    )
+    common(reconcile)
+    reconcile.add_argument("--provider", choices=["openai", "anthropic"], required=True)
+    reconcile.add_argument("file", type=Path, help="the provider's cost export (JSON)")
+    reconcile.add_argument("--project", help="only this project's events")
+    reconcile.add_argument("--threshold-pct", type=float, default=1.0,
+                           help="exit 3 when a day and model drift more (default 1%%)")
+    reconcile.add_argument("--min-usd", type=float, default=0.01,
+                           help="ignore drifts of at most this many USD (default 0.01)")
+    reconcile.set_defaults(func=cmd_reconcile)
     corrections = sub.add_parser(
         "corrections",
         help="re-evaluate the trajectories late events asked to correct (outcome_corrections)",

@@ -50,6 +50,9 @@ MetricName = Literal[
     # to the state bounds (1,024 keys / 1,000,000 bytes per trajectory)
     "meterline_processor_outputs_too_large",  # records not produced for size and not
     # dead-lettered (changelog records, unjoined events over a limit below ~1 MB)
+    "meterline_processor_llm_calls_priced",  # {status}: llm_calls through the price book:
+    # priced, unpriced (the book has no price: cost marked unpriced, never $0), invalid_tokens
+    # (token parts exceed their totals: flagged, not billed)
     # with a control plane (rule stage):
     "meterline_processor_outcomes_out",  # outcome records produced (incl. retractions)
     "meterline_processor_outcomes_retracted",  # of those: retractions
@@ -184,6 +187,15 @@ class StepCounters(Collector):
             ]  # fmt: skip
         for name, doc, value in counters:
             yield CounterMetricFamily(name, doc, value=int(value))
+        pricing = getattr(p, "pricing", None)
+        if pricing is not None:
+            priced = CounterMetricFamily(
+                "meterline_processor_llm_calls_priced", "llm_calls through the price book",
+                labels=["status"],
+            )  # fmt: skip
+            for status, n in pricing.stats.by_status.items():
+                priced.add_metric([status], n)
+            yield priced
         out = p.out
         sent = out.producer.sent
         records_out = CounterMetricFamily(

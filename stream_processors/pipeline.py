@@ -5,6 +5,7 @@
       -> validate           invalid -> dead-letter topic (original bytes, reason, offset)
       -> dedupe             (project, event_id) already emitted -> dropped
       -> join               by trace_id against the trajectory table
+      -> price              llm_calls from the price book (stream_processors/pricing)
       -> rules              (with a control plane) outcomes of the trajectory rules
       -> produce            enriched events / trajectory states / outcomes, wait for acks
       -> state              join/rule table changelogs, only after the outputs, wait for acks
@@ -53,6 +54,7 @@ from stream_processors.dedupe_store import PersistentDedupe
 from stream_processors.errors import InvalidMessage
 from stream_processors.metrics import ProcessorMetrics
 from stream_processors.output import MAX_MESSAGE_BYTES, BatchOutput
+from stream_processors.pricing import PricingStep
 from stream_processors.rules.stage import RuleStage
 from stream_processors.settings import Settings
 from stream_processors.sizes import (
@@ -150,9 +152,12 @@ class BatchProcessor:
         guard: ProjectGuard | None = None,
         buffers: Sequence[WriteBack] = (),
         rules: RuleStage | None = None,
+        pricing: PricingStep | None = None,
     ) -> None:
         self.buffers = buffers
         self.rules = rules
+        #: prices every llm_call on its way out (None: events leave unpriced)
+        self.pricing = pricing
         # batches and timer sweeps take turns: both touch the join state and the outputs
         self.lock = asyncio.Lock()
         self.out = outputs
@@ -303,7 +308,9 @@ class BatchProcessor:
         the event as received; None: encoded here). ``partition``: the source partition,
         whose outputs are framed together (None: a message of its own)."""
         body = event_json if event_json is not None else encode(to_model(event))
-        value = encode_enriched(body, trajectory_json, version, processed_at)
+        pricing = self.pricing
+        priced = pricing.price_json(event) if pricing is not None else None
+        value = encode_enriched(body, trajectory_json, version, processed_at, priced)
         key = event.routing_key.encode()
         if partition is None:
             self.out.producer.send(self.out.enriched, key, value)
@@ -409,6 +416,10 @@ class BatchProcessor:
         self.out.producer.send(self.out.dead_letters, key, encode(letter))
 
     def _send_enriched(self, enriched: EnrichedEvent) -> None:
+        if self.pricing is not None and enriched.pricing is None:
+            priced = self.pricing.pricing(enriched.event)
+            if priced is not None:
+                enriched = enriched.model_copy(update={"pricing": priced})
         key = enriched.event.routing_key.encode()
         self.out.producer.send(self.out.enriched, key, encode(enriched))
 
@@ -434,16 +445,31 @@ def prepare_topics(settings: Settings) -> TopicLimits:
     return limits
 
 
-def rule_stage(
-    settings: Settings, state: PartitionPinned, trajectories: Any, *, max_state_bytes: int
-) -> RuleStage:
-    """The rule stage on the hot-reloaded control plane (a broken file stops the worker at
-    start; a broken new version is rejected and the old one keeps running)."""
+def control_plane_watcher(settings: Settings) -> Any:
+    """The hot-reloaded control plane the rule stage and the price book read (None: no
+    file configured). A broken file stops the worker at start; a broken new version is
+    rejected and the old one keeps running."""
     from stream_processors.control_plane import ControlPlaneWatcher
 
-    assert settings.control_plane is not None
+    if settings.control_plane is None:
+        return None
     watcher = ControlPlaneWatcher(settings.control_plane)
     watcher.start()  # polls the file every 2 s
+    return watcher
+
+
+def pricing_step(watcher: Any) -> PricingStep:
+    """The pricing step on the watcher's control plane (None: the catalog alone)."""
+    step = PricingStep((lambda: watcher.current) if watcher is not None else None)
+    log.info("price book %s", step.book.version)
+    return step
+
+
+def rule_stage(
+    settings: Settings, watcher: Any, state: PartitionPinned, trajectories: Any, *,
+    max_state_bytes: int,
+) -> RuleStage:  # fmt: skip
+    """The rule stage on the hot-reloaded control plane."""
     log.info(
         "rule stage on control plane %s version %s", settings.control_plane,
         watcher.current.version,
@@ -516,7 +542,8 @@ def build_pipeline(
     guard = ProjectGuard(settings.dlq_max_ratio or None, settings.quarantine_s)
     buffers = [trajectories, parked]
     rules = None
-    if settings.control_plane is not None:
+    watcher = control_plane_watcher(settings)
+    if watcher is not None:
         rule_table = table("rule-state")
         rule_state = WriteBack(rule_table, Changelog(rule_table, out))
         buffers.append(rule_state)
@@ -527,11 +554,12 @@ def build_pipeline(
                     if tp.topic in raw_names}  # fmt: skip
 
         rules = rule_stage(
-            settings, PartitionPinned(rule_state, owned=owned), joiner.trajectory_for,
+            settings, watcher, PartitionPinned(rule_state, owned=owned), joiner.trajectory_for,
             max_state_bytes=bounds.rule_bytes,
         )
     processor = BatchProcessor(
-        outputs, dedupe, joiner, app.producer.flush, guard, buffers=buffers, rules=rules
+        outputs, dedupe, joiner, app.producer.flush, guard, buffers=buffers, rules=rules,
+        pricing=pricing_step(watcher),
     )
     source = raw_topic(*topics.raw)
     processor.metrics = metrics or ProcessorMetrics()

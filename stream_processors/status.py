@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import urllib.request
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -44,6 +45,8 @@ def run_status(settings: Settings, out: Out = print, timeout_s: float = 3.0) -> 
     ok &= _clickhouse(settings, up, out)
     out("")
     out(f"Control plane: {control_plane_version()}")
+    out(f"Price book: {price_book_version()}")
+    _unpriced(settings, out)
     if running:
         out("")
         out("Running processes (metrics, /healthz, /readyz):")
@@ -129,6 +132,61 @@ def _rows_inserted(url: str) -> dict[str, int]:
         for s in family.samples
         if s.name == "meterline_sink_rows_inserted_total"
     }
+
+
+#: How far back ``status`` looks for unpriced calls.
+UNPRICED_DAYS = 31
+
+
+def _unpriced(settings: Settings, out: Out) -> None:
+    """The unpriced models of the last :data:`UNPRICED_DAYS` days (through the running
+    ``up``'s query endpoint when it holds chDB)."""
+    from stream_processors.billing.client import open_client
+
+    url = settings.effective_clickhouse_url
+    if urlsplit(url).scheme == "chdb" and not Path(urlsplit(url).path).is_dir():
+        return
+    try:
+        client = open_client(settings)
+    except Exception as exc:
+        out(f"Unpriced models: not readable ({type(exc).__name__}: {exc})")
+        return
+    print_unpriced(client, settings.database, out)
+
+
+def print_unpriced(client: Any, database: str, out: Out) -> None:
+    """The unpriced-models section of ``status`` from ``client``."""
+    from stream_processors.billing.unpriced import unpriced_models
+
+    since = datetime.now(UTC) - timedelta(days=UNPRICED_DAYS)
+    try:
+        found = unpriced_models(client, database, since)
+    except Exception as exc:
+        out(f"Unpriced models: not readable ({type(exc).__name__}: {exc})")
+        return
+    if not found:
+        out(f"Unpriced models (last {UNPRICED_DAYS} days): none")
+        return
+    out(f"Unpriced models (last {UNPRICED_DAYS} days): add a price, then `meterline reprice`")
+    out(f"  {'project':<16} {'provider':<12} {'model':<32} {'status':<14} {'calls':>8} "
+        f"{'input tok':>12} {'output tok':>12}")  # fmt: skip
+    for m in found:
+        out(f"  {m.project:<16} {m.provider or '-':<12} {m.model:<32} {m.status:<14} "
+            f"{m.calls:>8} {m.input_tokens:>12} {m.output_tokens:>12}")  # fmt: skip
+
+
+def price_book_version() -> str:
+    """The version this host's price book has (the control plane of
+    ``METERLINE_CONTROL_PLANE``, the pinned genai-prices)."""
+    from stream_processors.pricing import book_version
+
+    try:
+        from stream_processors.control_plane.loader import load_from_env
+
+        config = load_from_env()
+    except Exception:
+        config = None
+    return book_version(config)
 
 
 def control_plane_version() -> str:

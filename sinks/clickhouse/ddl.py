@@ -23,6 +23,19 @@ TS = "DateTime64(6, 'UTC')"
 DEDUP_WINDOW = 1000
 _DEDUP = f"SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}"
 
+#: The price book's columns of ``events`` (docs/control-plane.md, "Prices"): the cost the
+#: book computed (NULL: unpriced or invalid tokens), the cost the bill uses, which one it
+#: is, what the book made of the call and its version. ``cost_usd`` stays what the
+#: producer reported. Rows written before these columns bill their ``cost_usd``.
+PRICING = (
+    ("computed_cost_usd", "Nullable(Float64)"),
+    ("billed_cost_usd", "Float64 DEFAULT cost_usd"),
+    ("cost_source", "LowCardinality(String) DEFAULT 'reported'"),
+    ("price_status", "LowCardinality(String)"),
+    ("price_book", "LowCardinality(String)"),
+)
+PRICING_COLUMNS = ",\n    ".join(f"{name} {kind}" for name, kind in PRICING)
+
 EVENTS = f"""
 CREATE TABLE IF NOT EXISTS {{db}}.events (
     project LowCardinality(String),
@@ -56,7 +69,8 @@ CREATE TABLE IF NOT EXISTS {{db}}.events (
     joined UInt8,
     version UInt32,
     processed_at {TS},
-    inserted_at {TS} DEFAULT now64(6)
+    inserted_at {TS} DEFAULT now64(6),
+    {PRICING_COLUMNS}
 ) ENGINE = ReplacingMergeTree(version)
 PARTITION BY toYYYYMM(timestamp)
 ORDER BY (project, event_id)
@@ -192,7 +206,7 @@ CREATE TABLE IF NOT EXISTS {{db}}.event_facts (
     input_tokens UInt64,
     output_tokens UInt64,
     cached_tokens UInt64,
-    cost_usd Decimal(38, 12),
+    cost_usd Decimal(38, 12),  -- the billed cost (events.billed_cost_usd)
     joined UInt8,
     version UInt32,
     processed_at DateTime64(6, 'UTC')
@@ -205,7 +219,8 @@ ORDER BY (project, day, event_id)
 #: Rows of ``events`` as ``event_facts`` rows: the materialized view and the backfill.
 FACTS_SELECT = """
 SELECT project, toDate(timestamp) AS day, event_id, kind, model, user_id, anonymous_id,
-       input_tokens, output_tokens, cached_tokens, toDecimal128(cost_usd, 12) AS cost_usd,
+       input_tokens, output_tokens, cached_tokens,
+       toDecimal128(billed_cost_usd, 12) AS cost_usd,
        joined, version, processed_at
 FROM {db}.events
 """
@@ -290,7 +305,17 @@ def statements(database: str) -> list[str]:
 
     db = check_identifier(database)
     tables = [ddl.format(db=db) for ddl in TABLES.values()]
-    return [f"CREATE DATABASE IF NOT EXISTS {db}", *tables, *view_statements(db)]
+    return [f"CREATE DATABASE IF NOT EXISTS {db}", *tables, *migrations(db), *view_statements(db)]
+
+
+def migrations(database: str) -> list[str]:
+    """Columns added since a table was first created (idempotent ``ADD COLUMN IF NOT
+    EXISTS``). Not migrated: ``event_facts_mv`` of a database created before the pricing
+    columns keeps copying ``cost_usd`` (recreate it to copy the billed cost)."""
+    db = check_identifier(database)
+    return [
+        f"ALTER TABLE {db}.events ADD COLUMN IF NOT EXISTS {name} {kind}" for name, kind in PRICING
+    ]
 
 
 def dedup_settings(database: str) -> list[str]:

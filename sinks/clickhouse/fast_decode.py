@@ -19,7 +19,8 @@ Measured on generated traffic: decode plus row ~18-28 µs per enriched event wit
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING
+from math import isfinite
+from typing import TYPE_CHECKING, Literal
 
 import msgspec
 from msgspec.structs import force_setattr
@@ -27,6 +28,7 @@ from msgspec.structs import force_setattr
 from schemas import VERSION_UNJOINED, TrajectoryStatus
 from schemas.common import SCHEMA_VERSION
 from schemas.fast_decode import (
+    Cost,
     FastEvent,
     FastTrajectoryRecord,
     Id,
@@ -48,6 +50,16 @@ class FastTrajectoryRef(msgspec.Struct, frozen=True):
     agent_id: Id | None = None
 
 
+class FastPricing(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """:class:`~schemas.derived.Pricing`, decoded by msgspec."""
+
+    computed_cost_usd: Cost | None = None
+    billed_cost_usd: Cost = 0.0
+    cost_source: Literal["provider", "computed", "none", "reported"] = "none"
+    price_status: Literal["priced", "unpriced", "invalid_tokens"] = "unpriced"
+    price_book: str = ""
+
+
 class FastEnriched(
     msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="type", tag="enriched",
     kw_only=True,
@@ -62,11 +74,18 @@ class FastEnriched(
     trajectory: FastTrajectoryRef | None = None
     version: int = VERSION_UNJOINED
     schema_version: Version = SCHEMA_VERSION
+    pricing: FastPricing | None = None
 
     def _finish(self) -> None:
         """The checks msgspec cannot express, and ``processed_at`` parsed; raises for
         anything left to pydantic."""
         self.event._finish()
+        p = self.pricing
+        if p is not None and not (
+            isfinite(p.billed_cost_usd)
+            and (p.computed_cost_usd is None or isfinite(p.computed_cost_usd))
+        ):
+            raise ValueError("non-finite cost left to pydantic")
         t = self.trajectory
         if t is not None:
             check_ids((t.trajectory_id, t.user_id, t.anonymous_id, t.agent_id))

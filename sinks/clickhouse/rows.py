@@ -70,6 +70,11 @@ COLUMNS: dict[str, Sequence[str]] = {
         "joined",
         "version",
         "processed_at",
+        "computed_cost_usd",
+        "billed_cost_usd",
+        "cost_source",
+        "price_status",
+        "price_book",
     ),
     "trajectories": (
         "project",
@@ -241,7 +246,19 @@ def event_row(enriched: EnrichedEvent | FastEnriched) -> tuple[Any, ...]:
         1 if traj is not None else 0,
         enriched.version,
         enriched.processed_at,
+        *pricing_columns(enriched.pricing, llm[8]),
     )
+
+
+def pricing_columns(pricing: Any, reported: float) -> tuple[Any, ...]:
+    """The price book's columns: from the processor's ``pricing``, or (an event it did not
+    price: not an llm_call, or written before the price book) the reported cost billed."""
+    if pricing is None:
+        return (None, reported, "reported", "", "")
+    return (
+        pricing.computed_cost_usd, pricing.billed_cost_usd, pricing.cost_source,
+        pricing.price_status, pricing.price_book,
+    )  # fmt: skip
 
 
 def state_row(data: bytes) -> tuple[Any, ...]:

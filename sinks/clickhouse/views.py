@@ -52,9 +52,9 @@ FROM {db}.seat_counts FINAL
 
 TRACE_COSTS = """
 SELECT x.project AS project, x.trace_id AS trace_id,
-    sumIf(x.cost_usd, x.kind = 'llm_call') AS llm_cost_usd,
-    sumIf(x.cost_usd, x.kind = 'tool_call') AS tool_cost_usd,
-    sum(x.cost_usd) AS cost_usd,
+    sumIf(x.billed_cost_usd, x.kind = 'llm_call') AS llm_cost_usd,
+    sumIf(x.billed_cost_usd, x.kind = 'tool_call') AS tool_cost_usd,
+    sum(x.billed_cost_usd) AS cost_usd,
     countIf(x.kind = 'llm_call') AS llm_calls,
     sum(x.input_tokens) AS input_tokens,
     sum(x.output_tokens) AS output_tokens

@@ -1,11 +1,14 @@
-"""The billing subcommands of ``meterline``: report, sql, backfill, corrections.
+"""The billing subcommands of ``meterline``: report, sql, backfill, reprice, reconcile,
+corrections.
 
 Exit codes: 0 done, 1 ClickHouse refused or is unavailable, or events are not all landed
-(backfill, corrections: nothing written), 2 bad arguments or config.
+(backfill, reprice, corrections: nothing written), 2 bad arguments, config or export file,
+3 reconcile: a drift over the threshold.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from datetime import date
 from pathlib import Path
@@ -19,6 +22,7 @@ from stream_processors.billing.corrections import run_once as run_corrections_on
 from stream_processors.billing.display_names import sync_display_names
 from stream_processors.billing.endpoint import RemoteClient
 from stream_processors.billing.errors import BillingError
+from stream_processors.billing.reprice import reprice_landed
 from stream_processors.billing.watermark import Watermark
 from stream_processors.control_plane import ControlPlaneError, load_control_plane
 from stream_processors.demo.report import table
@@ -111,6 +115,74 @@ def run_backfill(
         f"{done['outcomes']} outcomes, {done['retracted']} retracted, "
         f"{done['seat_rows']} seat rows (control plane version {config.version})"
     )
+    return 0
+
+
+def run_reprice(
+    settings: Settings, *, start: date, end: date, project: str | None, wait_s: float = 60.0
+) -> int:
+    """Re-price the period's llm_calls with the current book (the control plane, if any,
+    on the pinned genai-prices); refuses like backfill when events have not landed."""
+    if end < start:
+        return _fail("--to is before --from", 2)
+    try:
+        config = _config(settings.control_plane)
+        client = open_client(settings)
+        if isinstance(client, RemoteClient):  # `meterline up` holds chDB: it re-prices
+            done = client.call("/reprice", {
+                "control_plane": str(settings.control_plane.resolve())
+                if settings.control_plane else None,
+                "from": start.isoformat(), "to": end.isoformat(), "project": project,
+                "wait_s": wait_s,
+            })  # fmt: skip
+        else:
+            writer = clickhouse_writer(settings, client)
+            watermark = Watermark.from_settings(settings)
+            result = reprice_landed(writer, config, start, end, project, watermark, wait_s)
+            done = dataclasses.asdict(result)
+    except ControlPlaneError as exc:
+        return _fail(str(exc), 2)
+    except BillingError as exc:
+        return _fail(str(exc), 1)
+    except Exception as exc:
+        return _fail(f"reprice failed: {exc}", 1)
+    print(
+        f"meterline reprice {start}..{end}{f' project {project}' if project else ''}: "
+        f"{done['calls']} llm calls, {done['repriced']} repriced, {done['unpriced']} still "
+        f"unpriced or invalid (price book {done['price_book']})"
+    )
+    return 0
+
+
+#: Exit code of ``reconcile`` when a day and model drift over the threshold.
+DRIFT_EXIT = 3
+
+
+def run_reconcile(
+    settings: Settings, *, provider: str, path: Path, project: str | None,
+    threshold_pct: float, min_usd: float,
+) -> int:  # fmt: skip
+    """Print the drift per day and model; exit :data:`DRIFT_EXIT` when one is over
+    ``threshold_pct`` percent of the billed cost and over ``min_usd``."""
+    from stream_processors.billing.reconcile import ExportError, load_export, reconcile, render
+
+    try:
+        billed = load_export(provider, path.read_bytes())  # type: ignore[arg-type]
+        drifts = reconcile(open_client(settings), settings.database, provider,  # type: ignore[arg-type]
+                           billed, project)  # fmt: skip
+    except (OSError, ExportError) as exc:
+        return _fail(f"{path}: {exc}", 2)
+    except BillingError as exc:
+        return _fail(str(exc), 1)
+    except Exception as exc:
+        return _fail(f"reconcile failed: {exc}", 1)
+    print(render(drifts, threshold_pct, min_usd), end="")
+    over = [d for d in drifts if d.over(threshold_pct, min_usd)]
+    if over:
+        return _fail(
+            f"{len(over)} day/model rows drift more than {threshold_pct}% and "
+            f"${min_usd} from the {provider} export", DRIFT_EXIT,
+        )  # fmt: skip
     return 0
 
 

@@ -13,6 +13,7 @@ from stream_processors.billing.backfill import backfill_landed
 from stream_processors.billing.corrections import Corrections
 from stream_processors.billing.endpoint import QueryServer
 from stream_processors.billing.loop import RecomputeLoop
+from stream_processors.billing.reprice import reprice_landed
 from stream_processors.billing.watermark import Watermark
 from stream_processors.control_plane import ControlPlaneWatcher, load_control_plane
 from stream_processors.settings import Settings
@@ -35,7 +36,7 @@ class BillingServices:
                 self.writer, lambda: watcher.current, s.recompute_interval_s, corrections
             ).start()
         if s.effective_clickhouse_url.startswith("chdb://"):
-            routes = {"/backfill": self._backfill}
+            routes = {"/backfill": self._backfill, "/reprice": self._reprice}
             self.server = QueryServer(self.writer.client, s.data_dir, routes).start()
         return self
 
@@ -44,6 +45,16 @@ class BillingServices:
         anything when the pipeline has not landed every event within ``wait_s``."""
         config = load_control_plane(str(body["control_plane"]))
         result = backfill_landed(
+            self.writer, config, date.fromisoformat(body["from"]),
+            date.fromisoformat(body["to"]), body.get("project") or None,
+            Watermark.from_settings(self.settings), float(body.get("wait_s") or 0.0),
+        )  # fmt: skip
+        return dataclasses.asdict(result)
+
+    def _reprice(self, body: dict[str, Any]) -> dict[str, Any]:
+        path = body.get("control_plane")
+        config = load_control_plane(str(path)) if path else None
+        result = reprice_landed(
             self.writer, config, date.fromisoformat(body["from"]),
             date.fromisoformat(body["to"]), body.get("project") or None,
             Watermark.from_settings(self.settings), float(body.get("wait_s") or 0.0),

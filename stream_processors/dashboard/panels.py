@@ -172,6 +172,35 @@ def dead_letters(src: Source, f: Filters) -> Panel:
     }
 
 
+def pricing(src: Source, f: Filters) -> Panel:
+    """llm_calls by price status, the models the book could not bill (call count and
+    tokens), and the price-book versions of the period (latest first)."""
+    from stream_processors.status import price_book_version
+
+    books = src.rows(q.PRICE_BOOKS, f)
+    seen = ", ".join(f"{b} ({n} calls)" for b, n in books) or "none"
+    return {
+        "status": "ok",
+        "note": f"Price book here: {price_book_version()}. Versions that priced this "
+        f"period's calls: {seen}. Unpriced calls bill nothing until a price is added and "
+        "`meterline reprice` runs.",
+        "chart": series_chart(
+            f, src.rows(q.PRICING_OVER_TIME, f), kind="bar", unit="calls", stacked=True
+        ),
+        "table": table(
+            [
+                column("provider", "Provider", "text"),
+                column("model", "Model", "text"),
+                column("status", "Status", "text"),
+                column("calls", "LLM calls"),
+                column("input_tokens", "Input tokens"),
+                column("output_tokens", "Output tokens"),
+            ],
+            src.rows(q.UNPRICED_MODELS, f),
+        ),
+    }
+
+
 PANELS: dict[str, Callable[[Source, Filters], Panel]] = {
     "summary": summary,
     "events": events,
@@ -180,6 +209,7 @@ PANELS: dict[str, Callable[[Source, Filters], Panel]] = {
     "latency": latency,
     "errors": errors,
     "dead_letters": dead_letters,
+    "pricing": pricing,
     "outcomes": rules.needs("outcomes", rules.outcomes),
     "seats": rules.needs("seat_counts", rules.seats),
     "cost_per_outcome": rules.needs("outcomes", rules.cost_per_outcome),

@@ -29,7 +29,7 @@ SELECT table, name FROM system.columns WHERE database = %(db)s AND table IN %(ta
 SUMMARY = f"""
 SELECT count(), countIf(joined = 1), uniqExact(trace_id) - (countIf(trace_id = '') > 0),
        countIf(kind = 'llm_call'), sumIf(input_tokens, kind = 'llm_call'),
-       sumIf(output_tokens, kind = 'llm_call'), sumIf(cost_usd, kind = 'llm_call'),
+       sumIf(output_tokens, kind = 'llm_call'), sumIf(billed_cost_usd, kind = 'llm_call'),
        uniqExactIf({USER}, {USER} != '(none)'),
        countIf(record_type = 'action'), countIf(record_type = 'action' AND status = 'error')
 FROM {{db}}.events FINAL WHERE {IN_PERIOD}
@@ -47,14 +47,33 @@ FROM {{db}}.events FINAL WHERE {IN_PERIOD} GROUP BY k ORDER BY k
 
 #: LLM usage per ``{dim}`` (``model`` or :data:`USER`): over time, then totals.
 LLM_OVER_TIME = f"""
-SELECT {{bucket}} AS b, {{dim}} AS k, sum(cost_usd), sum(input_tokens + output_tokens)
+SELECT {{bucket}} AS b, {{dim}} AS k, sum(billed_cost_usd), sum(input_tokens + output_tokens)
 FROM {{db}}.events FINAL WHERE {IN_PERIOD} AND kind = 'llm_call'
 GROUP BY b, k ORDER BY b, k
 """
 LLM_TOTALS = f"""
-SELECT {{dim}} AS k, count(), sum(input_tokens), sum(output_tokens), sum(cost_usd)
+SELECT {{dim}} AS k, count(), sum(input_tokens), sum(output_tokens), sum(billed_cost_usd)
 FROM {{db}}.events FINAL WHERE {IN_PERIOD} AND kind = 'llm_call'
-GROUP BY k ORDER BY sum(cost_usd) DESC, k
+GROUP BY k ORDER BY sum(billed_cost_usd) DESC, k
+"""
+
+#: The price book (docs/control-plane.md, "Prices"): llm_calls by price status over time,
+#: the models it could not bill, and the book versions that priced the period's calls.
+PRICING_OVER_TIME = f"""
+SELECT {{bucket}} AS b, if(price_status = '', 'not priced', price_status) AS k, count()
+FROM {{db}}.events FINAL WHERE {IN_PERIOD} AND kind = 'llm_call'
+GROUP BY b, k ORDER BY b, k
+"""
+UNPRICED_MODELS = f"""
+SELECT provider, model, price_status, count(), sum(input_tokens), sum(output_tokens)
+FROM {{db}}.events FINAL
+WHERE {IN_PERIOD} AND kind = 'llm_call' AND price_status IN ('unpriced', 'invalid_tokens')
+GROUP BY provider, model, price_status ORDER BY count() DESC, provider, model
+"""
+PRICE_BOOKS = f"""
+SELECT price_book, count() FROM {{db}}.events FINAL
+WHERE {IN_PERIOD} AND kind = 'llm_call' AND price_book != ''
+GROUP BY price_book ORDER BY max(processed_at) DESC
 """
 
 #: Action latency (ms) and errors per kind and name; telemetry has neither.
@@ -131,7 +150,7 @@ FROM (
     WHERE {IN_PERIOD} AND retracted = 0 GROUP BY rule_name, trace_id
 ) AS o
 LEFT JOIN (
-    SELECT trace_id, sum(cost_usd) AS cost FROM {{db}}.events FINAL
+    SELECT trace_id, sum(billed_cost_usd) AS cost FROM {{db}}.events FINAL
     WHERE project = %(project)s AND kind = 'llm_call' AND trace_id != '' GROUP BY trace_id
 ) AS c ON o.trace_id = c.trace_id
 GROUP BY o.rule_name ORDER BY o.rule_name

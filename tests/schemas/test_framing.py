@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 
 from schemas import ActionEvent, ActionKind, EnrichedEvent, TrajectoryRecord, decode_as, encode
 from schemas.codec import encode_enriched, encode_timestamp
+from schemas.derived import Pricing
 from schemas.framing import BATCH_HEADERS, frameable, is_batch, join, split
 
 
@@ -42,3 +43,8 @@ def test_assembled_enriched_bytes_equal_the_model_encoding() -> None:
         )
         assert fast == encode(built)
         assert decode_as(EnrichedEvent, fast) == built
+    pricing = Pricing(computed_cost_usd=0.5, billed_cost_usd=0.5, cost_source="computed",
+                      price_status="priced", price_book="genai-prices@0.2.5+cp1")  # fmt: skip
+    built = EnrichedEvent(event=ev, version=1, processed_at=now, pricing=pricing)
+    fast = encode_enriched(encode(ev), None, 1, encode_timestamp(now), encode(pricing))
+    assert fast == encode(built) and decode_as(EnrichedEvent, fast) == built

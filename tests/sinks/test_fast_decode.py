@@ -192,3 +192,26 @@ def test_hostile_states_agree_with_pydantic() -> None:
         inputs.append(bytes(data))
     taken = sum(check_state(data) for data in inputs)
     assert 100 < taken < len(inputs) - 500  # the corpus exercises both paths
+
+
+def test_priced_events_agree_with_pydantic() -> None:
+    """The processor's ``pricing`` object (stream_processors/pricing): the step's JSON takes
+    the fast path with pydantic's row; hostile pricing values agree too."""
+    from stream_processors.pricing import PricingStep
+
+    step = PricingStep()
+    records = [r for r in generate(project="p", events=300).records if r.type == "action"]
+    priced = [r for r in records if getattr(r, "kind", None) == "llm_call"]
+    assert priced
+    for r in priced:
+        data = encode_enriched(encode(r), None, VERSION_UNJOINED, PROCESSED_AT,
+                               step.price_json(r))  # fmt: skip
+        assert check(data)
+    good = {"computed_cost_usd": 0.5, "billed_cost_usd": 0.5, "cost_source": "computed",
+            "price_status": "priced", "price_book": "b"}  # fmt: skip
+    inputs = [dumps({**ENVELOPE, "pricing": good}), dumps({**ENVELOPE, "pricing": None})]
+    for key in [*good, "unknown"]:
+        inputs += [dumps({**ENVELOPE, "pricing": {**good, key: v}}) for v in HOSTILE_VALUES]
+    inputs += [dumps({**ENVELOPE, "pricing": {**good, "billed_cost_usd": 1e13}})]
+    taken = sum(check(data) for data in inputs)
+    assert 2 <= taken < len(inputs)

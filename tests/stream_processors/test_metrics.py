@@ -20,6 +20,7 @@ from stream_processors.metrics import (
     StallCollector,
     StepCounters,
 )
+from stream_processors.pricing.step import PricingStats
 from stream_processors.rules.stage import StageStats
 from stream_processors.steps.dedupe import DedupeWindow
 from stream_processors.steps.quarantine import ProjectGuard
@@ -42,9 +43,10 @@ def fake_processor() -> SimpleNamespace:
     guard = ProjectGuard(0.5, 60.0, window=10, min_records=10)
     for _ in range(10):
         guard.invalid("bad", "schema_version: 2")
+    pricing = SimpleNamespace(stats=PricingStats())
     return SimpleNamespace(
         dedupe=SimpleNamespace(window=DedupeWindow()), joiner=joiner, out=out, rules=rules,
-        guard=guard,
+        guard=guard, pricing=pricing,
     )  # fmt: skip
 
 

@@ -248,3 +248,35 @@ def test_bucket_starts_match_clickhouse(clickhouse: Any, bucket: str) -> None:
     assert [g.replace(tzinfo=UTC) if g.tzinfo is None else g for g in got] == [
         floor(t, bucket) for t in times
     ]
+
+
+def test_pricing_panel_lists_unpriced_models_and_the_book(
+    clickhouse: Any, database: str, api: Callable[..., Any]
+) -> None:
+    from schemas.derived import Pricing
+
+    def priced(i: int, model: str, status: str) -> EnrichedEvent:
+        ev = ActionEvent(
+            project="priced", event_id=f"p-{i}", kind=ActionKind.LLM_CALL, name="chat",
+            model=model, provider="acme", input_tokens=100, output_tokens=7,
+            timestamp=T0 + timedelta(minutes=i),
+        )  # fmt: skip
+        computed = 0.01 if status == "priced" else None
+        pricing = Pricing(
+            computed_cost_usd=computed, billed_cost_usd=computed or 0.0,
+            cost_source="computed" if computed else "none", price_status=status,  # type: ignore[arg-type]
+            price_book="genai-prices@0.2.5+cp7",
+        )  # fmt: skip
+        return EnrichedEvent(event=ev, version=1, pricing=pricing)
+
+    rows_ = [priced(i, "known", "priced") for i in range(2)]
+    rows_ += [priced(10 + i, "mystery-9", "unpriced") for i in range(3)]
+    ClickHouseWriter(clickhouse, database).insert("events", [event_row(e) for e in rows_])
+    panel = api("/api/panel/pricing", project="priced", **PERIOD)
+    assert panel["table"]["rows"] == [
+        {"provider": "acme", "model": "mystery-9", "status": "unpriced", "calls": 3,
+         "input_tokens": 300, "output_tokens": 21},
+    ]  # fmt: skip
+    assert "genai-prices@0.2.5+cp7 (5 calls)" in panel["note"]
+    totals = {d["label"]: sum(d["data"]) for d in panel["chart"]["datasets"]}
+    assert totals == {"priced": 2, "unpriced": 3}
