@@ -85,19 +85,33 @@ def response(rejected: int, message: str, content_type: str) -> bytes:
 
 
 def map_request(req: ExportTraceServiceRequest) -> Mapped:
+    """Map every span; an event without user or session takes its trace's agent span's
+    (``user.id`` and ``gen_ai.conversation.id`` usually sit on the agent span only)."""
     out = Mapped()
+    inherited: dict[str, dict[str, Any]] = {}
     for rs in req.resource_spans:
         resource = _attrs(rs.resource.attributes)
-        spans = [s for ss in rs.scope_spans for s in ss.spans]
-        agent_ids = {s.span_id for s in spans if _attrs(s.attributes).get(
-            "gen_ai.operation.name") in AGENT_OPERATIONS}  # fmt: skip
-        for span in spans:
+        spans = [(s, {**resource, **_attrs(s.attributes)}) for ss in rs.scope_spans
+                 for s in ss.spans]  # fmt: skip
+        agent_ids = {s.span_id for s, a in spans
+                     if a.get("gen_ai.operation.name") in AGENT_OPERATIONS}  # fmt: skip
+        for span, attrs in spans:
             out.spans += 1
-            record = map_span(span, {**resource, **_attrs(span.attributes)}, agent_ids)
+            record = map_span(span, attrs, agent_ids)
             if record is None:
                 out.ignored += 1
-            else:
-                out.records.append(record)
+                continue
+            out.records.append(record)
+            if record["type"] == "trajectory":
+                who = inherited.setdefault(record["trace_id"], {})
+                if "user_id" in record:
+                    who["user_id"] = record["user_id"]
+                if session := record["metadata"].get("session_id"):
+                    who["session_id"] = str(session)
+    for record in out.records:
+        if record["type"] == "action":
+            for name, value in inherited.get(record["trace_id"], {}).items():
+                record.setdefault(name, value)
     return out
 
 
