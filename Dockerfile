@@ -16,7 +16,7 @@ RUN python -m venv /opt/meterline
 WORKDIR /src
 # The build context is filtered by .dockerignore (no .git, .venv, tests, caches, data).
 COPY . .
-RUN /opt/meterline/bin/pip install ".[pipeline,rocksdb]"
+RUN /opt/meterline/bin/pip install ".[pipeline,gateway,rocksdb]"
 
 # --- runtime: the virtualenv only, run as an unprivileged user ---------------------------
 FROM python:3.11-slim

@@ -1,5 +1,5 @@
 """The ``meterline`` command line: up, demo, worker, topics, sink, status, report, sql,
-backfill, reprice, reconcile, replay-dead-letters."""
+backfill, reprice, reconcile, replay-dead-letters, gateway, keys."""
 
 from __future__ import annotations
 
@@ -44,7 +44,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     # restart=True: a worker or sink that dies is restarted with backoff, never the end of `up`
-    pipeline = Pipeline(_settings(args), workers=args.workers, restart=True).start()
+    ingest_port = None if args.no_gateway else args.ingest_port
+    pipeline = Pipeline(
+        _settings(args), workers=args.workers, restart=True, ingest_port=ingest_port
+    ).start()
     s = pipeline.settings
     dashboard = None
     try:
@@ -63,6 +66,12 @@ def cmd_up(args: argparse.Namespace) -> int:
             f"meterline up: kafka {s.kafka_bootstrap}  "
             f"clickhouse {redact_url(s.effective_clickhouse_url)}  database {s.database}\n"
             + (f"Dashboard: {dashboard.url}\n" if dashboard else "")
+            + (
+                f"Gateway: {pipeline.gateway_url} (POST /v1/events, /v1/traces; "
+                "keys: meterline keys create --project P --name N)\n"
+                if pipeline.gateway_url
+                else ""
+            )
             + (
                 f"metrics {pipeline.metrics_url}/metrics  health /healthz /readyz  "
                 f"(workers: {s.effective_run_dir}/processor-*.json)\n"
@@ -384,6 +393,11 @@ def parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     up.add_argument("--dashboard-host", default="127.0.0.1", help="dashboard bind address")
     up.add_argument("--no-dashboard", action="store_true", help="do not serve the dashboard")
+    up.add_argument(
+        "--ingest-port", type=int, default=8322,
+        help="serve the ingestion gateway on this port (default 8322; 0: any free port)",
+    )  # fmt: skip
+    up.add_argument("--no-gateway", action="store_true", help="do not serve the gateway")
     up.set_defaults(func=cmd_up)
     demo = sub.add_parser("demo", help="run the pipeline on synthetic agent traffic and report")
     common(demo)
@@ -420,6 +434,9 @@ def parser() -> argparse.ArgumentParser:
     status.set_defaults(func=cmd_status)
     _billing_parsers(sub, common)
     _replay_parser(sub, common)
+    from stream_processors import gateway_cli
+
+    gateway_cli.add_parsers(sub, common, _settings)
     return p
 
 

@@ -167,7 +167,7 @@ def test_dockerfile_runs_meterline_from_the_pipeline_extra_as_non_root() -> None
     bases = [rest.split()[0] for keyword, rest in instructions if keyword == "FROM"]
     assert bases and all(base == "python:3.11-slim" for base in bases)
     runs = " ".join(rest for keyword, rest in instructions if keyword == "RUN")
-    assert re.search(r"pip install \"?\.\[pipeline(,rocksdb)?\]", runs)
+    assert re.search(r"pip install \"?\.\[pipeline(,gateway)?(,rocksdb)?\]", runs)
     assert "embedded" not in runs and "chdb" not in runs
     users = [rest for keyword, rest in instructions if keyword == "USER"]
     assert users and users[-1].split(":")[0] not in ("root", "0")

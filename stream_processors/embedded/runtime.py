@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 class Pipeline:
     """Start with :meth:`start` (or ``with``), stop with :meth:`stop`. Not restartable.
 
+    ``ingest_port`` (not None): also serve the ingestion gateway (``producers.gateway``) on
+    that port (0: any free port), in this process; its URL is :attr:`gateway_url`.
+
     ``sink=False``: broker, topics and workers only -- no sink thread, no billing services,
     no ClickHouse opened here; a sink in another process (``meterline sink``) writes the
     topics' output (the fault tests kill such a sink with SIGKILL).
@@ -54,6 +57,7 @@ class Pipeline:
         sink: bool = True,
         restart: bool = False,
         restart_backoff_s: tuple[float, float] = (1.0, 60.0),
+        ingest_port: int | None = None,
     ) -> None:
         self.settings = settings
         self.restart = restart
@@ -76,6 +80,8 @@ class Pipeline:
         self.endpoints: EndpointServer | None = None
         self._sink_metrics: SinkMetrics | None = None
         self.billing: BillingServices | None = None
+        self.ingest_port = ingest_port
+        self.gateway: Any | None = None  # producers.gateway.GatewayServer
 
     @property
     def clickhouse(self) -> Any:
@@ -95,6 +101,8 @@ class Pipeline:
             if self.with_sink:
                 self._start_sink()
                 self.billing = BillingServices(self.settings, self.writer).start()
+            if self.ingest_port is not None:
+                self._start_gateway(self.ingest_port)
         except BaseException:
             self.stop()
             raise
@@ -104,6 +112,16 @@ class Pipeline:
             redact_url(self.settings.effective_clickhouse_url) if self.with_sink else "(no sink)",
         )
         return self
+
+    def _start_gateway(self, port: int) -> None:
+        from producers.gateway import GatewayServer
+        from stream_processors.gateway_cli import gateway_config
+
+        self.gateway = GatewayServer(gateway_config(self.settings, port=port)).start()
+
+    @property
+    def gateway_url(self) -> str | None:
+        return self.gateway.url if self.gateway is not None else None
 
     def _ensure_topics(self) -> None:
         assert self.settings.kafka_bootstrap
@@ -283,6 +301,8 @@ class Pipeline:
         batch arrived for 2 s, at most ``drain_timeout_s``): Tansu keeps records in memory,
         so whatever the sink has not written when the broker stops is gone.
         """
+        if self.gateway is not None:
+            self.gateway.stop()
         if self.billing is not None:
             self.billing.stop()
         for w in self.workers:

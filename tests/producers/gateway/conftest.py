@@ -1,0 +1,3 @@
+from tests.producers.gateway.fixtures import gateway_factory, keystore
+
+__all__ = ["gateway_factory", "keystore"]
