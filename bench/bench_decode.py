@@ -1,8 +1,8 @@
 """Per-record cost of decoding raw records: pydantic ``decode_raw`` against the msgspec fast
-path (``schemas.fast_decode.decode_raw_fast``), on the demo traffic in one process.
+path (``meterline.schemas.fast_decode.decode_raw_fast``), on the demo traffic in one process.
 
-Records come from ``stream_processors.demo.traffic.generate``, each encoded with
-``schemas.encode`` (trajectory records included: the fast path hands them to pydantic).
+Records come from ``meterline.demo.traffic.generate``, each encoded with
+``meterline.schemas.encode`` (trajectory records included: the fast path hands them to pydantic).
 The passes alternate; the best of ``--rounds`` is printed per path (the machine may be
 shared), with the ratio. Prints, never asserts.
 
@@ -16,9 +16,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from schemas import decode_raw, encode
-from schemas.fast_decode import decode_raw_fast
-from stream_processors.demo.traffic import generate
+from meterline.demo.traffic import generate
+from meterline.schemas import decode_raw, encode
+from meterline.schemas.fast_decode import decode_raw_fast
 
 
 def per_record_us(decode: Callable[[bytes], Any], records: list[bytes]) -> float:

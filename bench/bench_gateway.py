@@ -30,11 +30,11 @@ from pathlib import Path
 
 import aiohttp
 
-from producers.client import MeterlineProducer
-from producers.gateway.keys import KeyStore
-from schemas import Topics
-from stream_processors.admin import ensure_topics
-from stream_processors.embedded.broker import TansuBroker
+from meterline.embedded.broker import TansuBroker
+from meterline.ops.admin import ensure_topics
+from meterline.producers.client import MeterlineProducer
+from meterline.producers.gateway.keys import KeyStore
+from meterline.schemas import Topics
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -117,7 +117,7 @@ def main() -> None:
             port = sock.getsockname()[1]
         env = {**os.environ, "METERLINE_TOPIC_PREFIX": "bench", "METERLINE_LOG_LEVEL": "warn"}
         gw = subprocess.Popen(
-            [sys.executable, "-m", "stream_processors.cli", "gateway", "--port", str(port),
+            [sys.executable, "-m", "meterline.cli", "gateway", "--port", str(port),
              "--kafka-bootstrap", broker.bootstrap, "--keys-file", str(store.path),
              "--rate-limit", "1000000", "--burst", "1000000"], env=env,
             stdout=subprocess.DEVNULL,

@@ -20,18 +20,18 @@ from typing import Any
 
 from confluent_kafka import Consumer
 
-from producers import MeterlineProducer
-from schemas import RawRecord, Topics, encode, framing
-from sinks import connect
-from stream_processors.admin import ensure_topics
-from stream_processors.demo.report import counts
-from stream_processors.demo.run import scraped
-from stream_processors.demo.traffic import generate
-from stream_processors.embedded.broker import TansuBroker
-from stream_processors.embedded.runtime import Pipeline
-from stream_processors.gc_tuning import tune_gc
-from stream_processors.progress import ProgressBar
-from stream_processors.settings import Settings
+from meterline.demo.report import counts
+from meterline.demo.run import scraped
+from meterline.demo.traffic import generate
+from meterline.embedded.broker import TansuBroker
+from meterline.embedded.runtime import Pipeline
+from meterline.ops.admin import ensure_topics
+from meterline.ops.gc_tuning import tune_gc
+from meterline.ops.progress import ProgressBar
+from meterline.producers import MeterlineProducer
+from meterline.schemas import RawRecord, Topics, encode, framing
+from meterline.settings import Settings
+from meterline.sinks import connect
 
 PARTITIONS = 4
 

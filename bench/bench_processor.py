@@ -3,10 +3,10 @@
     python bench/bench_processor.py [--events 100000] [--framing batch|single|both]
                                     [--profile] [--librdkafka] [--check]
 
-Drives :meth:`stream_processors.pipeline.BatchProcessor.process` (validate, dedupe, join,
+Drives :meth:`meterline.stream_processors.pipeline.BatchProcessor.process` (validate, dedupe, join,
 park, changelog buffering, pricing, encode: the worker's code paths) over generated traffic (2%
 duplicates, 5% early events), framed as the SDK frames it (NDJSON batch messages of up to
-500 records per topic-partition, :mod:`producers.batching`) or one record per message.
+500 records per topic-partition, :mod:`meterline.producers.batching`) or one record per message.
 Batches hold up to ``--batch-records`` records (whole messages), as ``take_events`` would
 hand them over.
 
@@ -43,22 +43,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import faust
 
-from producers.batching import BatchConfig, Batcher
-from producers.partitioner import partition_for
-from schemas import ActionEvent, TelemetryEvent, Topics, encode, framing
-from schemas.fast_decode import decode_raw_fast
-from stream_processors import pipeline
-from stream_processors.changelog import Changelog
-from stream_processors.dedupe_store import PersistentDedupe
-from stream_processors.demo.traffic import generate
-from stream_processors.output import BatchOutput
-from stream_processors.pipeline import BatchProcessor, Outputs
-from stream_processors.pricing import PricingStep
-from stream_processors.settings import Settings
-from stream_processors.steps.dedupe import DedupeWindow
-from stream_processors.steps.join import TrajectoryJoiner
-from stream_processors.steps.quarantine import ProjectGuard
-from stream_processors.table_buffer import WriteBack
+from meterline.demo.traffic import generate
+from meterline.producers.batching import BatchConfig, Batcher
+from meterline.producers.partitioner import partition_for
+from meterline.schemas import ActionEvent, TelemetryEvent, Topics, encode, framing
+from meterline.schemas.fast_decode import decode_raw_fast
+from meterline.settings import Settings
+from meterline.stream_processors import pipeline
+from meterline.stream_processors.faust_layer.output import BatchOutput
+from meterline.stream_processors.pipeline import BatchProcessor, Outputs
+from meterline.stream_processors.pricing import PricingStep
+from meterline.stream_processors.state.changelog import Changelog
+from meterline.stream_processors.state.dedupe import PersistentDedupe
+from meterline.stream_processors.state.writeback import WriteBack
+from meterline.stream_processors.steps.dedupe import DedupeWindow
+from meterline.stream_processors.steps.join import TrajectoryJoiner
+from meterline.stream_processors.steps.quarantine import ProjectGuard
 
 PARTITIONS = 4
 FROZEN_NOW = datetime(2026, 11, 27, tzinfo=UTC)
@@ -256,7 +256,7 @@ def run(batched: list[list[FaustEvent]], librdkafka: bool) -> tuple[float, Any, 
 
 def freeze() -> None:
     """Freeze processing time for ``--check``: outputs then depend only on the code."""
-    import stream_processors.steps.clock as clock
+    import meterline.stream_processors.steps.clock as clock
 
     pipeline.utc_now = lambda: FROZEN_NOW  # type: ignore[attr-defined]
     clock.utc_now = lambda: FROZEN_NOW  # type: ignore[attr-defined]

@@ -1,6 +1,6 @@
 """Per-call cost of the SDK hot path against a bare ``confluent_kafka.Producer.produce``.
 
-Starts a Tansu broker (``stream_processors.embedded.broker.TansuBroker``), then, in one run:
+Starts a Tansu broker (``meterline.embedded.broker.TansuBroker``), then, in one run:
 - bare:          ``Producer.produce(topic, value=<bytes of the same record>, key=...)``
 - track_action:  ``AgentSightTracker.track_action(...)`` (the weather example of the docs,
                  with a longer response: a ~1 KB record on the wire)
@@ -27,12 +27,12 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from producers import DEFAULT_REDACTOR, AgentSightTracker, MeterlineClient, action
-from producers.client import DEFAULT_CONFIG
-from schemas import ActionEvent, Topics, encode
-from stream_processors.admin import ensure_topics
-from stream_processors.embedded.broker import TansuBroker
-from stream_processors.progress import ProgressBar
+from meterline.embedded.broker import TansuBroker
+from meterline.ops.admin import ensure_topics
+from meterline.ops.progress import ProgressBar
+from meterline.producers import DEFAULT_REDACTOR, AgentSightTracker, MeterlineClient, action
+from meterline.producers.client import DEFAULT_CONFIG
+from meterline.schemas import ActionEvent, Topics, encode
 
 TOOLS = {"api": "OpenWeatherMap", "location": "San Francisco, CA",
          "parameters": {"units": "metric"}}

@@ -3,7 +3,8 @@
 Enriched events are built as the processor sends them (the event's JSON as received, its
 trajectory's JSON, version, processed_at) from the demo traffic, then written in batches of
 ``--batch`` rows through the sink's own code: decode plus ``events`` row
-(``sinks.clickhouse.rows.enriched_row``), the Arrow table (``sinks.clickhouse.writer.
+(``meterline.sinks.clickhouse.rows.enriched_row``), the Arrow table
+(``meterline.sinks.clickhouse.writer.
 arrow_table``), and the insert (``insert_arrow`` into the ``events`` table with its view).
 CPU is this thread's (``time.thread_time``) for each stage, and the whole process's for the
 insert (chDB's own threads) and for the background work left when the inserts return
@@ -24,14 +25,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from schemas import VERSION_JOINED, ActionEvent, TelemetryEvent, TrajectoryRecord, encode
-from schemas.codec import encode_enriched, encode_timestamp
-from schemas.common import utc_now
-from sinks import connect
-from sinks.clickhouse.rows import enriched_row
-from sinks.clickhouse.writer import ClickHouseWriter, arrow_table
-from stream_processors.demo.traffic import generate
-from stream_processors.gc_tuning import tune_gc
+from meterline.demo.traffic import generate
+from meterline.ops.gc_tuning import tune_gc
+from meterline.schemas import VERSION_JOINED, ActionEvent, TelemetryEvent, TrajectoryRecord, encode
+from meterline.schemas.codec import encode_enriched, encode_timestamp
+from meterline.schemas.common import utc_now
+from meterline.sinks import connect
+from meterline.sinks.clickhouse.rows import enriched_row
+from meterline.sinks.clickhouse.writer import ClickHouseWriter, arrow_table
 
 DATABASE = "benchsink"
 

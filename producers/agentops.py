@@ -2,7 +2,7 @@
 ``record`` function and the ``record_action`` / ``record_tool`` decorators.
 
 These SDK classes are mutable dataclasses (as in AgentOps); ``record(event)`` queues one and
-returns. They map to ``schemas.ActionEvent`` (source ``agentops``):
+returns. They map to ``meterline.schemas.ActionEvent`` (source ``agentops``):
 
 =============  =========  =================================================================
 SDK class      wire kind  name / notable fields
@@ -30,11 +30,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, ParamSpec, TypeVar, cast
 
-import schemas
-from producers.config import get_client
-from producers.safety import swallow
-from producers.sdk import MeterlineClient
-from schemas import ActionKind, Status
+import meterline.schemas
+from meterline.producers.config import get_client
+from meterline.producers.safety import swallow
+from meterline.producers.sdk import MeterlineClient
+from meterline.schemas import ActionKind, Status
 
 SOURCE = "agentops"
 _MAX_TEXT = 4000
@@ -149,10 +149,10 @@ def _text(value: Any) -> Any:
     return value
 
 
-def to_wire(event: AnyEvent, default_agent_id: str | None = None) -> schemas.ActionEvent:
-    """Map an SDK event to the wire ``schemas.ActionEvent`` (see the module docstring)."""
+def to_wire(event: AnyEvent, default_agent_id: str | None = None) -> meterline.schemas.ActionEvent:
+    """Map an SDK event to the wire ``meterline.schemas.ActionEvent`` (see the module docstring)."""
     if isinstance(event, ErrorEvent):
-        return schemas.ActionEvent(
+        return meterline.schemas.ActionEvent(
             event_id=event.id.hex, kind=ActionKind.ERROR, name=event.error_type or "error",
             status=Status.ERROR, error_type=event.error_type,
             error_message=event.details, timestamp=event.timestamp,  # type: ignore[arg-type]
@@ -177,19 +177,19 @@ def to_wire(event: AnyEvent, default_agent_id: str | None = None) -> schemas.Act
     if isinstance(event, LLMEvent):
         props.update(thread_id=event.thread_id, prompt=_text(event.prompt),
                      completion=_text(event.completion))
-        return schemas.ActionEvent(
+        return meterline.schemas.ActionEvent(
             kind=ActionKind.LLM_CALL, name=event.model or "llm", model=event.model or "unknown",
             input_tokens=event.prompt_tokens or 0, output_tokens=event.completion_tokens or 0,
             properties=props, **common,
         )
     if isinstance(event, ToolEvent):
         props["logs"] = event.logs
-        return schemas.ActionEvent(
+        return meterline.schemas.ActionEvent(
             kind=ActionKind.TOOL_CALL, name=event.name or "tool", properties=props, **common
         )
     if isinstance(event, ActionEvent):
         props.update(logs=event.logs, screenshot=event.screenshot)
-        return schemas.ActionEvent(
+        return meterline.schemas.ActionEvent(
             kind=ActionKind.ACTION, name=event.action_type or "action", properties=props,
             **common,
         )

@@ -1,6 +1,6 @@
 """AgentSight-style ``track_action``: log one function / tool / operation of an agent.
 
-Each call records one ``schemas.ActionEvent`` (kind ``action``, source ``agentsight``):
+Each call records one ``meterline.schemas.ActionEvent`` (kind ``action``, source ``agentsight``):
 ``name`` = action_name, ``session_id`` = conversation_id, ``status`` = error when
 ``error_msg`` is given, ``properties`` = {tools_used, response, display_name}, ``metadata``
 as given (redacted). The call returns as soon as the event is queued.
@@ -18,11 +18,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from producers.config import get_client
-from producers.ids import iso_z, new_id, stable_id
-from producers.safety import swallow
-from producers.sdk import MeterlineClient
-from schemas import ActionEvent, Status
+from meterline.producers.config import get_client
+from meterline.producers.ids import iso_z, new_id, stable_id
+from meterline.producers.safety import swallow
+from meterline.producers.sdk import MeterlineClient
+from meterline.schemas import ActionEvent, Status
 
 SOURCE = "agentsight"
 SUCCESS_MESSAGE = "Action tracked successfully"

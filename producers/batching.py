@@ -1,6 +1,6 @@
 """Per-partition batches of raw records, framed as one NDJSON Kafka message each.
 
-:class:`Batcher` only collects; :class:`producers.client.MeterlineProducer` decides when a
+:class:`Batcher` only collects; :class:`meterline.producers.client.MeterlineProducer` decides when a
 batch is produced (full, lingered long enough, or flushed) and reports delivery of the one
 Kafka message to every record in it.
 """

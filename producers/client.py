@@ -12,12 +12,12 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from producers.batching import Batch, BatchConfig, Batcher
-from producers.errors import QueueFull
-from producers.partitioner import partition_for
-from producers.redact import DEFAULT_REDACTOR, Redactor
-from schemas import RawRecord, Topics, encode
-from schemas.framing import BATCH_HEADERS, frameable, join
+from meterline.producers.batching import Batch, BatchConfig, Batcher
+from meterline.producers.errors import QueueFull
+from meterline.producers.partitioner import partition_for
+from meterline.producers.redact import DEFAULT_REDACTOR, Redactor
+from meterline.schemas import RawRecord, Topics, encode
+from meterline.schemas.framing import BATCH_HEADERS, frameable, join
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class MeterlineProducer:
       ``block_timeout_s``, then raises :class:`QueueFull` (nothing is dropped silently).
     - Key = trace_id, else event_id, so a trajectory and its events share a partition.
     - Framing (``batching``, on by default): records bound for the same partition within
-      ``linger_s`` go out as one NDJSON batch message (:mod:`schemas.framing`), on exactly
+      ``linger_s`` go out as one NDJSON batch message (:mod:`meterline.schemas.framing`), on exactly
       the partition each record's key maps to. Each record still gets its own delivery
       report. When the topic's partition count is unknown (broker unreachable), records go
       out one per message instead. ``batching=BatchConfig(max_records=1)`` turns it off.

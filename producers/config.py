@@ -7,9 +7,9 @@ import os
 import threading
 from typing import Any
 
-from producers import safety
-from producers.errors import NotConfigured
-from producers.sdk import MeterlineClient, UnconfiguredClient
+from meterline.producers import safety
+from meterline.producers.errors import NotConfigured
+from meterline.producers.sdk import MeterlineClient, UnconfiguredClient
 
 log = logging.getLogger("producers")
 
@@ -17,7 +17,7 @@ _client: MeterlineClient | None = None
 _client_lock = threading.Lock()
 _unconfigured = UnconfiguredClient()
 _NOT_CONFIGURED = (
-    "no Kafka bootstrap servers: pass producers.init(bootstrap_servers=...) "
+    "no Kafka bootstrap servers: pass meterline.init(bootstrap_servers=...) "
     "or set METERLINE_KAFKA_BOOTSTRAP"
 )
 
@@ -42,7 +42,8 @@ def init(
     nothing and counts every call in ``stats.dropped``; with ``strict=True`` (or
     ``METERLINE_STRICT=1``) it raises :class:`NotConfigured`, and so do the tracking APIs
     for their own failures. ``auto_instrument`` (default on) records every call of the
-    installed official ``openai`` / ``anthropic`` clients (:func:`producers.llm.instrument_all`,
+    installed official ``openai`` / ``anthropic`` clients
+    (:func:`meterline.producers.llm.instrument_all`,
     once per process).
     """
     if strict is not None:
@@ -77,13 +78,14 @@ def _instrument_llm_clients() -> list[str]:
     reuse it: the recorder emits to whichever client is process-wide at each call).
 
     A client library already imported is patched now; one installed but not yet imported is
-    patched right after the application imports it (:mod:`producers.llm.hook`), so ``init``
+    patched right after the application imports it (:mod:`meterline.producers.llm.hook`), so
+    ``init``
     does not pay for importing ``openai`` / ``anthropic`` (seconds) an agent may not use.
     Returns the providers patched or waiting for their import."""
     global _instrumented
     if _instrumented is None:
         _instrumented = []
-        from producers.llm.hook import instrument_when_imported
+        from meterline.producers.llm.hook import instrument_when_imported
 
         for provider in _LLM_PROVIDERS:
             try:

@@ -19,7 +19,8 @@ class DeliveryFailed(ProducerError):
 
 
 class NotConfigured(ProducerError):
-    """No meterline client: call ``producers.init(...)`` or set ``METERLINE_KAFKA_BOOTSTRAP``."""
+    """No meterline client: call ``meterline.init(...)`` or set
+    ``METERLINE_KAFKA_BOOTSTRAP``."""
 
 
 class RecordTooLarge(ProducerError, ValueError):

@@ -6,7 +6,7 @@
   application's, or the default: SIGTERM then still terminates the process, SIGINT still
   raises ``KeyboardInterrupt``). Installed once, from the main thread, when the first client
   with ``flush_at_exit`` is created; a handler the application installs later replaces it
-  (call ``producers.shutdown()`` from it, or install yours first);
+  (call ``meterline.producers.shutdown()`` from it, or install yours first);
 - multiprocessing children (fork, forkserver, spawn) end with ``os._exit``, which skips
   ``atexit``: each client also registers a ``multiprocessing.util.Finalize``, which the
   child runs before it exits; a client inherited through ``fork`` gets a new sender thread
@@ -25,7 +25,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from producers.sdk import MeterlineClient
+    from meterline.producers.sdk import MeterlineClient
 
 log = logging.getLogger("producers")
 

@@ -9,7 +9,7 @@ Two rules, both configurable with :class:`Limits` (``MeterlineClient(limits=Limi
   ``max_value_chars`` characters followed by ``marker``; an object or list nested more than
   ``max_depth`` levels deep (``properties`` / ``metadata`` are level 1) becomes the string
   :data:`TOO_DEEP`. What was cut is counted in ``metadata["meterline_truncated"]``.
-- **Size limit**: a record whose serialised size (``schemas.encode``) is still over
+- **Size limit**: a record whose serialised size (``meterline.schemas.encode``) is still over
   ``max_record_bytes`` after truncation raises :class:`RecordTooLarge`; it must not be sent.
 
 A record within every limit is returned as the same object (its bytes are unchanged). The
@@ -22,10 +22,11 @@ from dataclasses import dataclass, fields
 from itertools import islice
 from typing import Any
 
-from producers.errors import RecordTooLarge
-from schemas import ActionEvent, RawRecord, TrajectoryRecord, encode
+from meterline.producers.errors import RecordTooLarge
+from meterline.schemas import ActionEvent, RawRecord, TrajectoryRecord, encode
 
-#: Same default as the processor's ``stream_processors.steps.validate.DEFAULT_MAX_RECORD_BYTES``.
+#: Same default as the processor's
+# ``meterline.stream_processors.steps.validate.DEFAULT_MAX_RECORD_BYTES``.
 DEFAULT_MAX_RECORD_BYTES = 1_000_000
 #: OpenTelemetry's default attribute count limit.
 DEFAULT_MAX_ATTRIBUTES = 128

@@ -4,11 +4,11 @@ The counters themselves need nothing: ``client.stats.snapshot()`` (``MeterlineCl
 always there. :func:`register` exports them from an existing Prometheus registry, read at
 scrape time (no cost on the recording path)::
 
-    from producers.metrics import register
+    from meterline.producers.metrics import register
     register()                      # the process-wide client, prometheus_client's REGISTRY
 
 Series: ``meterline_sdk_records_total{outcome=...}`` for each counter of
-:class:`producers.SdkStats` (processed, dropped, build_errors, oversized, truncated, sent,
+:class:`meterline.producers.SdkStats` (processed, dropped, build_errors, oversized, truncated, sent,
 send_errors, delivered, failed) and the gauge ``meterline_sdk_queue_depth``.
 """
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from producers.sdk import MeterlineClient
+from meterline.producers.sdk import MeterlineClient
 
 
 def register(
@@ -35,11 +35,11 @@ def register(
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
     except ImportError as exc:
         raise ImportError(
-            "producers.metrics needs prometheus-client: pip install 'meterline[metrics]' "
+            "meterline.producers.metrics needs prometheus-client: pip install 'meterline[metrics]' "
             "(the counters are in client.stats.snapshot() without it)"
         ) from exc
     if client is None:
-        from producers.config import get_client
+        from meterline.producers.config import get_client
 
         source: Callable[[], MeterlineClient] = get_client
     elif isinstance(client, MeterlineClient):

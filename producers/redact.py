@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from typing import Any
 
-from schemas import ActionEvent, RawRecord, TelemetryEvent, TrajectoryRecord
+from meterline.schemas import ActionEvent, RawRecord, TelemetryEvent, TrajectoryRecord
 
 REDACTED = "[REDACTED]"
 

@@ -4,7 +4,7 @@ Every tracking API calls :func:`swallow` from its ``except`` block. Outside stri
 failure is logged (the first, then every 1000th), counted in ``stats.dropped`` of the
 process-wide client (or of the stand-in when nothing is configured) and the API returns what
 it documents; the agent's own work and its exceptions are untouched. In strict mode
-(``producers.init(strict=True)`` or ``METERLINE_STRICT=1``) the error is re-raised, for tests
+(``meterline.init(strict=True)`` or ``METERLINE_STRICT=1``) the error is re-raised, for tests
 and for teams that want a misconfiguration to fail loudly.
 """
 
@@ -16,7 +16,7 @@ import threading
 
 log = logging.getLogger("producers")
 
-_strict: bool | None = None  # set by producers.init(strict=...); None: the environment decides
+_strict: bool | None = None  # set by meterline.init(strict=...); None: the environment decides
 _lock = threading.Lock()
 _failures = 0
 
@@ -41,7 +41,7 @@ def swallow(what: str, exc: BaseException) -> None:
     with _lock:
         _failures += 1
         n = _failures
-    from producers.config import current_client
+    from meterline.producers.config import current_client
 
     current_client().stats.bump("dropped", f"{what}: {exc}")
     if n == 1 or n % 1000 == 0:

@@ -9,7 +9,7 @@ counts it in ``stats.dropped`` and logs a warning (first drop, then every 1000th
 ``overflow="block"`` waits up to ``block_timeout_s`` for room, then drops the same way.
 Either way the recording call returns ``False`` / reports status ``"error"``; it never raises.
 
-Limits (``producers.limits``): after redaction, on the sender thread, oversized attributes
+Limits (``meterline.producers.limits``): after redaction, on the sender thread, oversized attributes
 are truncated (counted in ``stats.truncated``) and a record still over
 ``limits.max_record_bytes`` is not sent (counted in ``stats.oversized``, passed to
 ``on_error``). The recording call has already returned ``True`` by then.
@@ -29,14 +29,14 @@ from typing import Any, Literal, Protocol
 
 from confluent_kafka import KafkaError, KafkaException
 
-from producers import lifecycle
-from producers.client import MeterlineProducer
-from producers.errors import RecordTooLarge
-from producers.ids import stable_id
-from producers.limits import DEFAULT_LIMITS, Limits
-from producers.redact import DEFAULT_REDACTOR, Redactor
-from producers.spool import DEFAULT_MAX_BYTES, Spool
-from schemas import ActionEvent, RawRecord, TelemetryEvent, Topics, TrajectoryRecord
+from meterline.producers import lifecycle
+from meterline.producers.client import MeterlineProducer
+from meterline.producers.errors import RecordTooLarge
+from meterline.producers.ids import stable_id
+from meterline.producers.limits import DEFAULT_LIMITS, Limits
+from meterline.producers.redact import DEFAULT_REDACTOR, Redactor
+from meterline.producers.spool import DEFAULT_MAX_BYTES, Spool
+from meterline.schemas import ActionEvent, RawRecord, TelemetryEvent, Topics, TrajectoryRecord
 
 log = logging.getLogger("producers")
 
@@ -253,7 +253,7 @@ class MeterlineClient:
         return True
 
     def record(self, event: RawRecord) -> bool:
-        """Enqueue a ready wire record (``schemas.ActionEvent`` / ``TelemetryEvent`` /
+        """Enqueue a ready wire record (``meterline.schemas.ActionEvent`` / ``TelemetryEvent`` /
         ``TrajectoryRecord``). The emit hook for instrumentation. Never raises."""
         return self.submit(_identity, event)
 
@@ -498,7 +498,7 @@ class UnconfiguredClient(MeterlineClient):
     ``track_action``), is counted in :attr:`stats` (``dropped``) and logged once. No thread.
     """
 
-    drop_reason = "meterline is not configured (no producers.init, no METERLINE_KAFKA_BOOTSTRAP)"
+    drop_reason = "meterline is not configured (no meterline.init, no METERLINE_KAFKA_BOOTSTRAP)"
 
     def __init__(self) -> None:  # no sender thread, no producer, no exit hook
         self.sink = _NullSink()
@@ -517,7 +517,7 @@ class UnconfiguredClient(MeterlineClient):
         if not self._warned:
             self._warned = True
             log.warning("meterline: %s; events are dropped and counted in stats.dropped "
-                        "(producers.init(strict=True) raises instead)", self.drop_reason)
+                        "(meterline.init(strict=True) raises instead)", self.drop_reason)
 
     def submit(self, build: Callable[..., Built], *args: Any) -> bool:
         self.stats.bump("dropped", self.drop_reason)

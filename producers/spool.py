@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from schemas import RawRecord, decode_raw, encode
+from meterline.schemas import RawRecord, decode_raw, encode
 
 log = logging.getLogger("producers")
 
@@ -97,8 +97,8 @@ def resend(
 ) -> tuple[int, int]:
     """Send a spool file's records (as they are: already redacted) and wait for the broker.
     Returns (delivered, failed); failed records are written back to the spool."""
-    from producers.client import MeterlineProducer
-    from schemas import Topics
+    from meterline.producers.client import MeterlineProducer
+    from meterline.schemas import Topics
 
     spool = Spool(path)
     records, done = spool.take()

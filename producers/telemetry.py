@@ -1,7 +1,8 @@
 """trajectory-style product telemetry: the frozen ``TelemetryEvent`` dataclass, ``push_events``,
 ``TraceContext.event(...)`` and ``upload_trace``.
 
-The SDK's ``TelemetryEvent`` (this module) is what callers build; ``schemas.TelemetryEvent``
+The SDK's ``TelemetryEvent`` (this module) is what callers build;
+``meterline.schemas.TelemetryEvent``
 is the wire model it maps to (``to_wire``): same field names, ``source`` as given.
 
 ``push_events`` is a batch call and does wait: it validates every event (invalid ones are
@@ -27,12 +28,12 @@ from typing import Any
 from confluent_kafka import KafkaError
 from pydantic import ValidationError
 
-import schemas
-from producers.config import current_client, get_client
-from producers.errors import RecordTooLarge
-from producers.safety import swallow
-from producers.sdk import MeterlineClient, UnconfiguredClient
-from schemas import RawRecord, TrajectoryRecord, TrajectoryStatus, describe
+import meterline.schemas
+from meterline.producers.config import current_client, get_client
+from meterline.producers.errors import RecordTooLarge
+from meterline.producers.safety import swallow
+from meterline.producers.sdk import MeterlineClient, UnconfiguredClient
+from meterline.schemas import RawRecord, TrajectoryRecord, TrajectoryStatus, describe
 
 log = logging.getLogger(__name__)
 _NO_REPORT: Any = object()
@@ -63,9 +64,9 @@ class TelemetryEvent:
 
     def to_wire(
         self, project: str = "default", agent_id: str | None = None
-    ) -> schemas.TelemetryEvent:
-        """The ``schemas.TelemetryEvent`` for this event (raises ``ValidationError``)."""
-        return schemas.TelemetryEvent(
+    ) -> meterline.schemas.TelemetryEvent:
+        """The ``meterline.schemas.TelemetryEvent`` for this event (raises ``ValidationError``)."""
+        return meterline.schemas.TelemetryEvent(
             project=project,
             event_id=self.event_id,
             event_type=self.event_type,
@@ -88,7 +89,9 @@ class PushResult:
     errors: list[str] = field(default_factory=list)  # one message per invalid/undelivered event
 
 
-def _validate(event: object, project: str, agent_id: str | None) -> schemas.TelemetryEvent:
+def _validate(
+    event: object, project: str, agent_id: str | None
+) -> meterline.schemas.TelemetryEvent:
     if not isinstance(event, TelemetryEvent):
         raise TypeError(f"expected TelemetryEvent, got {type(event).__name__}")
     if not isinstance(event.session_id, str) or not event.session_id.strip():

@@ -1,8 +1,8 @@
-"""An in-memory :class:`~producers.sdk.Sink` for unit tests of code that uses the SDK.
+"""An in-memory :class:`~meterline.producers.sdk.Sink` for unit tests of code that uses the SDK.
 
 Behaves like the Kafka sink where it matters to callers: delivery reports arrive later
 (on ``poll``/``flush``), failures can be injected, and the bytes it "sends" are the real
-wire bytes (``schemas.encode``).
+wire bytes (``meterline.schemas.encode``).
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from typing import Any
 
 from confluent_kafka import KafkaError
 
-from producers.errors import QueueFull
-from producers.sdk import DeliveryCallback
-from schemas import RawRecord, Topics, encode
-from schemas.events import ActionEvent, TelemetryEvent
+from meterline.producers.errors import QueueFull
+from meterline.producers.sdk import DeliveryCallback
+from meterline.schemas import RawRecord, Topics, encode
+from meterline.schemas.events import ActionEvent, TelemetryEvent
 
 
 class MemorySink:

@@ -6,7 +6,8 @@ publication to meterline.
     with tracer.trace("llm_call", operation="complete") as span:
         span.output_summary = "..."
 
-Mapping of an entry to ``schemas.ActionEvent`` (source ``machina``): ``event_id`` = entry id,
+Mapping of an entry to ``meterline.schemas.ActionEvent`` (source ``machina``): ``event_id`` = entry
+id,
 ``kind`` = llm_call / tool_call / action from ``action`` (see ``KIND_BY_ACTION``), ``name`` =
 ``operation`` or ``action``, ``session_id`` = ``conversation_id``, ``properties`` = action,
 connector, asset_id, operation and the truncated summaries; ``metadata`` = entry metadata.
@@ -28,11 +29,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from producers.config import get_client
-from producers.redact import DEFAULT_REDACTOR, Redactor
-from producers.safety import swallow
-from producers.sdk import MeterlineClient
-from schemas import ActionEvent, ActionKind, Status
+from meterline.producers.config import get_client
+from meterline.producers.redact import DEFAULT_REDACTOR, Redactor
+from meterline.producers.safety import swallow
+from meterline.producers.sdk import MeterlineClient
+from meterline.schemas import ActionEvent, ActionKind, Status
 
 log = logging.getLogger(__name__)
 

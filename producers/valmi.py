@@ -4,11 +4,11 @@
         act.properties["objects"] = 3   # optional: attach data while the action runs
         detect(...)
 
-On exit one ``schemas.ActionEvent`` (kind ``action``, source ``valmi``) is recorded with
+On exit one ``meterline.schemas.ActionEvent`` (kind ``action``, source ``valmi``) is recorded with
 ``status`` success/error, ``started_at``/``ended_at``/``duration_ms``, and, when the block
 raised, ``error_type`` (exception class) and ``error_message``; the exception is re-raised.
 
-Explicit outcomes (``send_outcome``) travel as ``schemas.TelemetryEvent`` with
+Explicit outcomes (``send_outcome``) travel as ``meterline.schemas.TelemetryEvent`` with
 ``event_type = "outcome.<name>"`` and ``properties = {"outcome": name, "status": ...,
 "value": ..., **properties}``; the rules engine treats them as already-derived outcomes.
 """
@@ -20,11 +20,11 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any
 
-from producers.config import get_client
-from producers.ids import new_id, stable_id
-from producers.safety import is_strict, swallow
-from producers.sdk import MeterlineClient
-from schemas import ActionEvent, Status, TelemetryEvent
+from meterline.producers.config import get_client
+from meterline.producers.ids import new_id, stable_id
+from meterline.producers.safety import is_strict, swallow
+from meterline.producers.sdk import MeterlineClient
+from meterline.schemas import ActionEvent, Status, TelemetryEvent
 
 SOURCE = "valmi"
 

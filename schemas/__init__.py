@@ -1,19 +1,26 @@
 """meterline wire schemas: immutable pydantic models for every record that crosses Kafka.
 
-Data types only; no I/O. JSON on the wire (:mod:`schemas.codec`).
+Data types only; no I/O. JSON on the wire (:mod:`meterline.schemas.codec`).
 """
 
-from schemas.codec import DerivedRecord, decode_as, decode_derived, decode_raw, describe, encode
-from schemas.common import SCHEMA_VERSION, utc_now
-from schemas.derived import (
+from meterline.schemas.codec import (
+    DerivedRecord,
+    decode_as,
+    decode_derived,
+    decode_raw,
+    describe,
+    encode,
+)
+from meterline.schemas.common import SCHEMA_VERSION, utc_now
+from meterline.schemas.derived import (
     VERSION_JOINED,
     VERSION_UNJOINED,
     DeadLetter,
     EnrichedEvent,
     TrajectoryState,
 )
-from schemas.errors import InvalidRecord, SchemaError, UnsupportedSchemaVersion
-from schemas.events import (
+from meterline.schemas.errors import InvalidRecord, SchemaError, UnsupportedSchemaVersion
+from meterline.schemas.events import (
     ActionEvent,
     ActionKind,
     Event,
@@ -23,7 +30,7 @@ from schemas.events import (
     TrajectoryRecord,
     TrajectoryStatus,
 )
-from schemas.topics import Topics
+from meterline.schemas.topics import Topics
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -53,8 +60,8 @@ __all__ = [
     "utc_now",
 ]
 
-from schemas.control_plane import ControlPlane, OutcomeRule, SeatRule
-from schemas.outcomes import (
+from meterline.schemas.control_plane import ControlPlane, OutcomeRule, SeatRule
+from meterline.schemas.outcomes import (
     Outcome,
     OutcomeCorrection,
     SeatCount,

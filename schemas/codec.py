@@ -8,11 +8,11 @@ from typing import Annotated, TypeVar
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
-from schemas.common import ID_PATTERN, SCHEMA_VERSION, UtcDatetime
-from schemas.derived import DeadLetter, EnrichedEvent, TrajectoryState
-from schemas.errors import InvalidRecord, UnsupportedSchemaVersion
-from schemas.events import ActionEvent, RawRecord, TelemetryEvent, TrajectoryRecord
-from schemas.outcomes import Outcome, OutcomeCorrection, SeatCount
+from meterline.schemas.common import ID_PATTERN, SCHEMA_VERSION, UtcDatetime
+from meterline.schemas.derived import DeadLetter, EnrichedEvent, TrajectoryState
+from meterline.schemas.errors import InvalidRecord, UnsupportedSchemaVersion
+from meterline.schemas.events import ActionEvent, RawRecord, TelemetryEvent, TrajectoryRecord
+from meterline.schemas.outcomes import Outcome, OutcomeCorrection, SeatCount
 
 _RAW: TypeAdapter[RawRecord] = TypeAdapter(
     Annotated[ActionEvent | TelemetryEvent | TrajectoryRecord, Field(discriminator="type")]
@@ -48,13 +48,13 @@ def encode_enriched(
     event_json: bytes, trajectory_json: bytes | None, version: int, processed_at: bytes,
     pricing_json: bytes | None = None,
 ) -> bytes:  # fmt: skip
-    """The wire form of an :class:`~schemas.derived.EnrichedEvent`, assembled from parts
+    """The wire form of an :class:`~meterline.schemas.derived.EnrichedEvent`, assembled from parts
     already serialised: the processor's hot path, which would otherwise re-serialise the
     same event and trajectory for every output.
 
     ``event_json`` is a validated raw event as received (or re-encoded), ``trajectory_json``
     the trajectory's JSON (None: unjoined), ``processed_at`` from :func:`encode_timestamp`,
-    ``pricing_json`` a :class:`~schemas.derived.Pricing` object's JSON (None: not priced).
+    ``pricing_json`` a :class:`~meterline.schemas.derived.Pricing` object's JSON (None: not priced).
     Decoding the result with ``decode_as(EnrichedEvent, ...)`` gives the same record as
     building the model (a unit test holds both paths equal).
     """
@@ -77,7 +77,7 @@ _STATE_HEAD = b'{"schema_version":%d,"type":"trajectory_state","trajectory":' % 
 
 
 def encode_state(trajectory_json: bytes, version: int) -> bytes:
-    """The wire form of a :class:`~schemas.derived.TrajectoryState` from its trajectory's
+    """The wire form of a :class:`~meterline.schemas.derived.TrajectoryState` from its trajectory's
     JSON (``model_dump_json``): byte for byte what :func:`encode` gives for the model."""
     return b"%s%s,\"version\":%d}" % (_STATE_HEAD, trajectory_json, version)
 

@@ -1,6 +1,7 @@
 """The control-plane file: display names, outcome rules, seat rules and price overrides.
 
-Data types only, no I/O (the YAML loader is :mod:`stream_processors.control_plane.loader`).
+Data types only, no I/O (the YAML loader is
+:mod:`meterline.stream_processors.control_plane.loader`).
 Rules are data: field paths are dotted identifiers checked against a strict pattern, values
 are JSON scalars, and nothing in the file is ever evaluated as code or spliced into SQL.
 The format is documented in ``docs/control-plane.md``.
@@ -22,8 +23,8 @@ from pydantic import (
     model_validator,
 )
 
-from schemas.common import UtcDatetime
-from schemas.events import ActionKind, Status
+from meterline.schemas.common import UtcDatetime
+from meterline.schemas.events import ActionKind, Status
 
 #: A field path: dotted identifiers of ``[A-Za-z0-9_]`` (``properties.amount``).
 FieldPath = Annotated[
@@ -200,7 +201,7 @@ class SeatRule(ConfigModel):
 
 
 class PriceOverride(ConfigModel):
-    """USD per million tokens (keys as in ``producers.llm.pricing.PriceOverrides``)."""
+    """USD per million tokens (keys as in ``meterline.producers.llm.pricing.PriceOverrides``)."""
 
     input: float = Field(ge=0)
     output: float = Field(ge=0)
@@ -227,7 +228,7 @@ class PriceTier(TokenPrices):
 
 
 class PriceRule(TokenPrices):
-    """One server-side price (``stream_processors.pricing``): the model as the event names
+    """One server-side price (``meterline.stream_processors.pricing``): the model as the event names
     it (case-insensitive, exact), for one ``provider`` and one ``project`` or all of them,
     in force for events with ``effective_from <= timestamp < effective_to``."""
 

@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.common import Id, UtcDatetime, WireModel, utc_now
-from schemas.events import ActionEvent, CostUsd, TelemetryEvent, TrajectoryRecord
+from meterline.schemas.common import Id, UtcDatetime, WireModel, utc_now
+from meterline.schemas.events import ActionEvent, CostUsd, TelemetryEvent, TrajectoryRecord
 
 #: Version of an enriched event emitted before its trajectory was known.
 VERSION_UNJOINED = 1
@@ -23,7 +23,7 @@ PriceStatus = Literal["priced", "unpriced", "invalid_tokens"]
 
 class Pricing(BaseModel):
     """What the processor's price book made of one ``llm_call``
-    (:mod:`stream_processors.pricing`).
+    (:mod:`meterline.stream_processors.pricing`).
 
     ``computed_cost_usd`` is None when the book could not price it (``unpriced``) or its
     token parts exceed their totals (``invalid_tokens``). ``billed_cost_usd`` is the cost
@@ -74,7 +74,8 @@ class DeadLetter(WireModel):
     """A record that could not be processed, with the original bytes and why.
 
     ``payload`` holds the original bytes exactly (base64 in JSON): for a record inside a
-    batch message (:mod:`schemas.framing`), that record's line; ``item`` is its index there.
+    batch message (:mod:`meterline.schemas.framing`), that record's line; ``item`` is its index
+    there.
     """
 
     model_config = WireModel.model_config | {"ser_json_bytes": "base64", "val_json_bytes": "base64"}

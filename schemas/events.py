@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from schemas.common import Id, JsonObject, Label, UtcDatetime, WireModel, utc_now
+from meterline.schemas.common import Id, JsonObject, Label, UtcDatetime, WireModel, utc_now
 
 #: Largest token count: the ClickHouse columns are UInt64. A larger count used to pass
 #: validation and then fail every insert of the sink's batch, stalling the sink.

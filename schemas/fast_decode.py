@@ -1,18 +1,18 @@
 """Fast path for decoding raw records (action and telemetry events, trajectory records):
-msgspec Structs beside the pydantic models of :mod:`schemas.events`.
+msgspec Structs beside the pydantic models of :mod:`meterline.schemas.events`.
 
-Contract: the fast path accepts a strict subset of what :func:`schemas.codec.decode_raw`
+Contract: the fast path accepts a strict subset of what :func:`meterline.schemas.codec.decode_raw`
 accepts, with equal field values. :func:`decode_event` returns None for anything else and
 :func:`decode_raw_fast` then falls back to pydantic, which reads the lax forms (epoch-number
 timestamps, numbers as strings, ids padded with whitespace, ...) or gives the precise error.
 ``tests/schemas/test_fast_decode.py`` holds the two paths against each other. Stricter than
 the models: ints must be JSON integers and strings JSON strings; ids must be printable
 (``str.isprintable``) and not start or end with a space (pydantic strips whitespace);
-timestamps must be ISO 8601 strings starting ``YYYY-`` (parsed as in ``schemas.common``).
+timestamps must be ISO 8601 strings starting ``YYYY-`` (parsed as in ``meterline.schemas.common``).
 
 A :class:`FastActionEvent` / :class:`FastTelemetryEvent` has the attributes of its model
 (and ``type``, ``routing_key``); :func:`to_model` gives the pydantic model where one is
-needed (the rule stage, :class:`~schemas.derived.EnrichedEvent`). A
+needed (the rule stage, :class:`~meterline.schemas.derived.EnrichedEvent`). A
 :class:`FastTrajectoryRecord` also tells which fields its JSON set (the processor merges
 only those, as pydantic's ``model_fields_set`` says): see :func:`set_fields`.
 """
@@ -27,9 +27,9 @@ import msgspec
 from msgspec import UNSET, UnsetType
 from msgspec.structs import force_setattr
 
-from schemas.codec import decode_raw
-from schemas.common import SCHEMA_VERSION, _as_utc, check_json_ints
-from schemas.events import (
+from meterline.schemas.codec import decode_raw
+from meterline.schemas.common import SCHEMA_VERSION, _as_utc, check_json_ints
+from meterline.schemas.events import (
     MAX_COST_USD,
     ActionEvent,
     ActionKind,
@@ -58,7 +58,7 @@ class _Attributed(
     msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="type", kw_only=True
 ):
     # Timestamps are read as strings and parsed by _finish with the same
-    # ``datetime.fromisoformat`` as schemas.common: msgspec's own parser rounds more than
+    # ``datetime.fromisoformat`` as meterline.schemas.common: msgspec's own parser rounds more than
     # six fractional digits where pydantic's path truncates.
     if TYPE_CHECKING:
         timestamp: datetime
@@ -98,7 +98,7 @@ class _Attributed(
 
 
 class FastActionEvent(_Attributed, frozen=True, tag="action"):
-    """:class:`~schemas.events.ActionEvent`, decoded by msgspec."""
+    """:class:`~meterline.schemas.events.ActionEvent`, decoded by msgspec."""
 
     type: ClassVar[Literal["action"]] = "action"
     name: Name
@@ -135,7 +135,7 @@ class FastActionEvent(_Attributed, frozen=True, tag="action"):
 
 
 class FastTelemetryEvent(_Attributed, frozen=True, tag="telemetry"):
-    """:class:`~schemas.events.TelemetryEvent`, decoded by msgspec."""
+    """:class:`~meterline.schemas.events.TelemetryEvent`, decoded by msgspec."""
 
     type: ClassVar[Literal["telemetry"]] = "telemetry"
     event_type: Name
@@ -150,7 +150,7 @@ class FastTrajectoryRecord(
     msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="type", tag="trajectory",
     kw_only=True,
 ):  # fmt: skip
-    """:class:`~schemas.events.TrajectoryRecord`, decoded by msgspec.
+    """:class:`~meterline.schemas.events.TrajectoryRecord`, decoded by msgspec.
 
     ``status`` and ``schema_version`` are :data:`msgspec.UNSET` when the JSON leaves them
     out (the model fills its defaults): a later record that does not name its status must
@@ -225,7 +225,7 @@ def decode_checked(decoder: msgspec.json.Decoder[Any], data: bytes | str) -> Any
 
 
 def decode_raw_fast(data: bytes | str) -> RawRecord | FastRecord:
-    """:func:`~schemas.codec.decode_raw` with the fast path first: same records accepted,
+    """:func:`~meterline.schemas.codec.decode_raw` with the fast path first: same records accepted,
     same errors raised."""
     record = decode_event(data)
     return record if record is not None else decode_raw(data)
@@ -295,7 +295,7 @@ def check_ids(values: tuple[str | None, ...]) -> None:
 
 
 def parse_utc(value: Any) -> datetime:  # a str: the Struct's annotation is for its readers
-    """``schemas.common._utc_datetime`` for a string that is not an epoch number (a digit,
+    """``meterline.schemas.common._utc_datetime`` for a string that is not an epoch number (a digit,
     then "-" at index 4); anything else raises, for pydantic to judge."""
     if not ("0" <= value[:1] <= "9" and value[4:5] == "-"):
         raise ValueError("timestamp left to pydantic")

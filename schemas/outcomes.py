@@ -7,13 +7,14 @@ from typing import Literal
 
 from pydantic import Field
 
-from schemas.common import Id, JsonObject, Label, UtcDatetime, WireModel
+from meterline.schemas.common import Id, JsonObject, Label, UtcDatetime, WireModel
 
 
 class Outcome(WireModel):
     """One match of an outcome rule.
 
-    ``outcome_id`` is deterministic (see :func:`stream_processors.rules.outcomes.outcome_id`):
+    ``outcome_id`` is deterministic (see
+    :func:`meterline.stream_processors.rules.outcomes.outcome_id`):
     re-evaluating the same rule revision on the same data gives the same id, so ClickHouse
     (ReplacingMergeTree on ``(project, outcome_id)``) absorbs repeats. It includes the rule's
     ``revision`` but not the file ``version``: editing another rule does not duplicate

@@ -20,7 +20,7 @@ class Topics:
     def for_record(self, record: Any) -> str:
         """The raw topic a record is produced to (an ActionEvent, TelemetryEvent or
         TrajectoryRecord; TypeError for anything else)."""
-        from schemas.events import ActionEvent, TelemetryEvent, TrajectoryRecord
+        from meterline.schemas.events import ActionEvent, TelemetryEvent, TrajectoryRecord
 
         if isinstance(record, ActionEvent):
             return self.actions
@@ -56,12 +56,14 @@ class Topics:
 
     @property
     def outcomes(self) -> str:
-        """Outcomes derived by the rule stage (``schemas.Outcome``), keyed by outcome_id."""
+        """Outcomes derived by the rule stage (``meterline.schemas.Outcome``), keyed by
+        outcome_id."""
         return f"{self.prefix}.outcomes"
 
     @property
     def outcome_corrections(self) -> str:
-        """Requests to re-evaluate a trajectory from ClickHouse (``schemas.OutcomeCorrection``),
+        """Requests to re-evaluate a trajectory from ClickHouse
+        (``meterline.schemas.OutcomeCorrection``),
         keyed by ``project`` U+001F ``trace_id``: the rule stage's late events."""
         return f"{self.prefix}.outcome-corrections"
 

@@ -6,8 +6,10 @@ whose version the rule cannot produce (dead letter ``impossible_version``), so a
 can write an output topic cannot pin a row above every real one (the Kafka ACLs in
 docs/deployment.md keep such clients out in the first place).
 
-- ``<prefix>.enriched`` (``events.version``): :data:`~schemas.derived.VERSION_UNJOINED` (1)
-  when the event went out before its trajectory was known, :data:`~schemas.derived.VERSION_JOINED`
+- ``<prefix>.enriched`` (``events.version``): :data:`~meterline.schemas.derived.VERSION_UNJOINED`
+(1)
+  when the event went out before its trajectory was known,
+  :data:`~meterline.schemas.derived.VERSION_JOINED`
   (2) when joined (``stream_processors/steps/join.py``, ``pipeline.py``). Nothing else: a
   forged event row can at most tie a real joined one, never outrank it.
 - ``<prefix>.trajectory-state`` (``trajectories.version``): 1 for a trace's first record,
@@ -29,7 +31,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from schemas.derived import VERSION_JOINED, VERSION_UNJOINED
+from meterline.schemas.derived import VERSION_JOINED, VERSION_UNJOINED
 
 #: ``error_type`` of a row whose version the scheme cannot produce.
 IMPOSSIBLE_VERSION = "impossible_version"
@@ -37,7 +39,8 @@ IMPOSSIBLE_VERSION = "impossible_version"
 ENRICHED_VERSIONS = frozenset({VERSION_UNJOINED, VERSION_JOINED})
 #: Highest trajectory-state version accepted (a trace would need this many records).
 MAX_TRAJECTORY_VERSION = 1 << 24
-#: Earliest outcome ``computed_at`` accepted (as :class:`stream_processors.steps.clock.TimeBounds`).
+#: Earliest outcome ``computed_at`` accepted (as
+# :class:`meterline.stream_processors.steps.clock.TimeBounds`).
 MIN_COMPUTED_AT = datetime(2000, 1, 1, tzinfo=UTC)
 #: How far an outcome's ``computed_at`` may be ahead of the sink's clock (clock skew between
 #: the processor's and the sink's hosts).

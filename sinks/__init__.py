@@ -1,9 +1,9 @@
 """meterline sinks: batch consumers from Kafka into ClickHouse (clickhouse-connect)."""
 
-from sinks.clickhouse.connection import connect, redact_url
-from sinks.clickhouse.writer import ClickHouseWriter
-from sinks.consumer import ClickHouseSink, SinkStats
-from sinks.errors import ConfigurationError, SinkError, SinkWriteError
+from meterline.sinks.clickhouse.connection import connect, redact_url
+from meterline.sinks.clickhouse.writer import ClickHouseWriter
+from meterline.sinks.consumer import ClickHouseSink, SinkStats
+from meterline.sinks.errors import ConfigurationError, SinkError, SinkWriteError
 
 __all__ = [
     "ClickHouseSink",

@@ -2,7 +2,7 @@
 
     poll a batch -> decode per topic -> insert per table -> commit offsets -> next batch
 
-A message marked as an NDJSON batch (:mod:`schemas.framing`; the processor frames its
+A message marked as an NDJSON batch (:mod:`meterline.schemas.framing`; the processor frames its
 enriched events and trajectory states) is split into its records, each decoded on its own:
 an undecodable record becomes a dead letter with its own bytes and its index in the message
 (``item``), and the others are written. A batch holds about ``batch_size`` records: the
@@ -14,11 +14,12 @@ carries a deduplication token derived from its messages, so ClickHouse drops a r
 identical insert (a retry after an ambiguous failure) before any merge. A failed
 insert is retried with backoff while the batch is held (no new polls): the sink applies
 backpressure instead of buffering without bound. An insert refused for its data (a value a
-column or view cannot hold) is split until the refused rows are found (:mod:`sinks.isolate`);
+column or view cannot hold) is split until the refused rows are found
+(:mod:`meterline.sinks.isolate`);
 those go to ``dead_letters`` (``rejected_by_clickhouse``, stage ``sink``, the original
 message) and the rest of the batch is written, so one bad row cannot stall every tenant.
 
-Backpressure keeps the sink in its group (:mod:`sinks.backpressure`): the inserts run on a
+Backpressure keeps the sink in its group (:mod:`meterline.sinks.backpressure`): the inserts run on a
 writer thread; an insert that takes longer than ``pause_after_s``, and every retry wait,
 pauses the assigned partitions and keeps polling, so an outage longer than
 ``max.poll.interval.ms`` neither rebalances the sink out nor replays its batch.
@@ -30,12 +31,12 @@ partition is committed up to the first such message and paused there, ``held`` (
 a log line and ``meterline_sink_held_partitions`` say so, and a sink that can decode them
 (deployed, or restarted with a higher ratio) reads on from there. A lone undecodable record
 among decodable ones is dead-lettered. A version the processor's scheme cannot produce
-(:mod:`schemas.versions`) is dead-lettered as ``impossible_version``.
+(:mod:`meterline.schemas.versions`) is dead-lettered as ``impossible_version``.
 
 Operations: counters in :class:`SinkMetrics` (per batch, never per message), consumer lag
 per assigned partition every ``lag_interval_s`` (position vs high watermark), and
 ``last_loop`` / ``insert_error`` for the liveness and readiness checks
-(``stream_processors.health.sink_checks``).
+(``meterline.ops.health.sink_checks``).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ from typing import Any, NamedTuple
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
-from schemas import (
+from meterline.schemas import (
     DeadLetter,
     InvalidRecord,
     OutcomeCorrection,
@@ -59,18 +60,18 @@ from schemas import (
     decode_as,
     framing,
 )
-from sinks.backpressure import Backpressure, Partition
-from sinks.clickhouse.rows import (
+from meterline.sinks.backpressure import Backpressure, Partition
+from meterline.sinks.clickhouse.rows import (
     correction_row,
     dead_letter_row,
     enriched_row,
     sink_outcome_row,
     state_row,
 )
-from sinks.clickhouse.writer import ClickHouseWriter, InsertTokens
-from sinks.errors import SinkWriteError
-from sinks.isolate import MAX_REJECTED, RejectionWindow, insert_isolating
-from sinks.metrics import SinkMetrics
+from meterline.sinks.clickhouse.writer import ClickHouseWriter, InsertTokens
+from meterline.sinks.errors import SinkWriteError
+from meterline.sinks.isolate import MAX_REJECTED, RejectionWindow, insert_isolating
+from meterline.sinks.metrics import SinkMetrics
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ _REASON_CHARS = 1_000
 #: bug): dead-lettered, so replaying it cannot crash-loop the sink (as in the processor's
 #: ``steps/validate.py``).
 UNEXPECTED_ERROR = "unexpected_error"
-#: ``error_type`` of a message whose row ClickHouse refused (:mod:`sinks.isolate`).
+#: ``error_type`` of a message whose row ClickHouse refused (:mod:`meterline.sinks.isolate`).
 REJECTED = "rejected_by_clickhouse"
 #: ``error_type`` of records written by a newer processor than this sink: held, never
 #: dead-lettered (a processor/sink version skew).

@@ -18,4 +18,4 @@ class ConfigurationError(SinkError):
 class SinkRowsRejected(SinkWriteError):
     """ClickHouse, or the client encoding the insert, refused the rows' data (a value out of
     range, a type it cannot convert). Retrying the same rows cannot succeed: the sink finds
-    the rows at fault and dead-letters them (:mod:`sinks.isolate`)."""
+    the rows at fault and dead-letters them (:mod:`meterline.sinks.isolate`)."""

@@ -2,7 +2,8 @@
 
     insert(batch) rejected -> insert(first half), insert(second half) -> ... -> one row rejected
 
-Only :class:`~sinks.errors.SinkRowsRejected` (the data is at fault) splits a batch; any other
+Only :class:`~meterline.sinks.errors.SinkRowsRejected` (the data is at fault) splits a batch; any
+other
 failure propagates, and the caller holds the whole batch and retries it. Each part carries a
 deduplication token derived from the batch's token and the part's range, so a retry after a
 failure partway repeats the same parts and ClickHouse drops the ones it already applied.
@@ -10,7 +11,7 @@ failure partway repeats the same parts and ClickHouse drops the ones it already 
 
 More than ``max_rejected`` refused rows in one batch is not bad data but something systemic
 (a column type changed under the sink, a view that refuses everything): isolation stops and
-raises :class:`~sinks.errors.SinkWriteError`, so the batch is held and retried instead of
+raises :class:`~meterline.sinks.errors.SinkWriteError`, so the batch is held and retried instead of
 being dead-lettered row by row. Small batches (a quiet deployment) never reach that count,
 so :class:`RejectionWindow` also holds a batch when more than half of the last ~1,000 rows
 would have been refused. (The processor's storm guard is per project instead: a project over
@@ -23,7 +24,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sinks.errors import SinkRowsRejected, SinkWriteError
+from meterline.sinks.errors import SinkRowsRejected, SinkWriteError
 
 #: ``insert(rows, dedup_token)``: raises SinkRowsRejected when the rows' data is at fault.
 Insert = Callable[[Sequence[Sequence[Any]], "str | None"], None]

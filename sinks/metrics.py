@@ -10,7 +10,7 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from sinks.clickhouse.ddl import SINK_TABLES
+from meterline.sinks.clickhouse.ddl import SINK_TABLES
 
 TABLES = SINK_TABLES
 

@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from sinks.metrics import REASONS
+from meterline.sinks.metrics import REASONS
 
 MetricName = Literal[
     # -- processor worker (one series set per worker process) --
@@ -75,7 +75,7 @@ MetricName = Literal[
     # -- both --
     "meterline_consumer_lag",  # gauge {group, topic, partition}: messages behind
     "meterline_up",  # gauge {component}: 1 while the process runs
-    # -- SDK, in the agent process (producers.metrics.register) --
+    # -- SDK, in the agent process (meterline.producers.metrics.register) --
     "meterline_sdk_records",  # {outcome}: SdkStats counters (sent, delivered, failed, ...)
     "meterline_sdk_queue_depth",  # gauge: items waiting in the SDK queue
 ]
@@ -260,7 +260,8 @@ class LagCollector(Collector):
 
 
 class StallCollector(Collector):
-    """The stall watch's state (:class:`stream_processors.stall.StallWatch`), read when scraped."""
+    """The stall watch's state (:class:`meterline.stream_processors.faust_layer.stall.StallWatch`),
+    read when scraped."""
 
     def __init__(self, watch: Any) -> None:
         self.watch = watch

@@ -12,7 +12,7 @@
       -> mark seen          only now, so a crash before the acks replays instead of losing
 
 Sizes: every output is checked against its topic's ``max.message.bytes`` before it is
-produced (:mod:`stream_processors.sizes`). An event whose enriched output would not fit is
+produced (:mod:`meterline.stream_processors.sizes`). An event whose enriched output would not fit is
 dead-lettered (``output_too_large``) and not marked seen, so it can be replayed once the
 topic accepts it; the state is bounded so that its changelog records fit.
 
@@ -37,7 +37,8 @@ from faust.streams import _current_event
 from faust.types import EventT as _EventT
 from mode import CrashingSupervisor
 
-from schemas import (
+from meterline.ops.admin import changelog_config, changelog_topics, ensure_topics, topic_config
+from meterline.schemas import (
     VERSION_JOINED,
     VERSION_UNJOINED,
     EnrichedEvent,
@@ -46,29 +47,32 @@ from schemas import (
     framing,
     utc_now,
 )
-from schemas.codec import encode_enriched, encode_timestamp
-from schemas.fast_decode import TRAJECTORY_TYPES, AnyEvent, FastRecord, to_model
-from stream_processors.admin import changelog_config, changelog_topics, ensure_topics, topic_config
-from stream_processors.changelog import Changelog
-from stream_processors.dedupe_store import PersistentDedupe
-from stream_processors.errors import InvalidMessage
-from stream_processors.metrics import ProcessorMetrics
-from stream_processors.output import MAX_MESSAGE_BYTES, BatchOutput
-from stream_processors.pricing import PricingStep
-from stream_processors.rules.stage import RuleStage
-from stream_processors.settings import Settings
-from stream_processors.sizes import (
+from meterline.schemas.codec import encode_enriched, encode_timestamp
+from meterline.schemas.fast_decode import TRAJECTORY_TYPES, AnyEvent, FastRecord, to_model
+from meterline.settings import Settings
+from meterline.stream_processors.errors import InvalidMessage
+from meterline.stream_processors.faust_layer.output import MAX_MESSAGE_BYTES, BatchOutput
+from meterline.stream_processors.metrics import ProcessorMetrics
+from meterline.stream_processors.pricing import PricingStep
+from meterline.stream_processors.rules.stage import RuleStage
+from meterline.stream_processors.sizes import (
     KAFKA_DEFAULT_MAX_MESSAGE_BYTES,
     OutputTooLarge,
     StateBounds,
     TopicLimits,
     read_limits,
 )
-from stream_processors.steps.dedupe import DedupeWindow, Seen
-from stream_processors.steps.join import TrajectoryJoiner
-from stream_processors.steps.quarantine import QUARANTINED, ProjectGuard, project_of
-from stream_processors.steps.validate import DEFAULT_MAX_RECORD_BYTES, dead_letter_for, validate
-from stream_processors.table_buffer import PartitionPinned, WriteBack, as_current
+from meterline.stream_processors.state.changelog import Changelog
+from meterline.stream_processors.state.dedupe import PersistentDedupe
+from meterline.stream_processors.state.writeback import PartitionPinned, WriteBack, as_current
+from meterline.stream_processors.steps.dedupe import DedupeWindow, Seen
+from meterline.stream_processors.steps.join import TrajectoryJoiner
+from meterline.stream_processors.steps.quarantine import QUARANTINED, ProjectGuard, project_of
+from meterline.stream_processors.steps.validate import (
+    DEFAULT_MAX_RECORD_BYTES,
+    dead_letter_for,
+    validate,
+)
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +96,7 @@ BATCH_MAX_RECORDS = 50_000
 
 def records_of(msg: Any) -> list[tuple[int, bytes | None]]:
     """``(item, bytes)`` of each raw record in a Kafka message: the lines of an NDJSON batch
-    message (:mod:`schemas.framing`), else the message value as item 0. An empty batch is
+    message (:mod:`meterline.schemas.framing`), else the message value as item 0. An empty batch is
     one empty record, so it is dead-lettered rather than silently skipped."""
     if framing.is_batch(msg.headers):
         lines = framing.split(msg.value)
@@ -449,7 +453,7 @@ def control_plane_watcher(settings: Settings) -> Any:
     """The hot-reloaded control plane the rule stage and the price book read (None: no
     file configured). A broken file stops the worker at start; a broken new version is
     rejected and the old one keeps running."""
-    from stream_processors.control_plane import ControlPlaneWatcher
+    from meterline.stream_processors.control_plane import ControlPlaneWatcher
 
     if settings.control_plane is None:
         return None

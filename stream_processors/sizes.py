@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from stream_processors.errors import ProcessorError
+from meterline.stream_processors.errors import ProcessorError
 
 #: Apache Kafka's default ``message.max.bytes`` (broker) / ``max.message.bytes`` (topic).
 KAFKA_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588

@@ -1,8 +1,9 @@
-"""Entry point of a stream-processor worker process: ``python -m stream_processors.worker``.
+"""Entry point of a stream-processor worker process: ``python -m
+meterline.stream_processors.worker``.
 
 Reads :class:`Settings` from ``METERLINE_*`` environment variables. Several workers with the
 same ``METERLINE_APP_ID`` form one consumer group and share the partitions. Metrics and
-health are served on ``METERLINE_METRICS_PORT`` (see :mod:`stream_processors.monitoring`).
+health are served on ``METERLINE_METRICS_PORT`` (see :mod:`meterline.ops.monitoring`).
 """
 
 from __future__ import annotations
@@ -11,13 +12,13 @@ import atexit
 import gc
 import sys
 
-from stream_processors.app import create_app
-from stream_processors.endpoints import new_registry
-from stream_processors.gc_tuning import tune_gc
-from stream_processors.metrics import ProcessorMetrics
-from stream_processors.monitoring import worker_endpoints, worker_stall_watch
-from stream_processors.pipeline import build_pipeline
-from stream_processors.settings import Settings
+from meterline.ops.endpoints import new_registry
+from meterline.ops.gc_tuning import tune_gc
+from meterline.ops.monitoring import worker_endpoints, worker_stall_watch
+from meterline.settings import Settings
+from meterline.stream_processors.faust_layer.app import create_app
+from meterline.stream_processors.metrics import ProcessorMetrics
+from meterline.stream_processors.pipeline import build_pipeline
 
 
 def main() -> None:

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from stream_processors.embedded.broker import TansuBroker
-from stream_processors.embedded.runtime import Pipeline
-from stream_processors.settings import Settings
+from meterline.embedded.broker import TansuBroker
+from meterline.embedded.runtime import Pipeline
+from meterline.settings import Settings
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +34,7 @@ def tansu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TansuBroker]:
 @pytest.fixture(scope="session")
 def clickhouse(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """One chDB engine for the session (chDB allows one data path per process)."""
-    from sinks import connect
+    from meterline.sinks import connect
 
     path = tmp_path_factory.mktemp("chdb")
     try:

@@ -20,9 +20,9 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from schemas import Topics
-from stream_processors import cli
-from stream_processors.settings import ENV_PREFIX, Settings
+from meterline import cli
+from meterline.schemas import Topics
+from meterline.settings import ENV_PREFIX, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -366,13 +366,13 @@ def test_meterline_settings_arrive_with_the_compose_values(
 def test_topics_service_creates_every_topic_co_partitioned(
     services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from stream_processors import cli
+    from meterline import cli
 
     service = services["topics"]
     assert "entrypoint" not in service  # the image's: meterline
     calls: list[tuple[Any, ...]] = []
     monkeypatch.setattr(
-        "stream_processors.admin.ensure_topics", lambda *a, **kw: calls.append((*a, kw))
+        "meterline.ops.admin.ensure_topics", lambda *a, **kw: calls.append((*a, kw))
     )
     for key in [k for k in os.environ if k.startswith(ENV_PREFIX)]:
         monkeypatch.delenv(key)

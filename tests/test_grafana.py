@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 import yaml
 
-from schemas import ActionEvent, ActionKind
-from schemas.derived import EnrichedEvent
-from sinks.clickhouse.ddl import TABLES
-from sinks.clickhouse.rows import event_row
-from sinks.clickhouse.writer import ClickHouseWriter
-from stream_processors.dashboard.queries import REQUIRED_COLUMNS
+from meterline.dashboard.queries import REQUIRED_COLUMNS
+from meterline.schemas import ActionEvent, ActionKind
+from meterline.schemas.derived import EnrichedEvent
+from meterline.sinks.clickhouse.ddl import TABLES
+from meterline.sinks.clickhouse.rows import event_row
+from meterline.sinks.clickhouse.writer import ClickHouseWriter
 from tests.test_docker_compose import (
     GRAFANA_DIR,
     ROOT,

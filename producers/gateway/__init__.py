@@ -2,7 +2,7 @@
 
 ``POST /v1/events`` (JSON array or NDJSON of wire records) and ``POST /v1/traces`` (OTLP/HTTP,
 GenAI spans) become raw records produced exactly as the SDK produces them
-(:class:`producers.MeterlineProducer`: key trace_id else event_id, murmur2 partitioner,
+(:class:`meterline.producers.MeterlineProducer`: key trace_id else event_id, murmur2 partitioner,
 NDJSON framing). The API key decides the project, never the record. See docs/gateway.md.
 
 Needs the ``gateway`` extra (``pip install 'meterline[gateway]'``).
@@ -20,8 +20,8 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         f"the meterline gateway needs its extra: pip install 'meterline[gateway]' ({exc})"
     ) from exc
 
-from producers.gateway.config import GatewayConfig
-from producers.gateway.keys import ApiKey, KeyStore
-from producers.gateway.server import GatewayServer
+from meterline.producers.gateway.config import GatewayConfig
+from meterline.producers.gateway.keys import ApiKey, KeyStore
+from meterline.producers.gateway.server import GatewayServer
 
 __all__ = ["ApiKey", "GatewayConfig", "GatewayServer", "KeyStore"]

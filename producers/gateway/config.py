@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from schemas import Topics
+from meterline.schemas import Topics
 
 #: Default port of ``meterline gateway`` and of the gateway ``meterline up`` starts.
 DEFAULT_PORT = 8322

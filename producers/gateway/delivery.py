@@ -1,6 +1,6 @@
 """Producing a request's records and waiting for the broker's acknowledgement of each.
 
-The records go through :class:`producers.MeterlineProducer` (the SDK's producer: same key,
+The records go through :class:`meterline.producers.MeterlineProducer` (the SDK's producer: same key,
 partitioner and NDJSON framing). ``flush(0)`` after each request frames what the request
 added and sends it at once (librdkafka's flush ignores ``linger.ms``), so a request does not
 wait for the SDK's linger. A thread serves delivery reports; each report counts down its
@@ -16,10 +16,10 @@ from typing import Any, cast
 
 from confluent_kafka import KafkaError
 
-from producers.batching import BatchConfig
-from producers.client import MeterlineProducer
-from producers.gateway.records import Checked
-from schemas import RawRecord, Topics
+from meterline.producers.batching import BatchConfig
+from meterline.producers.client import MeterlineProducer
+from meterline.producers.gateway.records import Checked
+from meterline.schemas import RawRecord, Topics
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from producers.gateway.errors import BadRequest
+from meterline.producers.gateway.errors import BadRequest
 
 LLM_OPERATIONS = frozenset({"chat", "text_completion", "generate_content", "embeddings"})
 AGENT_OPERATIONS = frozenset({"invoke_agent", "create_agent"})

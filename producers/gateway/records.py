@@ -2,7 +2,8 @@
 
 Each record is checked on its own, in order (index ``#i`` counts from 0 in the request):
 a JSON object; its ``project`` absent or the API key's own (then stamped with the key's
-project); then exactly the processor's validate step (``stream_processors.steps.validate``:
+project); then exactly the processor's validate step
+(``meterline.stream_processors.steps.validate``:
 size, schema, ids, event-time range), so a record the gateway accepts is one the processor
 accepts. Refused records are answered, never produced.
 """
@@ -15,10 +16,10 @@ from typing import Any
 
 import orjson
 
-from producers.gateway.errors import BadRequest, TooLarge
-from schemas import Topics
-from stream_processors.errors import InvalidMessage
-from stream_processors.steps.validate import validate
+from meterline.producers.gateway.errors import BadRequest, TooLarge
+from meterline.schemas import Topics
+from meterline.stream_processors.errors import InvalidMessage
+from meterline.stream_processors.steps.validate import validate
 
 #: reason label of a record naming another project than its key's
 WRONG_PROJECT = "wrong_project"

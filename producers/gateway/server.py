@@ -23,10 +23,10 @@ from aiohttp import web
 from confluent_kafka.admin import AdminClient
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from producers.gateway import otlp
-from producers.gateway.config import GatewayConfig
-from producers.gateway.delivery import Acks, GatewayProducer
-from producers.gateway.errors import (
+from meterline.producers.gateway import otlp
+from meterline.producers.gateway.config import GatewayConfig
+from meterline.producers.gateway.delivery import Acks, GatewayProducer
+from meterline.producers.gateway.errors import (
     GatewayError,
     RateLimited,
     TooLarge,
@@ -34,10 +34,10 @@ from producers.gateway.errors import (
     Unavailable,
     UnsupportedMediaType,
 )
-from producers.gateway.keys import ApiKey, KeyStore
-from producers.gateway.metrics import GatewayMetrics
-from producers.gateway.ratelimit import TokenBuckets
-from producers.gateway.records import (
+from meterline.producers.gateway.keys import ApiKey, KeyStore
+from meterline.producers.gateway.metrics import GatewayMetrics
+from meterline.producers.gateway.ratelimit import TokenBuckets
+from meterline.producers.gateway.records import (
     CheckResult,
     check_records,
     limits_message,

@@ -14,13 +14,19 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from producers.llm.context import LLMContext, current_context, llm_context
-from producers.llm.pricing import Cost, ModelPrice, PriceOverrides, TokenUsage, compute_cost
-from producers.llm.recorder import Emit, LLMStats, Recorder, sdk_emit, stats
+from meterline.producers.llm.context import LLMContext, current_context, llm_context
+from meterline.producers.llm.pricing import (
+    Cost,
+    ModelPrice,
+    PriceOverrides,
+    TokenUsage,
+    compute_cost,
+)
+from meterline.producers.llm.recorder import Emit, LLMStats, Recorder, sdk_emit, stats
 
 if TYPE_CHECKING:
-    from producers.llm.anthropic import instrument_anthropic
-    from producers.llm.openai import instrument_openai
+    from meterline.producers.llm.anthropic import instrument_anthropic
+    from meterline.producers.llm.openai import instrument_openai
 
 __all__ = [
     "Cost",
@@ -47,11 +53,11 @@ _PROVIDERS = ("openai", "anthropic")
 def __getattr__(name: str) -> Any:
     # The provider modules import their client library: load them on first use only.
     if name == "instrument_openai":
-        from producers.llm.openai import instrument_openai
+        from meterline.producers.llm.openai import instrument_openai
 
         return instrument_openai
     if name == "instrument_anthropic":
-        from producers.llm.anthropic import instrument_anthropic
+        from meterline.producers.llm.anthropic import instrument_anthropic
 
         return instrument_anthropic
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -88,7 +94,7 @@ def instrument_provider(
     """:func:`instrument_all` for one provider (``"openai"`` or ``"anthropic"``); False when
     its client library is not installed."""
     try:
-        module = importlib.import_module(f"producers.llm.{provider}")
+        module = importlib.import_module(f"meterline.producers.llm.{provider}")
     except ImportError:
         return False
     recorder = Recorder(emit, provider, prices, LLMContext(), capture_content, max_summary_chars)
@@ -102,19 +108,19 @@ def uninstrument(client: Any = None) -> bool:
 
     Returns False when there was nothing to undo.
     """
-    from producers.llm import patching
+    from meterline.producers.llm import patching
 
     if client is not None:
         module_name = type(client).__module__.split(".")[0]
         if module_name not in _PROVIDERS:
             return False
-        module = importlib.import_module(f"producers.llm.{module_name}")
+        module = importlib.import_module(f"meterline.producers.llm.{module_name}")
         undo = getattr(module, f"uninstrument_{module_name}")
         return bool(undo(client))
     undone = False
     for provider in _PROVIDERS:
         try:
-            module = importlib.import_module(f"producers.llm.{provider}")
+            module = importlib.import_module(f"meterline.producers.llm.{provider}")
         except ImportError:
             continue
         for cls in module.resource_classes():

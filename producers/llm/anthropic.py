@@ -22,8 +22,8 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "pip install 'meterline[llm]'"
     ) from exc
 
-from producers.llm.context import LLMContext
-from producers.llm.patching import (
+from meterline.producers.llm.context import LLMContext
+from meterline.producers.llm.patching import (
     ORIGINAL,
     Endpoint,
     begin,
@@ -33,9 +33,9 @@ from producers.llm.patching import (
     unpatch,
     wrap_method,
 )
-from producers.llm.pricing import PriceOverrides, TokenUsage
-from producers.llm.recorder import Call, Emit, Recorder, sdk_emit
-from producers.llm.streams import observe_async_stream, observe_stream
+from meterline.producers.llm.pricing import PriceOverrides, TokenUsage
+from meterline.producers.llm.recorder import Call, Emit, Recorder, sdk_emit
+from meterline.producers.llm.streams import observe_async_stream, observe_stream
 
 PROVIDER = "anthropic"
 
@@ -57,7 +57,7 @@ def instrument_anthropic(
 ) -> C:
     """Record every ``messages.create`` and ``messages.stream`` of this client.
 
-    Same options and contract as :func:`producers.llm.openai.instrument_openai`.
+    Same options and contract as :func:`meterline.producers.llm.openai.instrument_openai`.
     """
     ctx = LLMContext(
         project=project,
@@ -85,7 +85,7 @@ def patch_resource(owner: Any, recorder: Recorder) -> None:
 
 
 def resource_classes() -> list[type]:
-    """The classes :func:`producers.llm.instrument_all` patches."""
+    """The classes :func:`meterline.producers.llm.instrument_all` patches."""
     from anthropic.resources.messages import AsyncMessages, Messages
 
     return [Messages, AsyncMessages]

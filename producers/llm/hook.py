@@ -1,6 +1,7 @@
 """Patch an LLM client library when the application imports it (``init``'s auto-instrument).
 
-Importing ``openai`` / ``anthropic`` takes seconds; ``producers.init`` must not pay it for an
+Importing ``openai`` / ``anthropic`` takes seconds; ``meterline.init`` must not pay it
+for an
 agent that never uses them. A library already imported is patched at once; one that is
 installed but not imported gets a ``sys.meta_path`` finder that patches it right after its
 own import finishes (the application's import, not ours).
@@ -37,7 +38,7 @@ def instrument_when_imported(provider: str) -> bool:
 
 
 def _patch(provider: str) -> bool:
-    from producers.llm import instrument_provider
+    from meterline.producers.llm import instrument_provider
 
     try:
         return instrument_provider(provider)

@@ -19,10 +19,16 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "meterline's openai instrumentation needs the openai client: pip install 'meterline[llm]'"
     ) from exc
 
-from producers.llm.context import LLMContext
-from producers.llm.patching import Endpoint, last_user_message, patch, unpatch, wrap_method
-from producers.llm.pricing import PriceOverrides, TokenUsage
-from producers.llm.recorder import Call, Emit, Recorder, sdk_emit
+from meterline.producers.llm.context import LLMContext
+from meterline.producers.llm.patching import (
+    Endpoint,
+    last_user_message,
+    patch,
+    unpatch,
+    wrap_method,
+)
+from meterline.producers.llm.pricing import PriceOverrides, TokenUsage
+from meterline.producers.llm.recorder import Call, Emit, Recorder, sdk_emit
 
 PROVIDER = "openai"
 
@@ -70,7 +76,7 @@ def uninstrument_openai(client: openai.OpenAI | openai.AsyncOpenAI) -> bool:
 
 
 def resource_classes() -> list[type]:
-    """The classes :func:`producers.llm.instrument_all` patches."""
+    """The classes :func:`meterline.producers.llm.instrument_all` patches."""
     from openai.resources.chat.completions import AsyncCompletions, Completions
     from openai.resources.responses import AsyncResponses, Responses
 

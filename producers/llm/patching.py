@@ -16,8 +16,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from producers.llm.recorder import Call, Recorder
-from producers.llm.streams import Observer, observe_async_stream, observe_stream
+from meterline.producers.llm.recorder import Call, Recorder
+from meterline.producers.llm.streams import Observer, observe_async_stream, observe_stream
 
 log = logging.getLogger(__name__)
 

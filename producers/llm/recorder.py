@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from producers.llm.context import LLMContext, current_context
-from producers.llm.pricing import PriceOverrides, TokenUsage, compute_cost
-from schemas import ActionEvent
-from schemas.events import ActionKind, Status
+from meterline.producers.llm.context import LLMContext, current_context
+from meterline.producers.llm.pricing import PriceOverrides, TokenUsage, compute_cost
+from meterline.schemas import ActionEvent
+from meterline.schemas.events import ActionKind, Status
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +29,11 @@ Emit = Callable[[ActionEvent], bool | None]
 
 
 def sdk_emit(event: ActionEvent) -> bool:
-    """The default ``emit``: the process-wide SDK client (``producers.init``), looked up per
+    """The default ``emit``: the process-wide SDK client (``meterline.init``), looked up
+    per
     event so instrumenting before ``init`` works. Enqueue-only: never waits on the broker.
     False when the client dropped the event (queue full, not configured)."""
-    from producers.config import get_client
+    from meterline.producers.config import get_client
 
     return get_client().record(event)
 

@@ -14,7 +14,7 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
 
-from producers.llm.recorder import Call, note_observe_failure
+from meterline.producers.llm.recorder import Call, note_observe_failure
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from sinks.errors import ConfigurationError
+from meterline.sinks.errors import ConfigurationError
 
 _SCHEMES = ("http", "https", "chdb")
 

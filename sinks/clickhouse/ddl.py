@@ -177,7 +177,7 @@ PARTITION BY toYYYYMM(period_start)
 ORDER BY (project, rule_id, period, period_start)
 """
 
-# Filled from the control plane's display_names (see sinks.clickhouse.display_names); an
+# Filled from the control plane's display_names (see meterline.sinks.clickhouse.display_names); an
 # empty display_name means "removed from the file": views show the action name then.
 DISPLAY_NAMES = f"""
 CREATE TABLE IF NOT EXISTS {{db}}.display_names (
@@ -301,7 +301,7 @@ def check_identifier(name: str) -> str:
 
 def statements(database: str) -> list[str]:
     """Database, tables, then views (views read the tables). Every statement is idempotent."""
-    from sinks.clickhouse.views import view_statements
+    from meterline.sinks.clickhouse.views import view_statements
 
     db = check_identifier(database)
     tables = [ddl.format(db=db) for ddl in TABLES.values()]

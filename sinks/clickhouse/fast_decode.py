@@ -1,6 +1,8 @@
 """Fast path for the sink's enriched events and trajectory states: msgspec Structs beside
-:class:`~sinks.clickhouse.rows.SinkEnrichedEvent` and :class:`~schemas.derived.TrajectoryState`,
-as :mod:`schemas.fast_decode` is for the processor's raw records (and built on its Structs).
+:class:`~meterline.sinks.clickhouse.rows.SinkEnrichedEvent` and
+:class:`~meterline.schemas.derived.TrajectoryState`,
+as :mod:`meterline.schemas.fast_decode` is for the processor's raw records (and built on its
+Structs).
 
 Contract: :func:`decode_enriched` (:func:`decode_state`) accepts a strict subset of what
 ``decode_as(SinkEnrichedEvent, ...)`` (``decode_as(TrajectoryState, ...)``) accepts, with
@@ -9,8 +11,8 @@ with pydantic, which reads the lax forms
 or gives the precise dead-letter reason. ``tests/sinks/test_fast_decode.py`` holds
 the two paths against each other, row for row. Stricter than the models: ``processed_at``
 and ``type`` are required, ints are JSON integers, and the event follows
-:mod:`schemas.fast_decode`'s rules. The trajectory is read for the ids the row uses only,
-the rest skipped (as :class:`~sinks.clickhouse.rows.TrajectoryRef` does).
+:mod:`meterline.schemas.fast_decode`'s rules. The trajectory is read for the ids the row uses only,
+the rest skipped (as :class:`~meterline.sinks.clickhouse.rows.TrajectoryRef` does).
 
 Measured on generated traffic: decode plus row ~18-28 µs per enriched event with pydantic,
 ~7-10 µs for this decode (the row adds ~3.5 µs).
@@ -25,9 +27,9 @@ from typing import TYPE_CHECKING, Literal
 import msgspec
 from msgspec.structs import force_setattr
 
-from schemas import VERSION_UNJOINED, TrajectoryStatus
-from schemas.common import SCHEMA_VERSION
-from schemas.fast_decode import (
+from meterline.schemas import VERSION_UNJOINED, TrajectoryStatus
+from meterline.schemas.common import SCHEMA_VERSION
+from meterline.schemas.fast_decode import (
     Cost,
     FastEvent,
     FastTrajectoryRecord,
@@ -41,7 +43,7 @@ from schemas.fast_decode import (
 
 
 class FastTrajectoryRef(msgspec.Struct, frozen=True):
-    """:class:`~sinks.clickhouse.rows.TrajectoryRef`: the ids an ``events`` row takes from
+    """:class:`~meterline.sinks.clickhouse.rows.TrajectoryRef`: the ids an ``events`` row takes from
     the trajectory; other fields are skipped unread."""
 
     trajectory_id: Id | None = None
@@ -51,7 +53,7 @@ class FastTrajectoryRef(msgspec.Struct, frozen=True):
 
 
 class FastPricing(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """:class:`~schemas.derived.Pricing`, decoded by msgspec."""
+    """:class:`~meterline.schemas.derived.Pricing`, decoded by msgspec."""
 
     computed_cost_usd: Cost | None = None
     billed_cost_usd: Cost = 0.0
@@ -64,13 +66,13 @@ class FastEnriched(
     msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="type", tag="enriched",
     kw_only=True,
 ):  # fmt: skip
-    """:class:`~sinks.clickhouse.rows.SinkEnrichedEvent`, decoded by msgspec."""
+    """:class:`~meterline.sinks.clickhouse.rows.SinkEnrichedEvent`, decoded by msgspec."""
 
     event: FastEvent
     if TYPE_CHECKING:
         processed_at: datetime
     else:
-        processed_at: str  # parsed by _finish, as schemas.fast_decode does for timestamps
+        processed_at: str  # parsed by _finish, as meterline.schemas.fast_decode does for timestamps
     trajectory: FastTrajectoryRef | None = None
     version: int = VERSION_UNJOINED
     schema_version: Version = SCHEMA_VERSION
@@ -113,7 +115,7 @@ class FastTrajectoryState(
     msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="type",
     tag="trajectory_state", kw_only=True,
 ):  # fmt: skip
-    """:class:`~schemas.derived.TrajectoryState`, decoded by msgspec. After
+    """:class:`~meterline.schemas.derived.TrajectoryState`, decoded by msgspec. After
     :func:`decode_state` the trajectory's unset ``status`` and ``schema_version`` hold the
     model's defaults."""
 

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict
 
-from schemas import (
+from meterline.schemas import (
     ActionEvent,
     DeadLetter,
     EnrichedEvent,
@@ -20,17 +20,17 @@ from schemas import (
     TrajectoryState,
     utc_now,
 )
-from schemas.codec import decode_as
-from schemas.common import Id
-from schemas.errors import InvalidRecord
-from schemas.fast_decode import FastActionEvent, FastTelemetryEvent
-from schemas.versions import (
+from meterline.schemas.codec import decode_as
+from meterline.schemas.common import Id
+from meterline.schemas.errors import InvalidRecord
+from meterline.schemas.fast_decode import FastActionEvent, FastTelemetryEvent
+from meterline.schemas.versions import (
     IMPOSSIBLE_VERSION,
     computed_at_problem,
     enriched_version_problem,
     trajectory_version_problem,
 )
-from sinks.clickhouse.fast_decode import (
+from meterline.sinks.clickhouse.fast_decode import (
     FastEnriched,
     FastTrajectoryState,
     decode_enriched,
@@ -163,7 +163,7 @@ class TrajectoryRef(BaseModel):
 
 
 class SinkEnrichedEvent(EnrichedEvent):
-    """:class:`~schemas.EnrichedEvent` as the sink reads it: the event is validated whole,
+    """:class:`~meterline.schemas.EnrichedEvent` as the sink reads it: the event is validated whole,
     the trajectory only for :class:`TrajectoryRef`'s fields. Validating every event's copy
     of its trajectory was ~20-30% of the sink's decode (measured on generated traffic:
     32.9-39.3 -> 25.1-28.2 µs per enriched event)."""
@@ -173,12 +173,12 @@ class SinkEnrichedEvent(EnrichedEvent):
 
 def enriched_row(data: bytes) -> tuple[Any, ...]:
     """The ``events`` row of an enriched event's wire JSON: the msgspec fast path
-    (:mod:`sinks.clickhouse.fast_decode`), else pydantic (:class:`SinkEnrichedEvent`).
+    (:mod:`meterline.sinks.clickhouse.fast_decode`), else pydantic (:class:`SinkEnrichedEvent`).
 
     Raises:
         InvalidRecord: pydantic refused it too (the reason names the field), or its version
             is impossible in the processor's scheme (``impossible_version``,
-            :mod:`schemas.versions`).
+            :mod:`meterline.schemas.versions`).
     """
     enriched = read_enriched(data)
     _refuse(enriched_version_problem(enriched.version))
@@ -263,11 +263,11 @@ def pricing_columns(pricing: Any, reported: float) -> tuple[Any, ...]:
 
 def state_row(data: bytes) -> tuple[Any, ...]:
     """The ``trajectories`` row of a trajectory state's wire JSON: the msgspec fast path
-    (:func:`~sinks.clickhouse.fast_decode.decode_state`), else pydantic.
+    (:func:`~meterline.sinks.clickhouse.fast_decode.decode_state`), else pydantic.
 
     Raises:
         InvalidRecord: pydantic refused it too (the reason names the field), or its version
-            is impossible (``impossible_version``, :mod:`schemas.versions`).
+            is impossible (``impossible_version``, :mod:`meterline.schemas.versions`).
     """
     state = read_state(data)
     _refuse(trajectory_version_problem(state.version))
@@ -286,7 +286,8 @@ def sink_outcome_row(data: bytes) -> tuple[Any, ...]:
 
     Raises:
         InvalidRecord: the outcome is invalid, or its ``computed_at`` (the row's version) is
-            impossible at the sink's clock (``impossible_version``, :mod:`schemas.versions`).
+            impossible at the sink's clock (``impossible_version``,
+            :mod:`meterline.schemas.versions`).
     """
     outcome = decode_as(Outcome, data)
     if outcome.computed_at is not None:

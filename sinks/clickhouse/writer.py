@@ -17,10 +17,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from sinks.clickhouse.ddl import backfills, check_identifier, dedup_settings, statements
-from sinks.clickhouse.rejections import is_data_error
-from sinks.clickhouse.rows import COLUMNS
-from sinks.errors import SinkRowsRejected, SinkWriteError
+from meterline.sinks.clickhouse.ddl import backfills, check_identifier, dedup_settings, statements
+from meterline.sinks.clickhouse.rejections import is_data_error
+from meterline.sinks.clickhouse.rows import COLUMNS
+from meterline.sinks.errors import SinkRowsRejected, SinkWriteError
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ class ClickHouseWriter:
     Blocking: ``insert`` returns once ClickHouse acknowledged the insert, or raises
     :class:`SinkWriteError` (nothing is retried here; the caller keeps the batch), or its
     subclass :class:`SinkRowsRejected` when the rows' data is at fault
-    (:func:`~sinks.clickhouse.rejections.is_data_error`).
+    (:func:`~meterline.sinks.clickhouse.rejections.is_data_error`).
     Idempotency: an insert repeated with the same ``dedup_token`` is dropped by ClickHouse;
     any other repeat of a row is collapsed by ReplacingMergeTree (read with ``FINAL`` or
     through the analytics views).

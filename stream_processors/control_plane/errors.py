@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from stream_processors.errors import ProcessorError
+from meterline.stream_processors.errors import ProcessorError
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,7 @@
 """Load and validate the control-plane YAML file.
 
 Contract: :func:`load_control_plane` either returns a valid, immutable
-:class:`~schemas.control_plane.ControlPlane` or raises :class:`ControlPlaneError` listing
+:class:`~meterline.schemas.control_plane.ControlPlane` or raises :class:`ControlPlaneError` listing
 every problem with its line and field. YAML is read with the safe loader (no Python tags,
 no code); duplicate keys are errors rather than "last one wins".
 """
@@ -15,8 +15,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from schemas.control_plane import ControlPlane
-from stream_processors.control_plane.errors import ControlPlaneError, Problem
+from meterline.schemas.control_plane import ControlPlane
+from meterline.stream_processors.control_plane.errors import ControlPlaneError, Problem
 
 #: Environment variable naming the control-plane file.
 ENV_VAR = "METERLINE_CONTROL_PLANE"

@@ -23,9 +23,9 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from schemas.control_plane import ControlPlane
-from stream_processors.control_plane.errors import ControlPlaneError, Problem
-from stream_processors.control_plane.loader import parse_control_plane
+from meterline.schemas.control_plane import ControlPlane
+from meterline.stream_processors.control_plane.errors import ControlPlaneError, Problem
+from meterline.stream_processors.control_plane.loader import parse_control_plane
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@
 control plane's prices), ``book`` (the two together, one version), ``step`` (the
 processor's pricing step)."""
 
-from stream_processors.pricing.book import PriceBook, Priced, book_version
-from stream_processors.pricing.step import PricingStep
+from meterline.stream_processors.pricing.book import PriceBook, Priced, book_version
+from meterline.stream_processors.pricing.step import PricingStep
 
 __all__ = ["PriceBook", "Priced", "PricingStep", "book_version"]

@@ -3,20 +3,20 @@
 Contract: :meth:`PriceBook.price` never raises and gives the same answer for the same
 event and book version, whether the stream or ``meterline reprice`` asks (both call it).
 The event time decides which price applies. A (project, provider, model) is compiled once
-into a :class:`~stream_processors.pricing.rates.Schedule` and cached (bounded).
+into a :class:`~meterline.stream_processors.pricing.rates.Schedule` and cached (bounded).
 """
 
 from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from schemas.control_plane import ControlPlane, CostPolicy
-from schemas.derived import CostSource, PriceStatus
-from schemas.events import MAX_COST_USD
-from stream_processors.pricing.catalog import catalog_segments, catalog_version
-from stream_processors.pricing.overrides import Overrides
-from stream_processors.pricing.rates import Schedule, Segment
-from stream_processors.pricing.tokens import split
+from meterline.schemas.control_plane import ControlPlane, CostPolicy
+from meterline.schemas.derived import CostSource, PriceStatus
+from meterline.schemas.events import MAX_COST_USD
+from meterline.stream_processors.pricing.catalog import catalog_segments, catalog_version
+from meterline.stream_processors.pricing.overrides import Overrides
+from meterline.stream_processors.pricing.rates import Schedule, Segment
+from meterline.stream_processors.pricing.tokens import split
 
 #: ``properties.cost_source`` values of a cost the SDK computed itself (not the provider's).
 SDK_COST_SOURCES = frozenset({"genai-prices", "override", "unpriced"})
@@ -24,7 +24,7 @@ _MAX_CACHED = 100_000
 
 
 class Priced(NamedTuple):
-    """The book's answer for one call (:class:`schemas.derived.Pricing`'s fields)."""
+    """The book's answer for one call (:class:`meterline.schemas.derived.Pricing`'s fields)."""
 
     computed: float | None
     billed: float

@@ -1,5 +1,5 @@
 """The catalog: the genai-prices data bundled with the pinned package version (never its
-auto-update), compiled to :class:`~stream_processors.pricing.rates.Schedule` segments.
+auto-update), compiled to :class:`~meterline.stream_processors.pricing.rates.Schedule` segments.
 
 A model's dated prices (``ConditionalPrice`` with a ``StartDateConstraint``, a UTC date)
 become segments tried latest first, as genai-prices does; prices by time of day
@@ -17,7 +17,7 @@ from functools import cache
 from importlib.metadata import version
 from typing import Any
 
-from stream_processors.pricing.rates import FOREVER, NEVER, Rate, Segment, TieredRate
+from meterline.stream_processors.pricing.rates import FOREVER, NEVER, Rate, Segment, TieredRate
 
 log = logging.getLogger(__name__)
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from schemas.control_plane import ControlPlane, PriceRule, TokenPrices
-from stream_processors.pricing.rates import FOREVER, NEVER, Rate, Segment, TieredRate
+from meterline.schemas.control_plane import ControlPlane, PriceRule, TokenPrices
+from meterline.stream_processors.pricing.rates import FOREVER, NEVER, Rate, Segment, TieredRate
 
 #: Key of a rule that applies to every project.
 ALL_PROJECTS = "*"

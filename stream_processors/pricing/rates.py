@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from stream_processors.pricing.tokens import Parts
+from meterline.stream_processors.pricing.tokens import Parts
 
 PER_MILLION = 1_000_000.0
 #: Event times (epoch seconds) below and above every schedule's bounds.

@@ -1,5 +1,5 @@
 """The pricing step of the processor chain: every ``llm_call`` leaves with a ``pricing``
-object (:class:`schemas.derived.Pricing`) from the running price book.
+object (:class:`meterline.schemas.derived.Pricing`) from the running price book.
 
 Hot reload: ``config`` is a callable returning the running control plane (the watcher's
 ``current``); the book is rebuilt when that object changes, i.e. once per adopted version,
@@ -14,10 +14,10 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from schemas.control_plane import ControlPlane
-from schemas.derived import Pricing
-from schemas.events import ActionKind
-from stream_processors.pricing.book import PriceBook, Priced
+from meterline.schemas.control_plane import ControlPlane
+from meterline.schemas.derived import Pricing
+from meterline.schemas.events import ActionKind
+from meterline.stream_processors.pricing.book import PriceBook, Priced
 
 _LLM_CALL = ActionKind.LLM_CALL
 ConfigSource = Callable[[], ControlPlane | None]

@@ -1,12 +1,12 @@
 """Pure evaluation of control-plane rules: outcomes from events, seats from user activity."""
 
-from stream_processors.rules.outcomes import (
+from meterline.stream_processors.rules.outcomes import (
     evaluate,
     evaluate_trajectory,
     evaluate_user,
     outcome_id,
 )
-from stream_processors.rules.seats import activity_of, compute_seats, period_starts
+from meterline.stream_processors.rules.seats import activity_of, compute_seats, period_starts
 
 __all__ = [
     "activity_of",

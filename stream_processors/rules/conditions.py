@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
-from schemas.control_plane import EVENT_ATTRIBUTES, Condition, Scalar
+from meterline.schemas.control_plane import EVENT_ATTRIBUTES, Condition, Scalar
 
 MISSING: Final = object()
 

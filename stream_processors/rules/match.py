@@ -12,9 +12,9 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Sequence
 
-from schemas.control_plane import OutcomeRule, Step
-from schemas.events import Event, TelemetryEvent
-from stream_processors.rules.conditions import all_hold
+from meterline.schemas.control_plane import OutcomeRule, Step
+from meterline.schemas.events import Event, TelemetryEvent
+from meterline.stream_processors.rules.conditions import all_hold
 
 Match = list[list[int]]
 

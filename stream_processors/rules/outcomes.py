@@ -21,12 +21,12 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
-from schemas.control_plane import ControlPlane, OutcomeRule
-from schemas.derived import EnrichedEvent
-from schemas.events import Event, TrajectoryRecord
-from schemas.outcomes import Outcome
-from stream_processors.rules.conditions import is_number, lookup
-from stream_processors.rules.match import Match, find_matches
+from meterline.schemas.control_plane import ControlPlane, OutcomeRule
+from meterline.schemas.derived import EnrichedEvent
+from meterline.schemas.events import Event, TrajectoryRecord
+from meterline.schemas.outcomes import Outcome
+from meterline.stream_processors.rules.conditions import is_number, lookup
+from meterline.stream_processors.rules.match import Match, find_matches
 
 SEP = "\x1f"
 

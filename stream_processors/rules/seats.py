@@ -9,7 +9,7 @@ Contract, per rule, project and period (a UTC day or calendar month) in ``[start
 * ``assigned``: users whose latest attributes known before the period end satisfy ``where``
   (``match: all`` or ``any``).
 
-One :class:`~schemas.outcomes.SeatCount` is returned per rule, project and period, zero
+One :class:`~meterline.schemas.outcomes.SeatCount` is returned per rule, project and period, zero
 seats included, sorted; projects are those seen in the inputs plus ``projects``.
 """
 
@@ -19,10 +19,10 @@ from collections import defaultdict
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 
-from schemas.control_plane import SeatRule
-from schemas.events import Event, TelemetryEvent
-from schemas.outcomes import SeatCount, UserActivity, UserAttributes
-from stream_processors.rules.conditions import all_hold
+from meterline.schemas.control_plane import SeatRule
+from meterline.schemas.events import Event, TelemetryEvent
+from meterline.schemas.outcomes import SeatCount, UserActivity, UserAttributes
+from meterline.stream_processors.rules.conditions import all_hold
 
 
 def activity_of(event: Event) -> UserActivity | None:

@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from schemas.control_plane import OutcomeRule
-from schemas.events import ActionEvent, Event, TelemetryEvent
-from stream_processors.rules.conditions import MISSING, lookup
-from stream_processors.rules.match import step_matches
+from meterline.schemas.control_plane import OutcomeRule
+from meterline.schemas.events import ActionEvent, Event, TelemetryEvent
+from meterline.stream_processors.rules.conditions import MISSING, lookup
+from meterline.stream_processors.rules.match import step_matches
 
 #: Fields every slim event keeps: identity, who, when, and what steps match on.
 _BASE = frozenset(

@@ -9,11 +9,11 @@ Contract:
   dicts and are always written back whole (``state[key] = value``), so a Faust table
   (``value_serializer="json"``) records every change in its changelog. Only events that
   satisfy a step of some trajectory rule are kept, reduced to the fields rules read
-  (:mod:`stream_processors.rules.slim`), at most ``max_events_per_trace`` per trajectory
+  (:mod:`meterline.stream_processors.rules.slim`), at most ``max_events_per_trace`` per trajectory
   and ``max_state_bytes`` of slim events (JSON) per trajectory, so a value fits one Kafka
   message; an event past either is not kept and is counted in ``over_cap``.
 * :meth:`drain` re-evaluates each trajectory touched since the last drain with
-  :func:`~stream_processors.rules.outcomes.evaluate_trajectory` and returns the outcomes
+  :func:`~meterline.stream_processors.rules.outcomes.evaluate_trajectory` and returns the outcomes
   that are new or changed, plus retractions (``retracted=True``) of ids it emitted before
   that no longer hold. Applied in order (later ``computed_at`` wins), the emitted records
   give the same live outcomes as evaluating the whole trajectory at once, whatever the
@@ -28,7 +28,7 @@ Contract:
   ``expire_every_s`` (default: a quarter of the shorter of the two, at most 60 s). What is
   left is a marker (``{"x": when}``, a few dozen bytes) for ``forget_s``: a relevant event
   of a marked trajectory is not evaluated (alone it would replace the trajectory's outcomes
-  with those of a part of it) but becomes an :class:`~schemas.OutcomeCorrection`
+  with those of a part of it) but becomes an :class:`~meterline.schemas.OutcomeCorrection`
   (:meth:`corrections`), which the correction path answers by re-evaluating the whole
   trajectory from ClickHouse. The marker's clock restarts with each such event. Only an
   event arriving more than ``forget_s`` after the marker was left starts a fresh state.
@@ -48,12 +48,12 @@ from typing import Any
 
 import orjson
 
-from schemas.control_plane import ControlPlane, OutcomeRule
-from schemas.derived import EnrichedEvent
-from schemas.events import Event, TrajectoryRecord, TrajectoryStatus
-from schemas.outcomes import Outcome, OutcomeCorrection
-from stream_processors.rules.outcomes import SEP, evaluate_trajectory
-from stream_processors.rules.slim import relevant, rule_paths, slim, unslim
+from meterline.schemas.control_plane import ControlPlane, OutcomeRule
+from meterline.schemas.derived import EnrichedEvent
+from meterline.schemas.events import Event, TrajectoryRecord, TrajectoryStatus
+from meterline.schemas.outcomes import Outcome, OutcomeCorrection
+from meterline.stream_processors.rules.outcomes import SEP, evaluate_trajectory
+from meterline.stream_processors.rules.slim import relevant, rule_paths, slim, unslim
 
 State = MutableMapping[str, dict[str, Any]]
 ConfigSource = ControlPlane | Callable[[], ControlPlane]

@@ -2,7 +2,7 @@
 
 The rule (docs/reliability.md, "Clock skew"):
 
-- Parsing is the schema's (``schemas.common.UtcDatetime``): ISO 8601, naive = UTC, Unix
+- Parsing is the schema's (``meterline.schemas.common.UtcDatetime``): ISO 8601, naive = UTC, Unix
   epoch numbers in s/ms/us/ns by magnitude. A record without ``timestamp`` is invalid.
 - Range is checked here, because it needs "now": ``timestamp``, ``started_at`` and
   ``ended_at`` must lie in ``[min_time, processing time + max_future]``. Otherwise the record
@@ -23,9 +23,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from schemas import ActionEvent, RawRecord, TrajectoryRecord
-from schemas.common import utc_now
-from schemas.fast_decode import FastActionEvent, FastRecord, FastTrajectoryRecord
+from meterline.schemas import ActionEvent, RawRecord, TrajectoryRecord
+from meterline.schemas.common import utc_now
+from meterline.schemas.fast_decode import FastActionEvent, FastRecord, FastTrajectoryRecord
 
 ERROR_TYPE = "timestamp_out_of_range"
 

@@ -32,7 +32,7 @@ from typing import Any
 
 import orjson
 
-from schemas import TrajectoryStatus
+from meterline.schemas import TrajectoryStatus
 
 DEFAULT_RETENTION_S = 7 * 86_400.0
 #: Metadata of a closed trajectory above this size (encoded JSON) is not kept.

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterable
 from hashlib import blake2b
 
-from schemas.fast_decode import AnyEvent
+from meterline.schemas.fast_decode import AnyEvent
 
 SEP = "\x1f"
 DIGEST_SIZE = 16
@@ -102,7 +102,7 @@ class DedupeWindow:
     def admit(self, event: AnyEvent, in_flight: set[bytes]) -> Seen | None:
         """None if already marked or accepted earlier in the same batch; else the event is
         added to ``in_flight`` and its (digest, bucket) returned, for
-        :meth:`~stream_processors.dedupe_store.PersistentDedupe.mark_seen` to persist
+        :meth:`~meterline.stream_processors.state.dedupe.PersistentDedupe.mark_seen` to persist
         without computing them again."""
         d = digest(event)
         if d in in_flight or d in self._seen:

@@ -6,7 +6,8 @@ State, keyed by ``project␟trace_id``, each value remembering its source partit
 - ``pending``: events seen before their trajectory (parked), at most
   ``max_pending_per_trace`` per trace, each with when it was parked and whether it already
   went out unjoined: one record per event plus a small index per trace, so no record grows
-  with a hot trace and parking costs O(1) (layout in :mod:`stream_processors.steps.parked`).
+  with a hot trace and parking costs O(1) (layout in
+  :mod:`meterline.stream_processors.steps.parked`).
 
 Rules (times are processing time, seconds):
 - An event whose trajectory is known goes out joined (version 2), with the trajectory as
@@ -20,14 +21,16 @@ Rules (times are processing time, seconds):
 - Events without a trace_id pass through unjoined (counted in ``no_trace``).
 - :meth:`sweep_idle` closes a trajectory not updated for ``idle_timeout_s``; one that never
   ended is first closed (status ``timed_out``, ``ended_at`` = its last update) and that state
-  is emitted. Its value becomes a closed record (:mod:`stream_processors.steps.closed`) kept
+  is emitted. Its value becomes a closed record (:mod:`meterline.stream_processors.steps.closed`)
+  kept
   ``retention_s`` after the close: a later event joins with it, a later trajectory record
   reopens it (merged into the trajectory as it was before the close, at a version above the
   close's). Past the retention the record is deleted and a later event for the trace is
   treated as early again. Events still parked for ``idle_timeout_s`` are forgotten (they
   already went out unjoined).
 
-Bounds (each state record fits one Kafka message, :class:`~stream_processors.sizes.StateBounds`):
+Bounds (each state record fits one Kafka message,
+:class:`~meterline.stream_processors.sizes.StateBounds`):
 a trajectory's merged ``metadata`` holds at most ``metadata_keys`` keys and
 ``metadata_bytes`` bytes of JSON (its other fields are ids and times, bounded by the
 schema). Keys already held stay; a new key that would cross a bound is dropped, the merged
@@ -47,7 +50,7 @@ from typing import Any, NamedTuple
 import msgspec
 import orjson
 
-from schemas import (
+from meterline.schemas import (
     VERSION_JOINED,
     VERSION_UNJOINED,
     EnrichedEvent,
@@ -56,18 +59,18 @@ from schemas import (
     TrajectoryStatus,
     encode,
 )
-from schemas.codec import encode_state
-from schemas.fast_decode import AnyEvent, AnyTrajectory, to_model
-from stream_processors.sizes import StateBounds
-from stream_processors.steps.closed import (
+from meterline.schemas.codec import encode_state
+from meterline.schemas.fast_decode import AnyEvent, AnyTrajectory, to_model
+from meterline.stream_processors.sizes import StateBounds
+from meterline.stream_processors.steps.closed import (
     DEFAULT_RETENTION_S,
     as_emitted,
     closed_record,
     expired,
     is_closed,
 )
-from stream_processors.steps.dedupe import SEP
-from stream_processors.steps.parked import ParkedEvents, delete, put
+from meterline.stream_processors.steps.dedupe import SEP
+from meterline.stream_processors.steps.parked import ParkedEvents, delete, put
 
 DEFAULT_MAX_PENDING_PER_TRACE = 10_000
 DEFAULT_GRACE_S = 0.0

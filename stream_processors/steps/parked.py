@@ -10,7 +10,8 @@ which ids cannot contain):
 
 No record grows with the number of parked events: parking writes one event record and
 rewrites the small index, releasing deletes them; event records are never rewritten. Through
-:class:`~stream_processors.table_buffer.WriteBack` the index costs one changelog record per
+:class:`~meterline.stream_processors.state.writeback.WriteBack` the index costs one changelog
+record per
 trace per batch, flushed after the event records it counts (WriteBack flushes keys in the
 order of their last write): a crash mid-flush leaves at worst records the index does not
 count yet, which the replayed batch overwrites. A record that would not fit one Kafka
@@ -32,9 +33,9 @@ from typing import Any
 import orjson
 from pydantic import TypeAdapter
 
-from schemas import ActionEvent, Event, TelemetryEvent, encode
-from schemas.fast_decode import AnyEvent, to_json_dict, to_model
-from stream_processors.steps.dedupe import SEP
+from meterline.schemas import ActionEvent, Event, TelemetryEvent, encode
+from meterline.schemas.fast_decode import AnyEvent, to_json_dict, to_model
+from meterline.stream_processors.steps.dedupe import SEP
 
 State = MutableMapping[str, Any]
 

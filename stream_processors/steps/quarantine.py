@@ -34,12 +34,12 @@ QUARANTINED = "quarantined"
 #: The bucket of rejected records whose project cannot be read (not JSON, no string project).
 UNREADABLE = "(unreadable)"
 
-_MAX_PROJECT_CHARS = 256  # schemas.common.Id
+_MAX_PROJECT_CHARS = 256  # meterline.schemas.common.Id
 _MAX_PEEK_BYTES = 1_000_000  # steps.validate.DEFAULT_MAX_RECORD_BYTES: larger is not parsed
 
 
 class _ProjectOnly(msgspec.Struct):
-    project: str = "default"  # the wire default (schemas.events)
+    project: str = "default"  # the wire default (meterline.schemas.events)
 
 
 _peek = msgspec.json.Decoder(_ProjectOnly)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from schemas import DeadLetter, InvalidRecord, RawRecord
-from schemas.fast_decode import FastRecord, decode_raw_fast
-from stream_processors.errors import InvalidMessage
-from stream_processors.steps.clock import (
+from meterline.schemas import DeadLetter, InvalidRecord, RawRecord
+from meterline.schemas.fast_decode import FastRecord, decode_raw_fast
+from meterline.stream_processors.errors import InvalidMessage
+from meterline.stream_processors.steps.clock import (
     DEFAULT_BOUNDS,
     ERROR_TYPE,
     TimeBounds,

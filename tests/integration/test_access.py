@@ -18,11 +18,11 @@ import pytest
 from confluent_kafka import KafkaError
 from confluent_kafka.admin import AdminClient
 
-from producers import MeterlineClient
-from producers.config import access_config_from_env
-from schemas import ActionEvent
-from stream_processors.embedded.broker import TansuBroker
-from stream_processors.settings import Settings
+from meterline.embedded.broker import TansuBroker
+from meterline.producers import MeterlineClient
+from meterline.producers.config import access_config_from_env
+from meterline.schemas import ActionEvent
+from meterline.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from producers import MeterlineProducer
-from schemas import ActionEvent
-from stream_processors.demo.report import counts
-from stream_processors.demo.traffic import generate
+from meterline.demo.report import counts
+from meterline.demo.traffic import generate
+from meterline.producers import MeterlineProducer
+from meterline.schemas import ActionEvent
 from tests.fixtures import wait_until
 from tests.sinks.analytics import assert_views_equal_final
 

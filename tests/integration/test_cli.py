@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 def meterline(*args: str, data_dir: Path) -> tuple[list[str], dict[str, str]]:
     """The command and an environment without METERLINE_* (the embedded default)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("METERLINE_")}
-    cmd = [sys.executable, "-m", "stream_processors.cli", *args, "--data-dir", str(data_dir)]
+    cmd = [sys.executable, "-m", "meterline.cli", *args, "--data-dir", str(data_dir)]
     return cmd, env
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from stream_processors.end_offsets import first_offset_from, true_end_offsets
+from meterline.stream_processors.faust_layer.end_offsets import first_offset_from, true_end_offsets
 
 pytestmark = pytest.mark.integration
 

@@ -13,16 +13,16 @@ from typing import Any
 
 import pytest
 
-from producers import MeterlineProducer
-from schemas import ActionEvent, ActionKind, TrajectoryRecord
-from stream_processors.billing import endpoint
-from stream_processors.demo.report import counts
-from stream_processors.demo.traffic import Traffic, generate
-from stream_processors.embedded.child import ChildProcess
-from stream_processors.embedded.runtime import Pipeline
-from stream_processors.end_offsets import true_end_offsets
-from stream_processors.fetch_audit import FAULT_ENV, PAUSE_FAULT_ENV
-from stream_processors.settings import Settings
+from meterline.billing import endpoint
+from meterline.demo.report import counts
+from meterline.demo.traffic import Traffic, generate
+from meterline.embedded.child import ChildProcess
+from meterline.embedded.runtime import Pipeline
+from meterline.producers import MeterlineProducer
+from meterline.schemas import ActionEvent, ActionKind, TrajectoryRecord
+from meterline.settings import Settings
+from meterline.stream_processors.faust_layer.end_offsets import true_end_offsets
+from meterline.stream_processors.faust_layer.fetch_audit import FAULT_ENV, PAUSE_FAULT_ENV
 from tests.fixtures import committed_offsets, wait_until
 
 pytestmark = pytest.mark.integration
@@ -233,7 +233,7 @@ class SinkProcess(ChildProcess):
     def start(self) -> SinkProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("METERLINE_")}
         env.update(self.settings.to_env())
-        self._spawn(["stream_processors.cli", "sink"], env)
+        self._spawn(["meterline.cli", "sink"], env)
         return self
 
     def client(self, timeout_s: float = 120) -> endpoint.RemoteClient:
@@ -385,7 +385,7 @@ def test_sink_crash_between_insert_and_commit_replays_without_doubles(
     group replays the batch; ReplacingMergeTree keyed by event_id absorbs the repeat."""
     from dataclasses import replace
 
-    from stream_processors.services import build_sink, clickhouse_writer
+    from meterline.ops.services import build_sink, clickhouse_writer
 
     p = pipeline_factory()
     traffic = generate(project="sinkcrash", events=5_000)

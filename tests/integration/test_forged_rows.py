@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 
-from producers import MeterlineProducer
-from schemas import ActionEvent, ActionKind, EnrichedEvent, encode
-from stream_processors.embedded.runtime import Pipeline
+from meterline.embedded.runtime import Pipeline
+from meterline.producers import MeterlineProducer
+from meterline.schemas import ActionEvent, ActionKind, EnrichedEvent, encode
 from tests.fixtures import wait_until
 
 pytestmark = pytest.mark.integration

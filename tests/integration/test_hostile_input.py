@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from producers import MeterlineProducer
-from schemas import ActionEvent, ActionKind, TelemetryEvent, TrajectoryRecord
-from stream_processors.demo.report import by_kind, counts
+from meterline.demo.report import by_kind, counts
+from meterline.producers import MeterlineProducer
+from meterline.schemas import ActionEvent, ActionKind, TelemetryEvent, TrajectoryRecord
 from tests.fixtures import wait_until
 
 pytestmark = pytest.mark.integration
@@ -222,7 +222,7 @@ def test_an_event_at_the_size_limit_lands_and_one_over_it_is_dead_lettered(
     topics allow that); one over it is dead-lettered with reason ``oversized``."""
     from confluent_kafka import Producer
 
-    from schemas import encode
+    from meterline.schemas import encode
 
     p = pipeline_factory()
     assert p.settings.kafka_bootstrap

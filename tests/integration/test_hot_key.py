@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError, Message, Producer
 
-from producers import DEFAULT_CONFIG
-from schemas import ActionEvent, TrajectoryRecord, encode
-from stream_processors.steps.join import DEFAULT_MAX_PENDING_PER_TRACE
+from meterline.producers import DEFAULT_CONFIG
+from meterline.schemas import ActionEvent, TrajectoryRecord, encode
+from meterline.stream_processors.steps.join import DEFAULT_MAX_PENDING_PER_TRACE
 from tests.fixtures import wait_until
 
 pytestmark = pytest.mark.integration

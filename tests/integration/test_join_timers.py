@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from producers import MeterlineProducer
-from schemas import ActionEvent, ActionKind, TrajectoryRecord, TrajectoryStatus
+from meterline.producers import MeterlineProducer
+from meterline.schemas import ActionEvent, ActionKind, TrajectoryRecord, TrajectoryStatus
 from tests.fixtures import wait_until
 from tests.integration.test_faults import uncommitted
 

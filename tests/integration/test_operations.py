@@ -18,17 +18,17 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from producers import MeterlineProducer
-from sinks import ClickHouseSink
-from sinks.metrics import SinkMetrics
-from stream_processors.demo.report import counts
-from stream_processors.demo.traffic import generate
-from stream_processors.embedded.broker import free_port
-from stream_processors.embedded.runtime import Pipeline
-from stream_processors.endpoints import new_registry
-from stream_processors.monitoring import sink_endpoints
-from stream_processors.services import clickhouse_writer
-from stream_processors.settings import Settings
+from meterline.demo.report import counts
+from meterline.demo.traffic import generate
+from meterline.embedded.broker import free_port
+from meterline.embedded.runtime import Pipeline
+from meterline.ops.endpoints import new_registry
+from meterline.ops.monitoring import sink_endpoints
+from meterline.ops.services import clickhouse_writer
+from meterline.producers import MeterlineProducer
+from meterline.settings import Settings
+from meterline.sinks import ClickHouseSink
+from meterline.sinks.metrics import SinkMetrics
 from tests.fixtures import wait_until
 
 pytestmark = pytest.mark.integration

@@ -18,11 +18,11 @@ import pytest
 from clickhouse_connect.driver.exceptions import OperationalError
 from confluent_kafka import Consumer
 
-from producers import MeterlineClient, MeterlineProducer
-from schemas import ActionEvent, TrajectoryRecord
-from stream_processors.demo.report import counts
-from stream_processors.embedded.runtime import Pipeline
-from stream_processors.settings import Settings
+from meterline.demo.report import counts
+from meterline.embedded.runtime import Pipeline
+from meterline.producers import MeterlineClient, MeterlineProducer
+from meterline.schemas import ActionEvent, TrajectoryRecord
+from meterline.settings import Settings
 from tests.fixtures import committed_offsets, wait_until
 
 pytestmark = pytest.mark.integration
@@ -152,7 +152,7 @@ def test_broker_restart_is_recovered_without_operator_action(
 
 def _read_all(bootstrap: str, topic: str, want: int, timeout_s: float = 30) -> set[str]:
     """Event ids on ``topic`` (all partitions, from the start), until ``want`` were seen."""
-    from schemas import decode_raw
+    from meterline.schemas import decode_raw
 
     consumer = Consumer(
         {
@@ -182,9 +182,9 @@ def test_sdk_keeps_recording_while_the_broker_is_unreachable_and_delivers_when_i
     """Nothing listens when the SDK starts; later the broker becomes unreachable mid-run (the
     network to it is cut by a proxy; the broker keeps its state, as Kafka would) and comes
     back. Recording never blocks or fails, and every record is delivered exactly once."""
-    from schemas import Topics
-    from stream_processors.admin import ensure_topics
-    from stream_processors.embedded.broker import TansuBroker, free_port
+    from meterline.embedded.broker import TansuBroker, free_port
+    from meterline.ops.admin import ensure_topics
+    from meterline.schemas import Topics
     from tests.integration.tcp_proxy import TcpProxy
 
     port = free_port()  # where the SDK looks for the broker: the proxy's port
@@ -227,7 +227,7 @@ def test_sdk_keeps_recording_while_the_broker_is_unreachable_and_delivers_when_i
 def test_sdk_reports_every_record_it_could_not_deliver() -> None:
     """No broker within message.timeout.ms: each record is reported failed (stats and
     on_delivery), none silently lost."""
-    from stream_processors.embedded.broker import free_port
+    from meterline.embedded.broker import free_port
 
     failures: list[str] = []
     client = MeterlineClient.from_kafka(
@@ -255,7 +255,7 @@ def test_sink_against_an_http_clickhouse_that_is_down_retries_and_commits_nothin
     import sys
     from dataclasses import replace
 
-    from stream_processors.embedded.broker import free_port
+    from meterline.embedded.broker import free_port
 
     p = pipeline_factory()
     send(p.settings, events("httpdown", 200))
@@ -270,7 +270,7 @@ def test_sink_against_an_http_clickhouse_that_is_down_retries_and_commits_nothin
     env = {k: v for k, v in os.environ.items() if not k.startswith("METERLINE_")}
     env.update(down.to_env())
     proc = subprocess.Popen(
-        [sys.executable, "-m", "stream_processors.cli", "sink"],
+        [sys.executable, "-m", "meterline.cli", "sink"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

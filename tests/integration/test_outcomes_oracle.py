@@ -14,8 +14,11 @@ from typing import Any
 
 import pytest
 
-from producers import MeterlineProducer
-from schemas import (
+from meterline.billing.backfill import backfill
+from meterline.demo.report import counts
+from meterline.demo.traffic import Traffic, generate
+from meterline.producers import MeterlineProducer
+from meterline.schemas import (
     ActionEvent,
     ActionKind,
     EnrichedEvent,
@@ -24,10 +27,7 @@ from schemas import (
     TelemetryEvent,
     encode,
 )
-from stream_processors.billing.backfill import backfill
-from stream_processors.demo.report import counts
-from stream_processors.demo.traffic import Traffic, generate
-from stream_processors.rules.stage import RuleStage
+from meterline.stream_processors.rules.stage import RuleStage
 from tests.fixtures import wait_until
 from tests.stream_processors.rules.fixtures import example
 

@@ -4,7 +4,7 @@ Ten valid trajectory records of ~0.95 MB for one trace, each with a distinct met
 used to merge into a state over the 8 MiB output limit: the worker crashed on the produce
 and again on every replay, and no other project's events landed. Tansu stores a topic's
 ``max.message.bytes`` but does not enforce it, so these tests check every message the
-worker wrote against its topic's limit with Kafka's rule (``stream_processors.sizes``).
+worker wrote against its topic's limit with Kafka's rule (``meterline.stream_processors.sizes``).
 """
 
 from __future__ import annotations
@@ -15,10 +15,14 @@ from typing import Any
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
 
-from schemas import ActionEvent, TrajectoryRecord, encode
-from stream_processors.admin import changelog_topics
-from stream_processors.demo.report import counts
-from stream_processors.sizes import KAFKA_DEFAULT_MAX_MESSAGE_BYTES, batch_bytes, read_limits
+from meterline.demo.report import counts
+from meterline.ops.admin import changelog_topics
+from meterline.schemas import ActionEvent, TrajectoryRecord, encode
+from meterline.stream_processors.sizes import (
+    KAFKA_DEFAULT_MAX_MESSAGE_BYTES,
+    batch_bytes,
+    read_limits,
+)
 from tests.fixtures import wait_until
 
 RECORD_BYTES = 950_000

@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 
-from producers import MeterlineProducer
-from schemas import ActionEvent, ActionKind, encode, framing
-from stream_processors.demo.report import counts
-from stream_processors.demo.traffic import generate
-from stream_processors.embedded.runtime import Pipeline
+from meterline.demo.report import counts
+from meterline.demo.traffic import generate
+from meterline.embedded.runtime import Pipeline
+from meterline.producers import MeterlineProducer
+from meterline.schemas import ActionEvent, ActionKind, encode, framing
 from tests.fixtures import wait_until
 
 pytestmark = pytest.mark.integration

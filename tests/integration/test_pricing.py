@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 from genai_prices import Usage, calc_price
 
-from producers import MeterlineProducer
-from schemas import ActionEvent, ActionKind
-from sinks.clickhouse.writer import ClickHouseWriter
-from stream_processors.billing.reconcile import load_export, reconcile
-from stream_processors.billing.reprice import reprice
-from stream_processors.control_plane import load_control_plane
-from stream_processors.status import print_unpriced
+from meterline.billing.reconcile import load_export, reconcile
+from meterline.billing.reprice import reprice
+from meterline.ops.status import print_unpriced
+from meterline.producers import MeterlineProducer
+from meterline.schemas import ActionEvent, ActionKind
+from meterline.sinks.clickhouse.writer import ClickHouseWriter
+from meterline.stream_processors.control_plane import load_control_plane
 from tests.fixtures import wait_until
 
 pytestmark = pytest.mark.integration

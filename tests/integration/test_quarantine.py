@@ -16,13 +16,13 @@ import pytest
 from confluent_kafka import Producer
 from prometheus_client.parser import text_string_to_metric_families
 
-from producers import MeterlineProducer
-from producers.partitioner import partition_for
-from schemas import ActionEvent, ActionKind, encode, framing
-from stream_processors.demo.report import counts
-from stream_processors.embedded.runtime import Pipeline
-from stream_processors.replay import run_replay
-from stream_processors.steps.quarantine import QUARANTINED
+from meterline.demo.report import counts
+from meterline.embedded.runtime import Pipeline
+from meterline.ops.replay import run_replay
+from meterline.producers import MeterlineProducer
+from meterline.producers.partitioner import partition_for
+from meterline.schemas import ActionEvent, ActionKind, encode, framing
+from meterline.stream_processors.steps.quarantine import QUARANTINED
 from tests.fixtures import wait_until
 
 pytestmark = pytest.mark.integration

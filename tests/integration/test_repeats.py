@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from producers import MeterlineProducer
-from schemas import ActionEvent, ActionKind, TrajectoryRecord
+from meterline.producers import MeterlineProducer
+from meterline.schemas import ActionEvent, ActionKind, TrajectoryRecord
 from tests.fixtures import wait_until
 
 pytestmark = pytest.mark.integration

@@ -16,15 +16,15 @@ from typing import Any
 
 import pytest
 
-from producers import MeterlineProducer
-from schemas import ActionEvent, EnrichedEvent, Status, Topics, TrajectoryRecord, utc_now
-from schemas.events import TrajectoryStatus
-from sinks import ClickHouseSink
-from stream_processors.billing.backfill import backfill_landed
-from stream_processors.billing.watermark import NotLanded, Watermark
-from stream_processors.control_plane import load_control_plane
-from stream_processors.rules import evaluate_trajectory
-from stream_processors.services import build_sink, clickhouse_writer
+from meterline.billing.backfill import backfill_landed
+from meterline.billing.watermark import NotLanded, Watermark
+from meterline.ops.services import build_sink, clickhouse_writer
+from meterline.producers import MeterlineProducer
+from meterline.schemas import ActionEvent, EnrichedEvent, Status, Topics, TrajectoryRecord, utc_now
+from meterline.schemas.events import TrajectoryStatus
+from meterline.sinks import ClickHouseSink
+from meterline.stream_processors.control_plane import load_control_plane
+from meterline.stream_processors.rules import evaluate_trajectory
 from tests.fixtures import wait_until
 
 pytestmark = pytest.mark.integration

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from producers import MeterlineProducer
-from schemas import ActionEvent, Status, TrajectoryRecord
-from stream_processors.demo.report import counts
-from stream_processors.demo.traffic import generate
+from meterline.demo.report import counts
+from meterline.demo.traffic import generate
+from meterline.producers import MeterlineProducer
+from meterline.schemas import ActionEvent, Status, TrajectoryRecord
 from tests.fixtures import wait_until
 from tests.integration.test_outcomes_oracle import Row, oracle_outcomes
 from tests.stream_processors.rules.fixtures import EXAMPLE

@@ -16,10 +16,17 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from producers import MeterlineProducer
-from schemas import ActionEvent, EnrichedEvent, Topics, TrajectoryRecord, decode_as, framing
-from stream_processors.demo.report import counts
-from stream_processors.settings import Settings
+from meterline.demo.report import counts
+from meterline.producers import MeterlineProducer
+from meterline.schemas import (
+    ActionEvent,
+    EnrichedEvent,
+    Topics,
+    TrajectoryRecord,
+    decode_as,
+    framing,
+)
+from meterline.settings import Settings
 from tests.fixtures import committed_offsets, wait_until
 
 pytestmark = pytest.mark.integration
@@ -120,7 +127,7 @@ def spawn(args: list[str], settings: Settings, **extra: str) -> subprocess.Popen
     env.update(settings.to_env())
     env.update(extra)
     return subprocess.Popen(
-        [sys.executable, "-m", "stream_processors.cli", *args],
+        [sys.executable, "-m", "meterline.cli", *args],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -188,7 +195,7 @@ def test_sigterm_to_up_drains_into_clickhouse_and_exits_zero(tmp_path: Path) -> 
     data = tmp_path / "ml"
     env = {k: v for k, v in os.environ.items() if not k.startswith("METERLINE_")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "stream_processors.cli", "up", "--data-dir", str(data),
+        [sys.executable, "-m", "meterline.cli", "up", "--data-dir", str(data),
          "--dashboard-port", "0"],
         env=env,
         stdout=subprocess.PIPE,

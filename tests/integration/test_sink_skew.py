@@ -12,10 +12,10 @@ from typing import Any
 import orjson
 import pytest
 
-from schemas import framing
-from sinks.clickhouse.rows import enriched_row
-from sinks.consumer import ClickHouseSink
-from stream_processors.settings import Settings
+from meterline.schemas import framing
+from meterline.settings import Settings
+from meterline.sinks.clickhouse.rows import enriched_row
+from meterline.sinks.consumer import ClickHouseSink
 from tests.fixtures import committed_offsets, wait_until
 from tests.sinks.test_consumer import EVENT, enriched, sink_for
 

@@ -15,17 +15,17 @@ import signal
 import sys
 import time
 
-import producers
+import meterline.producers
 
 
 def record(n: int, tag: str = "") -> None:
     for i in range(n):
-        producers.track_action(action_name="exit_test", duration_ms=1,
+        meterline.producers.track_action(action_name="exit_test", duration_ms=1,
                                idempotency_key=f"{tag}k{i}")
 
 
-def init(bootstrap: str, prefix: str, **options: object) -> producers.MeterlineClient:
-    return producers.init(bootstrap, topic_prefix=prefix, project="exit",
+def init(bootstrap: str, prefix: str, **options: object) -> meterline.producers.MeterlineClient:
+    return meterline.init(bootstrap, topic_prefix=prefix, project="exit",
                           max_queue=100_000, auto_instrument=False, **options)
 
 
@@ -62,7 +62,7 @@ def main() -> None:
     failures: list[str] = []
     if mode.startswith("down"):
         atexit.register(  # runs after the client's own exit hook (atexit is LIFO)
-            lambda: print(json.dumps({**producers.get_client().stats.snapshot(),
+            lambda: print(json.dumps({**meterline.producers.get_client().stats.snapshot(),
                                       "on_error": len(failures)}), flush=True))
         init(bootstrap, prefix, on_error=lambda msg, exc: failures.append(msg))
     else:

@@ -6,9 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from producers.config import set_client
-from producers.sdk import MeterlineClient
-from producers.testing import MemorySink
+from meterline.producers.config import set_client
+from meterline.producers.sdk import MeterlineClient
+from meterline.producers.testing import MemorySink
 
 
 @pytest.fixture

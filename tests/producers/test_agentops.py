@@ -9,7 +9,7 @@ from datetime import datetime, tzinfo
 
 import pytest
 
-from producers.agentops import (
+from meterline.producers.agentops import (
     ActionEvent,
     ErrorEvent,
     Event,
@@ -19,9 +19,9 @@ from producers.agentops import (
     record_action,
     record_tool,
 )
-from producers.sdk import MeterlineClient
-from producers.testing import MemorySink
-from schemas import ActionEvent as WireAction
+from meterline.producers.sdk import MeterlineClient
+from meterline.producers.testing import MemorySink
+from meterline.schemas import ActionEvent as WireAction
 from tests.producers.fixtures import flushed
 
 
@@ -56,7 +56,7 @@ def test_a_new_event_ends_when_it_starts_even_if_the_clock_ticks_between_its_fie
         def now(cls, tz: tzinfo | None = None) -> TickingClock:
             return cls(2026, 11, 29, 6, 0, 0, next(ticks) * 1000, tzinfo=tz)
 
-    monkeypatch.setattr("producers.agentops.datetime", TickingClock)
+    monkeypatch.setattr("meterline.producers.agentops.datetime", TickingClock)
     tool = ToolEvent(name="searchWeb")  # one clock read: init 000, and end the same
     assert tool.end_timestamp == tool.init_timestamp == "2026-11-29T06:00:00.000Z"
     assert ToolEvent(name="x", end_timestamp="2026-11-29T07:00:00.000Z").end_timestamp == (

@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from producers.agentsight import AgentSightTracker, track_action
-from producers.sdk import MeterlineClient
-from producers.testing import MemorySink
-from schemas import ActionEvent
+from meterline.producers.agentsight import AgentSightTracker, track_action
+from meterline.producers.sdk import MeterlineClient
+from meterline.producers.testing import MemorySink
+from meterline.schemas import ActionEvent
 from tests.producers.fixtures import flushed
 
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")

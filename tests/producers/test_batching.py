@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from producers.batching import BatchConfig, Batcher
-from producers.partitioner import murmur2, partition_for
+from meterline.producers.batching import BatchConfig, Batcher
+from meterline.producers.partitioner import murmur2, partition_for
 
 
 def _cb(_err: Any, _msg: Any) -> None:

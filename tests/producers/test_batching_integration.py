@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from producers import BatchConfig, MeterlineProducer
-from producers.partitioner import partition_for
-from schemas import ActionEvent, ActionKind, Topics, framing
-from stream_processors.admin import ensure_topics
+from meterline.ops.admin import ensure_topics
+from meterline.producers import BatchConfig, MeterlineProducer
+from meterline.producers.partitioner import partition_for
+from meterline.schemas import ActionEvent, ActionKind, Topics, framing
 
 pytestmark = pytest.mark.integration
 

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from producers import stable_id
-from schemas import Topics, framing
-from stream_processors.admin import ensure_topics
+from meterline.ops.admin import ensure_topics
+from meterline.producers import stable_id
+from meterline.schemas import Topics, framing
 
 pytestmark = pytest.mark.integration
 
@@ -132,7 +132,7 @@ def test_broker_down_the_spool_is_resent_by_the_command_with_the_same_event_ids(
 
     topics = _topic(tansu)
     cli = subprocess.run(
-        [sys.executable, "-m", "stream_processors.cli", "resend-spool", str(spool),
+        [sys.executable, "-m", "meterline.cli", "resend-spool", str(spool),
          "--kafka-bootstrap", tansu.bootstrap, "--topic-prefix", topics.prefix],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
         env={**os.environ, "PYTHONPATH": str(ROOT)},

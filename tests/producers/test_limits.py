@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from producers import telemetry as tj
-from producers.errors import RecordTooLarge
-from producers.limits import TOO_DEEP, TRUNCATED, TRUNCATION_KEY, Limits
-from producers.sdk import MeterlineClient
-from producers.testing import MemorySink
-from schemas import ActionEvent, RawRecord, Status, TelemetryEvent, encode
+from meterline.producers import telemetry as tj
+from meterline.producers.errors import RecordTooLarge
+from meterline.producers.limits import TOO_DEEP, TRUNCATED, TRUNCATION_KEY, Limits
+from meterline.producers.sdk import MeterlineClient
+from meterline.producers.testing import MemorySink
+from meterline.schemas import ActionEvent, RawRecord, Status, TelemetryEvent, encode
 from tests.producers.fixtures import flushed
 
 

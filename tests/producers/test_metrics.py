@@ -9,10 +9,10 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from producers.metrics import register
-from producers.sdk import MeterlineClient
-from producers.testing import MemorySink
-from schemas import ActionEvent
+from meterline.producers.metrics import register
+from meterline.producers.sdk import MeterlineClient
+from meterline.producers.testing import MemorySink
+from meterline.schemas import ActionEvent
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,9 +44,9 @@ def test_the_minimal_install_never_imports_prometheus_client() -> None:
     code = (
         "import sys\n"
         "sys.modules['prometheus_client'] = None  # as if not installed\n"
-        "import producers, producers.metrics\n"
+        "import meterline.producers.metrics\n"
         "try:\n"
-        "    producers.metrics.register()\n"
+        "    meterline.producers.metrics.register()\n"
         "except ImportError as exc:\n"
         "    print(exc)\n"
     )

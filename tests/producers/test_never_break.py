@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-import producers
-from producers import (
+import meterline.producers
+from meterline.producers import (
     ActionTracer,
     AgentSightTracker,
     MeterlineClient,
@@ -32,16 +32,16 @@ from producers import (
     send_outcome,
     track_action,
 )
-from producers import telemetry as tj
-from producers.llm import recorder as llm_recorder
-from producers.testing import MemorySink
+from meterline.producers import telemetry as tj
+from meterline.producers.llm import recorder as llm_recorder
+from meterline.producers.testing import MemorySink
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "sdk.md"
 
 
 @pytest.fixture
 def unconfigured(monkeypatch: pytest.MonkeyPatch) -> Iterator[UnconfiguredClient]:
-    """No producers.init, no METERLINE_KAFKA_BOOTSTRAP, not strict."""
+    """No meterline.init, no METERLINE_KAFKA_BOOTSTRAP, not strict."""
     monkeypatch.delenv("METERLINE_KAFKA_BOOTSTRAP", raising=False)
     monkeypatch.delenv("METERLINE_STRICT", raising=False)
     stand_in = UnconfiguredClient()
@@ -98,15 +98,15 @@ def test_unconfigured_every_api_runs_the_agent_code_warns_once_and_counts(
     # 2 actions, 2 track_action, 1 outcome, 2 decorated calls, 1 agentops record, 1 tracer
     # entry, 1 push_events call, 1 upload_trace call
     assert unconfigured.stats.dropped == 11
-    assert producers.get_client() is unconfigured
+    assert meterline.producers.get_client() is unconfigured
 
 
 def test_init_without_a_broker_returns_the_stand_in_and_strict_raises(
     unconfigured: UnconfiguredClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert producers.init(auto_instrument=False) is unconfigured
+    assert meterline.init(auto_instrument=False) is unconfigured
     with pytest.raises(NotConfigured):
-        producers.init(strict=True)
+        meterline.init(strict=True)
     try:
         with pytest.raises(NotConfigured), action("x", user_id="u"):
             pass
@@ -170,16 +170,16 @@ def test_action_and_track_action_have_explicit_typed_signatures() -> None:
 
 
 def test_every_documented_import_works_and_ambiguous_names_say_where_to_look() -> None:
-    imports = re.findall(r"^from (producers[\w.]*) import ([\w, ]+)$", DOCS.read_text(), re.M)
+    imports = re.findall(r"^from (meterline[\w.]*) import ([\w, ]+)$", DOCS.read_text(), re.M)
     assert len(imports) >= 4
     for module, names in imports:
         mod = __import__(module, fromlist=["_"])
         for name in (n.strip().split(" as ")[0] for n in names.split(",")):
             assert getattr(mod, name) is not None, f"from {module} import {name}"
-    for name, where in (("ActionEvent", "producers.agentops.ActionEvent"),
-                        ("TelemetryEvent", "producers.telemetry.TelemetryEvent")):
+    for name, where in (("ActionEvent", "meterline.producers.agentops.ActionEvent"),
+                        ("TelemetryEvent", "meterline.producers.telemetry.TelemetryEvent")):
         with pytest.raises(ImportError, match=re.escape(where)):
-            exec(f"from producers import {name}")
+            exec(f"from meterline import {name}")
 
 
 def test_the_llm_recorder_counts_emitted_only_when_the_client_accepted(
@@ -192,19 +192,19 @@ def test_the_llm_recorder_counts_emitted_only_when_the_client_accepted(
 
 
 def _llm_event() -> Any:
-    from schemas import ActionEvent, ActionKind
+    from meterline.schemas import ActionEvent, ActionKind
 
     return ActionEvent(event_id="l1", name="chat", kind=ActionKind.LLM_CALL, model="m")
 
 
 def test_init_instruments_a_client_library_imported_after_it_without_importing_it() -> None:
     code = (
-        "import sys, producers\n"
-        "c = producers.init('127.0.0.1:1', flush_at_exit=False)\n"
+        "import sys, meterline\n"
+        "c = meterline.init('127.0.0.1:1', flush_at_exit=False)\n"
         "assert 'openai' not in sys.modules and 'anthropic' not in sys.modules\n"
         "from openai.resources.chat.completions import Completions\n"
         "from anthropic.resources.messages import Messages\n"
-        "from producers.llm import patching\n"
+        "from meterline.producers.llm import patching\n"
         "print(patching.is_patched(Completions, 'create'), "
         "patching.is_patched(Messages, 'create'))\n"
         "c.close(0)\n"
@@ -219,21 +219,21 @@ def test_init_instruments_a_client_library_imported_after_it_without_importing_i
 def test_init_instruments_the_installed_llm_clients_once(monkeypatch: pytest.MonkeyPatch) -> None:
     from openai.resources.chat.completions import Completions
 
-    from producers.llm import patching, uninstrument
+    from meterline.producers.llm import patching, uninstrument
 
     uninstrument()
     monkeypatch.setattr(config, "_instrumented", None)
-    client = producers.init("127.0.0.1:1", auto_instrument=False, flush_at_exit=False)
+    client = meterline.init("127.0.0.1:1", auto_instrument=False, flush_at_exit=False)
     try:
         assert not patching.is_patched(Completions, "create")
-        producers.init("127.0.0.1:1", flush_at_exit=False)
+        meterline.init("127.0.0.1:1", flush_at_exit=False)
         assert patching.is_patched(Completions, "create")
         first = Completions.__dict__["create"]
-        producers.init("127.0.0.1:1", flush_at_exit=False)
+        meterline.init("127.0.0.1:1", flush_at_exit=False)
         assert Completions.__dict__["create"] is first  # once per process
         assert getattr(first, patching.ORIGINAL).__qualname__ == "Completions.create"
     finally:
         uninstrument()
         monkeypatch.setattr(config, "_instrumented", None)
-        producers.shutdown(1)
+        meterline.producers.shutdown(1)
         client.close(1)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from producers.redact import REDACTED, Redactor
+from meterline.producers.redact import REDACTED, Redactor
 
 R = Redactor()
 

@@ -14,10 +14,17 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from producers import MeterlineClient, MeterlineProducer, Redactor
-from producers.testing import MemorySink
-from schemas import ActionEvent, RawRecord, TelemetryEvent, Topics, TrajectoryRecord, encode
-from stream_processors.admin import ensure_topics
+from meterline.ops.admin import ensure_topics
+from meterline.producers import MeterlineClient, MeterlineProducer, Redactor
+from meterline.producers.testing import MemorySink
+from meterline.schemas import (
+    ActionEvent,
+    RawRecord,
+    TelemetryEvent,
+    Topics,
+    TrajectoryRecord,
+    encode,
+)
 from tests.producers.redaction_corpus import BENIGN, SECRETS
 
 

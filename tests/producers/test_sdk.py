@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError
 
-import producers
-from producers.config import init
-from producers.errors import NotConfigured
-from producers.sdk import MeterlineClient, stable_id
-from producers.testing import MemorySink
-from schemas import ActionEvent, RawRecord, TelemetryEvent
+import meterline.producers
+from meterline.producers.config import init
+from meterline.producers.errors import NotConfigured
+from meterline.producers.sdk import MeterlineClient, stable_id
+from meterline.producers.testing import MemorySink
+from meterline.schemas import ActionEvent, RawRecord, TelemetryEvent
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -139,7 +139,7 @@ def test_init_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         assert c.project == "acme"
         assert c.sink.topics.actions == "px.actions"  # type: ignore[attr-defined]
     finally:
-        producers.set_client(None)
+        meterline.producers.set_client(None)
         c.close(timeout=0.1)
 
 
@@ -148,8 +148,8 @@ def test_the_sdk_imports_without_pipeline_dependencies() -> None:
         "import sys\n"
         "for m in ('faust', 'mode', 'clickhouse_connect', 'chdb', 'aiokafka', 'yaml'):\n"
         "    sys.modules[m] = None\n"
-        "import producers, schemas\n"
-        "from producers import valmi, agentsight, tracer, telemetry, agentops, testing\n"
+        "import meterline, meterline.schemas\n"
+        "from meterline.producers import valmi, agentsight, tracer, telemetry, agentops, testing\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

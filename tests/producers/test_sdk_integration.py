@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from producers import (
+from meterline.embedded.runtime import Pipeline
+from meterline.producers import (
     ActionTracer,
     AgentSightTracker,
     MeterlineClient,
@@ -25,8 +26,7 @@ from producers import (
     record_tool,
     send_outcome,
 )
-from producers import telemetry as tj
-from stream_processors.embedded.runtime import Pipeline
+from meterline.producers import telemetry as tj
 from tests.fixtures import wait_until
 
 pytestmark = pytest.mark.integration

@@ -9,12 +9,12 @@ from datetime import datetime
 
 import pytest
 
-from producers import telemetry as tj
-from producers.sdk import MeterlineClient
-from producers.telemetry import PushResult, TelemetryEvent
-from producers.testing import MemorySink
-from schemas import TelemetryEvent as WireTelemetry
-from schemas import TrajectoryRecord
+from meterline.producers import telemetry as tj
+from meterline.producers.sdk import MeterlineClient
+from meterline.producers.telemetry import PushResult, TelemetryEvent
+from meterline.producers.testing import MemorySink
+from meterline.schemas import TelemetryEvent as WireTelemetry
+from meterline.schemas import TrajectoryRecord
 
 
 def test_only_event_type_and_session_id_are_required_and_defaults_are_documented() -> None:

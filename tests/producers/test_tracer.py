@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from producers.sdk import MeterlineClient
-from producers.testing import MemorySink
-from producers.tracer import ActionTracer, JSONLExporter, MeterlinePublisher, TraceEntry
-from schemas import ActionEvent
+from meterline.producers.sdk import MeterlineClient
+from meterline.producers.testing import MemorySink
+from meterline.producers.tracer import ActionTracer, JSONLExporter, MeterlinePublisher, TraceEntry
+from meterline.schemas import ActionEvent
 from tests.producers.fixtures import flushed
 
 

@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from producers.sdk import MeterlineClient
-from producers.testing import MemorySink
-from producers.valmi import action, send_outcome
-from schemas import ActionEvent, TelemetryEvent
+from meterline.producers.sdk import MeterlineClient
+from meterline.producers.testing import MemorySink
+from meterline.producers.valmi import action, send_outcome
+from meterline.schemas import ActionEvent, TelemetryEvent
 from tests.producers.fixtures import flushed
 
 

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from schemas import (
+from meterline.schemas import (
     ActionEvent,
     ActionKind,
     DeadLetter,
@@ -220,7 +220,7 @@ def test_an_integer_beyond_64_bits_in_a_payload_is_refused_where_the_record_is_b
     """The SDK learns it when building the record, not the processor when parking it."""
     from pydantic import ValidationError
 
-    from schemas import ActionEvent, TrajectoryRecord
+    from meterline.schemas import ActionEvent, TrajectoryRecord
 
     with pytest.raises(ValidationError, match=r"a\.0\.b: integer outside the 64-bit range"):
         ActionEvent(event_id="e", name="n", properties={"a": [{"b": 2**64}]})

@@ -4,9 +4,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from producers.llm.pricing import PriceOverrides, TokenUsage
-from schemas import ControlPlane
-from schemas.control_plane import Condition, EventCondition, OutcomeRule, SeatRule, Step
+from meterline.producers.llm.pricing import PriceOverrides, TokenUsage
+from meterline.schemas import ControlPlane
+from meterline.schemas.control_plane import Condition, EventCondition, OutcomeRule, SeatRule, Step
 
 
 def rule(**overrides: Any) -> dict[str, Any]:

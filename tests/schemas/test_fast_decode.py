@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, TypeAdapter
 
-from schemas import InvalidRecord, decode_raw, encode
-from schemas.common import Id
-from schemas.fast_decode import (
+from meterline.demo.traffic import generate
+from meterline.schemas import InvalidRecord, decode_raw, encode
+from meterline.schemas.common import Id
+from meterline.schemas.fast_decode import (
     FastActionEvent,
     FastTelemetryEvent,
     FastTrajectoryRecord,
@@ -23,7 +24,6 @@ from schemas.fast_decode import (
     to_model,
     to_trajectory_model,
 )
-from stream_processors.demo.traffic import generate
 
 TS = "2026-03-04T05:06:07.123456Z"
 ACTION: dict[str, Any] = {

@@ -2,10 +2,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from schemas import ActionEvent, ActionKind, EnrichedEvent, TrajectoryRecord, decode_as, encode
-from schemas.codec import encode_enriched, encode_timestamp
-from schemas.derived import Pricing
-from schemas.framing import BATCH_HEADERS, frameable, is_batch, join, split
+from meterline.schemas import (
+    ActionEvent,
+    ActionKind,
+    EnrichedEvent,
+    TrajectoryRecord,
+    decode_as,
+    encode,
+)
+from meterline.schemas.codec import encode_enriched, encode_timestamp
+from meterline.schemas.derived import Pricing
+from meterline.schemas.framing import BATCH_HEADERS, frameable, is_batch, join, split
 
 
 def test_batch_header_detection_accepts_list_and_mapping_forms() -> None:

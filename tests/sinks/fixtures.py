@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from sinks.clickhouse.writer import ClickHouseWriter
+from meterline.sinks.clickhouse.writer import ClickHouseWriter
 
 
 @pytest.fixture

@@ -6,9 +6,15 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from schemas import ActionEvent, ActionKind, EnrichedEvent, TelemetryEvent, TrajectoryRecord
-from sinks.clickhouse.rows import event_row
-from sinks.clickhouse.writer import ClickHouseWriter
+from meterline.schemas import (
+    ActionEvent,
+    ActionKind,
+    EnrichedEvent,
+    TelemetryEvent,
+    TrajectoryRecord,
+)
+from meterline.sinks.clickhouse.rows import event_row
+from meterline.sinks.clickhouse.writer import ClickHouseWriter
 from tests.sinks.analytics import assert_views_equal_final, rows
 
 DAY1 = datetime(2025, 3, 1, 10, tzinfo=UTC)

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from sinks import ConfigurationError, connect, redact_url
-from sinks.clickhouse.ddl import check_identifier, statements
+from meterline.sinks import ConfigurationError, connect, redact_url
+from meterline.sinks.clickhouse.ddl import check_identifier, statements
 
 
 def test_unsupported_url_scheme_is_a_clear_error() -> None:

@@ -11,12 +11,12 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
-from schemas import DeadLetter, encode
-from schemas.codec import encode_enriched
-from sinks.consumer import ClickHouseSink
-from stream_processors.admin import ensure_topics
-from stream_processors.services import clickhouse_writer
-from stream_processors.settings import Settings
+from meterline.ops.admin import ensure_topics
+from meterline.ops.services import clickhouse_writer
+from meterline.schemas import DeadLetter, encode
+from meterline.schemas.codec import encode_enriched
+from meterline.settings import Settings
+from meterline.sinks.consumer import ClickHouseSink
 from tests.fixtures import wait_until
 
 pytestmark = pytest.mark.integration
@@ -170,16 +170,16 @@ def test_an_unexpected_error_decoding_a_message_dead_letters_it_instead_of_crash
 ) -> None:
     """A bug in the sink's decoding or row mapping (injected: ``event_row`` raising for one
     event) costs that message a dead letter (``unexpected_error``), not a crash-looping sink."""
-    import sinks.clickhouse.rows
+    import meterline.sinks.clickhouse.rows
 
-    real = sinks.clickhouse.rows.event_row
+    real = meterline.sinks.clickhouse.rows.event_row
 
     def buggy(enriched: Any) -> tuple[Any, ...]:
         if enriched.event.event_id == "bug":
             raise KeyError("surprise")
         return real(enriched)
 
-    monkeypatch.setattr(sinks.clickhouse.rows, "event_row", buggy)
+    monkeypatch.setattr(meterline.sinks.clickhouse.rows, "event_row", buggy)
     sink = sink_for(settings, clickhouse)
     send(settings, [(settings.topics.enriched, enriched({**EVENT, "event_id": i})) for i in "ab"])
     send(settings, [(settings.topics.enriched, enriched({**EVENT, "event_id": "bug"}))])
@@ -201,7 +201,7 @@ def test_a_batch_message_is_split_and_each_bad_record_is_dead_lettered_with_its_
     decoded and written on its own; a record that does not decode, or whose row ClickHouse
     refuses, becomes a dead letter carrying that record's bytes and its index in the message,
     and the message's other records land."""
-    from schemas.framing import BATCH_HEADERS
+    from meterline.schemas.framing import BATCH_HEADERS
 
     db = settings.database
     sink = sink_for(settings, clickhouse)

@@ -7,7 +7,8 @@ import random
 from datetime import datetime, timedelta
 from typing import Any
 
-from schemas import (
+from meterline.demo.traffic import generate
+from meterline.schemas import (
     VERSION_JOINED,
     VERSION_UNJOINED,
     InvalidRecord,
@@ -16,16 +17,15 @@ from schemas import (
     encode,
     utc_now,
 )
-from schemas.codec import encode_enriched, encode_state
-from sinks.clickhouse.fast_decode import FastEnriched, decode_enriched, decode_state
-from sinks.clickhouse.rows import (
+from meterline.schemas.codec import encode_enriched, encode_state
+from meterline.sinks.clickhouse.fast_decode import FastEnriched, decode_enriched, decode_state
+from meterline.sinks.clickhouse.rows import (
     SinkEnrichedEvent,
     event_row,
     read_enriched,
     read_state,
     trajectory_row,
 )
-from stream_processors.demo.traffic import generate
 from tests.schemas.test_fast_decode import (
     ACTION,
     HOSTILE_VALUES,
@@ -156,8 +156,8 @@ def check_state(data: bytes) -> bool:
 
 
 def test_trajectory_states_take_the_fast_path_with_equal_rows() -> None:
-    from stream_processors.steps.join import TrajectoryJoiner
-    from stream_processors.steps.validate import validate
+    from meterline.stream_processors.steps.join import TrajectoryJoiner
+    from meterline.stream_processors.steps.validate import validate
 
     joiner = TrajectoryJoiner({}, {})
     records = [r for r in generate(project="p", events=500).records if r.type == "trajectory"]
@@ -197,7 +197,7 @@ def test_hostile_states_agree_with_pydantic() -> None:
 def test_priced_events_agree_with_pydantic() -> None:
     """The processor's ``pricing`` object (stream_processors/pricing): the step's JSON takes
     the fast path with pydantic's row; hostile pricing values agree too."""
-    from stream_processors.pricing import PricingStep
+    from meterline.stream_processors.pricing import PricingStep
 
     step = PricingStep()
     records = [r for r in generate(project="p", events=300).records if r.type == "action"]

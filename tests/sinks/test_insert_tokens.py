@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from schemas import ActionEvent, EnrichedEvent
-from sinks.clickhouse.rows import event_row
-from sinks.clickhouse.writer import ClickHouseWriter, InsertTokens
+from meterline.schemas import ActionEvent, EnrichedEvent
+from meterline.sinks.clickhouse.rows import event_row
+from meterline.sinks.clickhouse.writer import ClickHouseWriter, InsertTokens
 
 MESSAGES = [("enriched", 0, 5, b"a"), ("enriched", 1, 9, b"b"), ("enriched", 0, 6, b"c")]
 

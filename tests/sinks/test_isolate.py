@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from sinks.errors import SinkRowsRejected, SinkWriteError
-from sinks.isolate import RejectionWindow, insert_isolating
+from meterline.sinks.errors import SinkRowsRejected, SinkWriteError
+from meterline.sinks.isolate import RejectionWindow, insert_isolating
 
 
 class Table:

@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 
-from schemas import ActionEvent, EnrichedEvent
-from sinks.clickhouse.rejections import is_data_error
-from sinks.clickhouse.rows import event_row
-from sinks.clickhouse.writer import ClickHouseWriter
-from sinks.errors import SinkRowsRejected, SinkWriteError
+from meterline.schemas import ActionEvent, EnrichedEvent
+from meterline.sinks.clickhouse.rejections import is_data_error
+from meterline.sinks.clickhouse.rows import event_row
+from meterline.sinks.clickhouse.writer import ClickHouseWriter
+from meterline.sinks.errors import SinkRowsRejected, SinkWriteError
 
 pytestmark = pytest.mark.integration
 

@@ -4,7 +4,8 @@ import base64
 
 import pytest
 
-from schemas import (
+from meterline.demo.traffic import generate
+from meterline.schemas import (
     ActionEvent,
     ActionKind,
     DeadLetter,
@@ -18,15 +19,14 @@ from schemas import (
     encode,
     utc_now,
 )
-from schemas.codec import encode_enriched, encode_timestamp
-from sinks.clickhouse.rows import (
+from meterline.schemas.codec import encode_enriched, encode_timestamp
+from meterline.sinks.clickhouse.rows import (
     COLUMNS,
     SinkEnrichedEvent,
     dead_letter_row,
     event_row,
     trajectory_row,
 )
-from stream_processors.demo.traffic import generate
 
 
 def as_dict(table: str, row: tuple[object, ...]) -> dict[str, object]:

@@ -1,4 +1,4 @@
-"""The processor's version scheme as the sink enforces it (:mod:`schemas.versions`): every
+"""The processor's version scheme as the sink enforces it (:mod:`meterline.schemas.versions`): every
 version the processor emits is accepted, an impossible one is refused naming it."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from schemas import (
+from meterline.schemas import (
     VERSION_JOINED,
     VERSION_UNJOINED,
     ActionEvent,
@@ -16,10 +16,10 @@ from schemas import (
     encode,
     utc_now,
 )
-from schemas.codec import encode_enriched, encode_state
-from schemas.outcomes import Outcome
-from schemas.versions import IMPOSSIBLE_VERSION, MAX_CLOCK_AHEAD, MAX_TRAJECTORY_VERSION
-from sinks.clickhouse.rows import COLUMNS, enriched_row, sink_outcome_row, state_row
+from meterline.schemas.codec import encode_enriched, encode_state
+from meterline.schemas.outcomes import Outcome
+from meterline.schemas.versions import IMPOSSIBLE_VERSION, MAX_CLOCK_AHEAD, MAX_TRAJECTORY_VERSION
+from meterline.sinks.clickhouse.rows import COLUMNS, enriched_row, sink_outcome_row, state_row
 
 PROCESSED_AT = b'"2026-11-28T00:00:00.123456Z"'
 EVENT = encode(ActionEvent(project="victim", event_id="e", name="n", cost_usd=0.05))

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from schemas import ActionEvent, ActionKind, EnrichedEvent, Outcome, SeatCount, Status
-from sinks.clickhouse.rows import event_row, outcome_row, seat_count_row
-from sinks.clickhouse.writer import ClickHouseWriter
+from meterline.schemas import ActionEvent, ActionKind, EnrichedEvent, Outcome, SeatCount, Status
+from meterline.sinks.clickhouse.rows import event_row, outcome_row, seat_count_row
+from meterline.sinks.clickhouse.writer import ClickHouseWriter
 
 T0 = datetime(2026, 11, 3, 9, 0, tzinfo=UTC)
 

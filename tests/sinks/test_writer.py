@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from schemas import (
+from meterline.demo.traffic import generate
+from meterline.schemas import (
     ActionEvent,
     EnrichedEvent,
     TelemetryEvent,
@@ -16,11 +17,16 @@ from schemas import (
     TrajectoryState,
     encode,
 )
-from schemas.codec import encode_enriched, encode_state
-from sinks.clickhouse.rows import COLUMNS, enriched_row, event_row, state_row, trajectory_row
-from sinks.clickhouse.writer import ARROW_TABLES, ClickHouseWriter, arrow_type
-from sinks.errors import SinkRowsRejected
-from stream_processors.demo.traffic import generate
+from meterline.schemas.codec import encode_enriched, encode_state
+from meterline.sinks.clickhouse.rows import (
+    COLUMNS,
+    enriched_row,
+    event_row,
+    state_row,
+    trajectory_row,
+)
+from meterline.sinks.clickhouse.writer import ARROW_TABLES, ClickHouseWriter, arrow_type
+from meterline.sinks.errors import SinkRowsRejected
 
 PROCESSED_AT = b'"2026-11-28T00:00:00.123456Z"'
 
@@ -54,7 +60,8 @@ def edge_rows() -> dict[str, list[tuple[Any, ...]]]:
     trajectory = TrajectoryRecord(trace_id="t", started_at=None, ended_at=late, metadata={})
     return {
         "events": [event_row(EnrichedEvent(event=e, version=1)) for e in events],
-        # the column's maximum, beyond the versions the sink accepts from Kafka (schemas.versions)
+        # the column's maximum, beyond the versions the sink accepts from Kafka
+        # (meterline.schemas.versions)
         "trajectories": [trajectory_row(TrajectoryState(trajectory=trajectory, version=2**32 - 1))],
     }
 

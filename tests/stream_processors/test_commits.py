@@ -11,8 +11,12 @@ import pytest
 from faust.transport.drivers.aiokafka import Consumer as FaustConsumer
 from intervaltree import IntervalTree
 
-from stream_processors.commits import MAX_REREADS, RESOLVE_AFTER_S, StrictCommits
-from stream_processors.end_offsets import EndProbingConsumer
+from meterline.stream_processors.faust_layer.commits import (
+    MAX_REREADS,
+    RESOLVE_AFTER_S,
+    StrictCommits,
+)
+from meterline.stream_processors.faust_layer.end_offsets import EndProbingConsumer
 
 TP = ("raw", 0)
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from schemas import ActionEvent
-from stream_processors.dedupe_store import PersistentDedupe
-from stream_processors.steps.dedupe import DAY_S, DedupeWindow
+from meterline.schemas import ActionEvent
+from meterline.stream_processors.state.dedupe import PersistentDedupe
+from meterline.stream_processors.steps.dedupe import DAY_S, DedupeWindow
 
 T0 = datetime(2026, 11, 1, 12, tzinfo=UTC)
 NOW = datetime(2026, 11, 3, 12, tzinfo=UTC)  # processing time, two days after T0

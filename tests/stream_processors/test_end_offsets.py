@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from stream_processors.end_offsets import EndProbingConsumer
+from meterline.stream_processors.faust_layer.end_offsets import EndProbingConsumer
 
 
 class _Thread:

@@ -9,8 +9,8 @@ import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
-from stream_processors.endpoints import EndpointServer, new_registry, read_endpoints
-from stream_processors.health import Health, group_check
+from meterline.ops.endpoints import EndpointServer, new_registry, read_endpoints
+from meterline.ops.health import Health, group_check
 
 
 def get(url: str) -> tuple[int, str]:

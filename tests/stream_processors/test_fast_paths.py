@@ -8,7 +8,7 @@ from typing import Any
 
 import faust
 
-from schemas import (
+from meterline.schemas import (
     VERSION_JOINED,
     ActionEvent,
     EnrichedEvent,
@@ -19,11 +19,11 @@ from schemas import (
     decode_as,
     encode,
 )
-from schemas.codec import encode_enriched, encode_state, encode_timestamp
-from stream_processors.changelog import Changelog
-from stream_processors.steps.join import TrajectoryJoiner, trace_key
-from stream_processors.steps.parked import ParkedEvents
-from stream_processors.table_buffer import WriteBack, _current_partition, as_current
+from meterline.schemas.codec import encode_enriched, encode_state, encode_timestamp
+from meterline.stream_processors.state.changelog import Changelog
+from meterline.stream_processors.state.writeback import WriteBack, _current_partition, as_current
+from meterline.stream_processors.steps.join import TrajectoryJoiner, trace_key
+from meterline.stream_processors.steps.parked import ParkedEvents
 from tests.stream_processors.test_table_buffer import RecordingChangelog, Store
 
 T0 = datetime(2026, 5, 1, 12, 0, 1, 250, tzinfo=UTC)

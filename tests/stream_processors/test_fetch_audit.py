@@ -11,8 +11,8 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from stream_processors import fetch_audit
-from stream_processors.fetch_audit import FAULT_ENV, FetchAudit
+from meterline.stream_processors.faust_layer import fetch_audit
+from meterline.stream_processors.faust_layer.fetch_audit import FAULT_ENV, FetchAudit
 
 
 class _TP(NamedTuple):

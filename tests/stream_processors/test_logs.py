@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import logging
 
-from stream_processors.errors import InvalidMessage
-from stream_processors.logs import JsonFormatter, TextFormatter, mask_secrets
+from meterline.ops.logs import JsonFormatter, TextFormatter, mask_secrets
+from meterline.stream_processors.errors import InvalidMessage
 
 
 def record(msg: str, *args: object, **extra: object) -> logging.LogRecord:

@@ -8,22 +8,22 @@ from types import SimpleNamespace
 
 from prometheus_client import CollectorRegistry
 
-from producers.metrics import register as register_sdk
-from producers.sdk import MeterlineClient
-from producers.testing import MemorySink
-from sinks.metrics import SinkMetrics
-from stream_processors.endpoints import new_registry
-from stream_processors.metrics import (
+from meterline.ops.endpoints import new_registry
+from meterline.producers.metrics import register as register_sdk
+from meterline.producers.sdk import MeterlineClient
+from meterline.producers.testing import MemorySink
+from meterline.sinks.metrics import SinkMetrics
+from meterline.stream_processors.metrics import (
     METRIC_NAMES,
     LagCollector,
     ProcessorMetrics,
     StallCollector,
     StepCounters,
 )
-from stream_processors.pricing.step import PricingStats
-from stream_processors.rules.stage import StageStats
-from stream_processors.steps.dedupe import DedupeWindow
-from stream_processors.steps.quarantine import ProjectGuard
+from meterline.stream_processors.pricing.step import PricingStats
+from meterline.stream_processors.rules.stage import StageStats
+from meterline.stream_processors.steps.dedupe import DedupeWindow
+from meterline.stream_processors.steps.quarantine import ProjectGuard
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from schemas import framing
-from schemas.framing import BATCH_HEADERS
-from stream_processors.embedded.broker import free_port
-from stream_processors.output import (
+from meterline.embedded.broker import free_port
+from meterline.schemas import framing
+from meterline.schemas.framing import BATCH_HEADERS
+from meterline.stream_processors.faust_layer.output import (
     CONFIG,
     FRAME_MAX_BYTES,
     FRAME_MAX_RECORDS,

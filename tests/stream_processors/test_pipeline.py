@@ -10,14 +10,22 @@ from typing import Any
 
 import pytest
 
-from schemas import ActionEvent, DeadLetter, Topics, TrajectoryRecord, decode_as, encode, framing
-from stream_processors.dedupe_store import PersistentDedupe
-from stream_processors.output import OutputDeliveryError
-from stream_processors.pipeline import BatchProcessor, Outputs, steps_of
-from stream_processors.steps.dedupe import DedupeWindow
-from stream_processors.steps.join import TrajectoryJoiner
-from stream_processors.steps.quarantine import QUARANTINED, ProjectGuard
-from stream_processors.table_buffer import WriteBack
+from meterline.schemas import (
+    ActionEvent,
+    DeadLetter,
+    Topics,
+    TrajectoryRecord,
+    decode_as,
+    encode,
+    framing,
+)
+from meterline.stream_processors.faust_layer.output import OutputDeliveryError
+from meterline.stream_processors.pipeline import BatchProcessor, Outputs, steps_of
+from meterline.stream_processors.state.dedupe import PersistentDedupe
+from meterline.stream_processors.state.writeback import WriteBack
+from meterline.stream_processors.steps.dedupe import DedupeWindow
+from meterline.stream_processors.steps.join import TrajectoryJoiner
+from meterline.stream_processors.steps.quarantine import QUARANTINED, ProjectGuard
 
 T0 = datetime(2026, 11, 27, 12, tzinfo=UTC)
 TOPICS = Topics()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stream_processors.progress import ProgressBar
+from meterline.ops.progress import ProgressBar
 
 
 def test_no_bar_when_stdout_is_not_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:

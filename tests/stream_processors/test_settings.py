@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stream_processors.settings import Settings
+from meterline.settings import Settings
 
 
 def test_defaults_are_embedded() -> None:
@@ -96,7 +96,7 @@ def test_kafka_client_config_for_librdkafka() -> None:
 def test_faust_gets_the_same_credentials(tmp_path: Path) -> None:
     import faust
 
-    from stream_processors.app import create_app
+    from meterline.stream_processors.faust_layer.app import create_app
 
     assert Settings().faust_credentials() is None
     s = Settings(
@@ -113,7 +113,7 @@ def test_faust_gets_the_same_credentials(tmp_path: Path) -> None:
 
 
 def test_sdk_init_reads_access_from_the_same_variables() -> None:
-    from producers.config import access_config_from_env
+    from meterline.producers.config import access_config_from_env
 
     assert access_config_from_env({}) == {}
     conf = access_config_from_env(ACCESS_ENV)

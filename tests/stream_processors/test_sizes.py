@@ -6,18 +6,18 @@ from typing import Any
 
 import pytest
 
-from schemas import framing
-from stream_processors.dedupe_store import PersistentDedupe
-from stream_processors.output import BatchOutput
-from stream_processors.sizes import (
+from meterline.schemas import framing
+from meterline.stream_processors.faust_layer.output import BatchOutput
+from meterline.stream_processors.sizes import (
     KAFKA_DEFAULT_MAX_MESSAGE_BYTES,
     OutputTooLarge,
     StateBounds,
     TopicLimits,
     batch_bytes,
 )
-from stream_processors.steps.dedupe import DedupeWindow
-from stream_processors.steps.join import TRUNCATED_KEY, merge_metadata
+from meterline.stream_processors.state.dedupe import PersistentDedupe
+from meterline.stream_processors.steps.dedupe import DedupeWindow
+from meterline.stream_processors.steps.join import TRUNCATED_KEY, merge_metadata
 from tests.stream_processors.test_output import _Recorder
 
 
@@ -116,7 +116,7 @@ def test_dedupe_blobs_are_split_to_fit_one_message_and_rebuilt_whole() -> None:
 def test_an_event_whose_enriched_output_is_too_large_is_dead_lettered_not_marked_seen() -> None:
     import asyncio
 
-    from schemas import ActionEvent, DeadLetter, TrajectoryRecord, encode
+    from meterline.schemas import ActionEvent, DeadLetter, TrajectoryRecord, encode
     from tests.stream_processors.test_pipeline import T0, TOPICS, Store, batch, processor
 
     limits = TopicLimits({TOPICS.enriched: 6_000}, default=8 * 1_048_576)

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from stream_processors.metrics import METRIC_NAMES, StallCollector
-from stream_processors.stall import FaustHooks, StallWatch
+from meterline.stream_processors.faust_layer.stall import FaustHooks, StallWatch
+from meterline.stream_processors.metrics import METRIC_NAMES, StallCollector
 
 
 @dataclass
@@ -55,7 +55,7 @@ def test_lag_without_progress_for_stall_s_is_a_stall_reported_logged_and_remedie
     watch.tick()  # first look: progress "changed" from nothing
     run(world, watch, until=9)
     assert not watch.stalled and watch.problem() is None
-    with caplog.at_level(logging.WARNING, "stream_processors.stall"):
+    with caplog.at_level(logging.WARNING, "meterline.stream_processors.faust_layer.stall"):
         run(world, watch, until=10)
     assert watch.stalled and watch.stalls == 1
     problem = watch.problem()
@@ -153,7 +153,7 @@ def test_hooks_report_a_loop_that_does_not_answer() -> None:
 
 
 def test_the_state_names_where_each_task_waits() -> None:
-    from stream_processors.stall import _awaiting
+    from meterline.stream_processors.faust_layer.stall import _awaiting
 
     async def inner(gate: asyncio.Event) -> None:
         await gate.wait()

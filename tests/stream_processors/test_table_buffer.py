@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from stream_processors.table_buffer import WriteBack
+from meterline.stream_processors.state.writeback import WriteBack
 
 
 class _Table(dict[str, Any]):
@@ -38,7 +38,7 @@ def test_reads_see_buffered_writes_and_flush_writes_each_key_once() -> None:
 
 
 def test_partition_pinned_values_keep_their_partition_outside_any_event() -> None:
-    from stream_processors.table_buffer import PartitionPinned
+    from meterline.stream_processors.state.writeback import PartitionPinned
 
     wb = WriteBack(_Table())
     state = PartitionPinned(wb)
@@ -90,7 +90,7 @@ def test_flush_produces_each_key_once_in_the_order_of_its_last_write() -> None:
 
 
 def test_partition_pinned_iterates_only_the_owned_partitions_keys() -> None:
-    from stream_processors.table_buffer import PartitionPinned
+    from meterline.stream_processors.state.writeback import PartitionPinned
 
     owned = {1}
     state = PartitionPinned(WriteBack(_Table()), owned=lambda: owned)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import gc
 
-from stream_processors.gc_tuning import GC_THRESHOLDS, tune_gc
+from meterline.ops.gc_tuning import GC_THRESHOLDS, tune_gc
 
 
 def test_the_worker_collects_young_garbage_in_larger_steps() -> None:

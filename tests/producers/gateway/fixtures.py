@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from producers.gateway import GatewayServer, KeyStore
-from stream_processors.embedded.runtime import Pipeline
-from stream_processors.gateway_cli import gateway_config
+from meterline.cli.gateway import gateway_config
+from meterline.embedded.runtime import Pipeline
+from meterline.producers.gateway import GatewayServer, KeyStore
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from producers.gateway import KeyStore
+from meterline.producers.gateway import KeyStore
 from tests.fixtures import wait_until
 
 pytestmark = pytest.mark.integration

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from producers.gateway import GatewayConfig, GatewayServer, KeyStore
+from meterline.producers.gateway import GatewayConfig, GatewayServer, KeyStore
 from tests.fixtures import wait_until
 
 pytestmark = pytest.mark.integration
@@ -48,7 +48,7 @@ def test_gateway_killed_mid_load_every_request_answered_200_is_in_clickhouse(
     env = {**os.environ, **pipeline.settings.to_env()}
     with open(tmp_path / "gw.log", "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "stream_processors.cli", "gateway", "--port", str(port),
+            [sys.executable, "-m", "meterline.cli", "gateway", "--port", str(port),
              "--kafka-bootstrap", str(pipeline.settings.kafka_bootstrap),
              "--keys-file", str(keystore.path), "--rate-limit", "10000", "--burst", "10000"],
             env=env, stdout=subprocess.DEVNULL, stderr=log,

@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Status, StatusCode
 
-from producers.gateway import KeyStore
+from meterline.producers.gateway import KeyStore
 from tests.fixtures import wait_until
 
 pytestmark = pytest.mark.integration

@@ -15,8 +15,8 @@ from typing import Any
 import httpx2
 import pytest
 
-from producers.llm import stats
-from schemas import ActionEvent
+from meterline.producers.llm import stats
+from meterline.schemas import ActionEvent
 
 Handler = Callable[[httpx2.Request], httpx2.Response]
 

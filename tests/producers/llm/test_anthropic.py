@@ -9,7 +9,7 @@ from typing import Any
 import anthropic
 import pytest
 
-from producers.llm import (
+from meterline.producers.llm import (
     ModelPrice,
     PriceOverrides,
     instrument_all,
@@ -17,8 +17,8 @@ from producers.llm import (
     llm_context,
     uninstrument,
 )
-from schemas import ActionEvent
-from schemas.events import ActionKind, Status
+from meterline.schemas import ActionEvent
+from meterline.schemas.events import ActionKind, Status
 from tests.producers.llm.fixtures import CLAUDE, Traffic, api_error, message, message_stream
 
 MESSAGES: list[Any] = [{"role": "user", "content": "Capital of France?"}]

@@ -8,7 +8,7 @@ from typing import Any
 import openai
 import pytest
 
-from producers.llm import (
+from meterline.producers.llm import (
     LLMStats,
     ModelPrice,
     PriceOverrides,
@@ -17,9 +17,9 @@ from producers.llm import (
     llm_context,
     uninstrument,
 )
-from producers.llm import recorder as recorder_module
-from schemas import ActionEvent
-from schemas.events import ActionKind, Status
+from meterline.producers.llm import recorder as recorder_module
+from meterline.schemas import ActionEvent
+from meterline.schemas.events import ActionKind, Status
 from tests.producers.llm.fixtures import (
     Traffic,
     api_error,
@@ -317,9 +317,9 @@ def test_uninstrument_and_instrument_all_record_once(
 
 
 def test_without_emit_events_go_to_the_process_wide_sdk_client() -> None:
-    from producers.config import set_client
-    from producers.sdk import MeterlineClient
-    from producers.testing import MemorySink
+    from meterline.producers.config import set_client
+    from meterline.producers.sdk import MeterlineClient
+    from meterline.producers.testing import MemorySink
 
     sink = MemorySink()
     previous = set_client(MeterlineClient(sink, project="proj", flush_at_exit=False))
@@ -329,7 +329,7 @@ def test_without_emit_events_go_to_the_process_wide_sdk_client() -> None:
         http = traffic.sync_client()
         client = instrument_openai(openai.OpenAI(api_key="test", max_retries=0, http_client=http))
         client.chat.completions.create(model=MINI, messages=MESSAGES)
-        from producers.config import get_client
+        from meterline.producers.config import get_client
 
         assert get_client().flush(5.0) == 0
         (event,) = sink.of_type(ActionEvent)

@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from producers.llm.pricing import ModelPrice, PriceOverrides, TokenUsage, compute_cost
+from meterline.producers.llm.pricing import ModelPrice, PriceOverrides, TokenUsage, compute_cost
 
 MILLION = 1_000_000
 
@@ -73,7 +73,7 @@ def test_model_price_splits_cached_and_written_input() -> None:
 
 
 def test_unknown_model_costs_zero_and_warns_once(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="producers.llm.pricing"):
+    with caplog.at_level(logging.WARNING, logger="meterline.producers.llm.pricing"):
         first = compute_cost("openai", "no-such-model-xyz", TokenUsage(100, 100))
         second = compute_cost("openai", "no-such-model-xyz", TokenUsage(100, 100))
     assert (first.usd, first.source) == (0.0, "unpriced")

@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from schemas import EnrichedEvent, Event, TelemetryEvent, TrajectoryRecord
-from sinks.clickhouse.rows import event_row
-from sinks.clickhouse.writer import ClickHouseWriter
-from stream_processors.billing.backfill import backfill
-from stream_processors.billing.display_names import sync_display_names
-from stream_processors.billing.seats import recompute_seats
-from stream_processors.billing.source import trace_events
-from stream_processors.rules import evaluate_trajectory
+from meterline.billing.backfill import backfill
+from meterline.billing.display_names import sync_display_names
+from meterline.billing.seats import recompute_seats
+from meterline.billing.source import trace_events
+from meterline.schemas import EnrichedEvent, Event, TelemetryEvent, TrajectoryRecord
+from meterline.sinks.clickhouse.rows import event_row
+from meterline.sinks.clickhouse.writer import ClickHouseWriter
+from meterline.stream_processors.rules import evaluate_trajectory
 from tests.stream_processors.rules.fixtures import action, example, llm, telemetry
 
 DAY = date(2026, 3, 10)  # the rule fixtures' T0

@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 
-from sinks.clickhouse.writer import ClickHouseWriter
-from stream_processors.billing.endpoint import FILE_NAME, RemoteClient, find
-from stream_processors.billing.errors import QueryFailed
-from stream_processors.billing.services import BillingServices
-from stream_processors.cli import main
-from stream_processors.settings import Settings
+from meterline.billing.endpoint import FILE_NAME, RemoteClient, find
+from meterline.billing.errors import QueryFailed
+from meterline.billing.services import BillingServices
+from meterline.cli import main
+from meterline.settings import Settings
+from meterline.sinks.clickhouse.writer import ClickHouseWriter
 from tests.stream_processors.billing.test_backfill import EVENTS, store
 from tests.stream_processors.rules.fixtures import EXAMPLE
 
@@ -101,7 +101,7 @@ def test_sql_on_a_chdb_path_held_by_another_process_is_a_clear_error(tmp_path: P
     holder = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(f"""
             import sys, time
-            from sinks import connect
+            from meterline.sinks import connect
             client = connect("chdb://{tmp_path / 'clickhouse'}")  # held while alive
             client.command("SELECT 1")
             print("ready", flush=True)
@@ -112,7 +112,7 @@ def test_sql_on_a_chdb_path_held_by_another_process_is_a_clear_error(tmp_path: P
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
         done = subprocess.run(
-            [sys.executable, "-m", "stream_processors.cli", "sql", "SELECT 1",
+            [sys.executable, "-m", "meterline.cli", "sql", "SELECT 1",
              "--data-dir", str(tmp_path)],
             capture_output=True, text=True, timeout=120, env=_env(),
         )  # fmt: skip

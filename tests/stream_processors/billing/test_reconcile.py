@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from stream_processors.billing.reconcile import (
+from meterline.billing.reconcile import (
     WHOLE_DAY,
     Drift,
     ExportError,

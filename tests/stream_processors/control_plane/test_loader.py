@@ -2,13 +2,13 @@ from pathlib import Path
 
 import pytest
 
-from stream_processors.control_plane import (
+from meterline.stream_processors.control_plane import (
     ControlPlaneError,
     load_control_plane,
     load_from_env,
     parse_control_plane,
 )
-from stream_processors.errors import ProcessorError
+from meterline.stream_processors.errors import ProcessorError
 from tests.stream_processors.rules.fixtures import EXAMPLE
 
 BROKEN = """\

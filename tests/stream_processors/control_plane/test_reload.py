@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from schemas import ControlPlane
-from stream_processors.control_plane import ControlPlaneError, ControlPlaneWatcher
+from meterline.schemas import ControlPlane
+from meterline.stream_processors.control_plane import ControlPlaneError, ControlPlaneWatcher
 
 V1 = "version: 1\ndisplay_names: {a: Alpha}\n"
 V2 = "version: 2\ndisplay_names: {a: Alpha two}\n"

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from stream_processors.dashboard import DashboardServer, Source
+from meterline.dashboard import DashboardServer, Source
 
 CHROMIUM = ("chromium", "chromium-browser", "google-chrome")
 CHROMEDRIVER = ("chromedriver", "/usr/lib/chromium/chromedriver")

@@ -16,13 +16,13 @@ from typing import Any
 
 import pytest
 
-from producers import MeterlineProducer
-from schemas import ActionEvent, ActionKind, Status
-from stream_processors.dashboard import DashboardServer
-from stream_processors.demo.report import counts
-from stream_processors.demo.run import wait_for
-from stream_processors.demo.traffic import Traffic, generate
-from stream_processors.embedded.runtime import Pipeline
+from meterline.dashboard import DashboardServer
+from meterline.demo.report import counts
+from meterline.demo.run import wait_for
+from meterline.demo.traffic import Traffic, generate
+from meterline.embedded.runtime import Pipeline
+from meterline.producers import MeterlineProducer
+from meterline.schemas import ActionEvent, ActionKind, Status
 from tests.fixtures import wait_until
 
 pytestmark = pytest.mark.integration

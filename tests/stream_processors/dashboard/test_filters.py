@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from stream_processors.dashboard.errors import BadRequest
-from stream_processors.dashboard.filters import BUCKETS, Filters, floor, parse
+from meterline.dashboard.errors import BadRequest
+from meterline.dashboard.filters import BUCKETS, Filters, floor, parse
 
 Q = {"project": "acme", "from": "2026-11-01T00:00:00Z", "to": "2026-11-01T01:18:00Z"}
 

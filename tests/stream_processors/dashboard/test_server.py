@@ -18,12 +18,12 @@ from urllib.request import urlopen
 
 import pytest
 
-from schemas import ActionEvent, ActionKind, Status, TelemetryEvent, TrajectoryRecord
-from schemas.derived import DeadLetter, EnrichedEvent
-from sinks.clickhouse.rows import dead_letter_row, event_row
-from sinks.clickhouse.writer import ClickHouseWriter
-from stream_processors.dashboard import DashboardServer
-from stream_processors.dashboard.filters import BUCKETS, floor
+from meterline.dashboard import DashboardServer
+from meterline.dashboard.filters import BUCKETS, floor
+from meterline.schemas import ActionEvent, ActionKind, Status, TelemetryEvent, TrajectoryRecord
+from meterline.schemas.derived import DeadLetter, EnrichedEvent
+from meterline.sinks.clickhouse.rows import dead_letter_row, event_row
+from meterline.sinks.clickhouse.writer import ClickHouseWriter
 
 pytestmark = pytest.mark.integration
 
@@ -237,7 +237,7 @@ def test_an_empty_database_has_no_projects(
 
 @pytest.mark.parametrize("bucket", list(BUCKETS))
 def test_bucket_starts_match_clickhouse(clickhouse: Any, bucket: str) -> None:
-    from stream_processors.dashboard.filters import Filters
+    from meterline.dashboard.filters import Filters
 
     times = [T0 + timedelta(hours=h, minutes=7 * h, seconds=13) for h in range(0, 2000, 97)]
     f = Filters(project="p", start=T0, end=T0 + timedelta(days=1), bucket=bucket)
@@ -253,7 +253,7 @@ def test_bucket_starts_match_clickhouse(clickhouse: Any, bucket: str) -> None:
 def test_pricing_panel_lists_unpriced_models_and_the_book(
     clickhouse: Any, database: str, api: Callable[..., Any]
 ) -> None:
-    from schemas.derived import Pricing
+    from meterline.schemas.derived import Pricing
 
     def priced(i: int, model: str, status: str) -> EnrichedEvent:
         ev = ActionEvent(

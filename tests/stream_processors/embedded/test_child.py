@@ -5,7 +5,7 @@ import signal
 import time
 from pathlib import Path
 
-from stream_processors.embedded.child import ChildProcess
+from meterline.embedded.child import ChildProcess
 
 #: a child that runs until signalled and says so in its log
 SERVER = ["http.server", "0", "--bind", "127.0.0.1"]

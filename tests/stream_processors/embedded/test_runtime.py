@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from stream_processors.embedded import runtime
-from stream_processors.embedded.runtime import Backoff
+from meterline.embedded import runtime
+from meterline.embedded.runtime import Backoff
 
 
 def test_restarts_back_off_doubling_to_the_maximum_and_reset_after_a_long_run(

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from genai_prices import Usage, calc_price
 
-from schemas import ActionEvent, ActionKind, ControlPlane
-from schemas.derived import Pricing
-from schemas.fast_decode import decode_raw_fast
-from stream_processors.pricing import PriceBook, PricingStep
-from stream_processors.pricing.tokens import split
+from meterline.schemas import ActionEvent, ActionKind, ControlPlane
+from meterline.schemas.derived import Pricing
+from meterline.schemas.fast_decode import decode_raw_fast
+from meterline.stream_processors.pricing import PriceBook, PricingStep
+from meterline.stream_processors.pricing.tokens import split
 
 T0 = datetime(2026, 11, 10, tzinfo=UTC)
 

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from schemas import ActionEvent, ActionKind, ControlPlane, Status, TelemetryEvent
-from stream_processors.control_plane import load_control_plane
+from meterline.schemas import ActionEvent, ActionKind, ControlPlane, Status, TelemetryEvent
+from meterline.stream_processors.control_plane import load_control_plane
 
 EXAMPLE = Path(__file__).parents[3] / "docs" / "examples" / "control-plane.yaml"
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)

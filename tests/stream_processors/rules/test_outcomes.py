@@ -1,8 +1,15 @@
 from typing import Any
 
-from schemas import ActionEvent, ControlPlane, EnrichedEvent, Event, Status, TrajectoryRecord
-from schemas.control_plane import OutcomeRule
-from stream_processors.rules import evaluate, evaluate_trajectory, evaluate_user
+from meterline.schemas import (
+    ActionEvent,
+    ControlPlane,
+    EnrichedEvent,
+    Event,
+    Status,
+    TrajectoryRecord,
+)
+from meterline.schemas.control_plane import OutcomeRule
+from meterline.stream_processors.rules import evaluate, evaluate_trajectory, evaluate_user
 from tests.stream_processors.rules.fixtures import action, at, example, llm, telemetry
 
 

@@ -1,8 +1,8 @@
 from datetime import UTC, date, datetime
 from typing import Literal
 
-from schemas import SeatRule, UserActivity, UserAttributes
-from stream_processors.rules import activity_of, compute_seats, period_starts
+from meterline.schemas import SeatRule, UserActivity, UserAttributes
+from meterline.stream_processors.rules import activity_of, compute_seats, period_starts
 from tests.stream_processors.rules.fixtures import example, llm, telemetry
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from schemas import (
+from meterline.schemas import (
     ActionKind,
     ControlPlane,
     EnrichedEvent,
@@ -19,8 +19,8 @@ from schemas import (
     TrajectoryRecord,
     TrajectoryStatus,
 )
-from stream_processors.rules import evaluate_trajectory
-from stream_processors.rules.stage import RuleStage, state_key
+from meterline.stream_processors.rules import evaluate_trajectory
+from meterline.stream_processors.rules.stage import RuleStage, state_key
 from tests.stream_processors.rules.fixtures import action, example, llm, telemetry
 
 

@@ -4,11 +4,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from schemas import ActionEvent, TelemetryEvent, TrajectoryRecord, encode
-from schemas.fast_decode import to_model
-from stream_processors.errors import InvalidMessage
-from stream_processors.steps.clock import TimeBounds, TimestampOutOfRange, check_time
-from stream_processors.steps.validate import dead_letter_for, validate
+from meterline.schemas import ActionEvent, TelemetryEvent, TrajectoryRecord, encode
+from meterline.schemas.fast_decode import to_model
+from meterline.stream_processors.errors import InvalidMessage
+from meterline.stream_processors.steps.clock import TimeBounds, TimestampOutOfRange, check_time
+from meterline.stream_processors.steps.validate import dead_letter_for, validate
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 WHERE = {"topic": "raw", "partition": 0, "offset": 9}
@@ -67,9 +67,10 @@ def test_validate_accepts_in_range_epochs() -> None:
 
 @pytest.mark.parametrize("field", ["timestamp", "started_at", "ended_at"])
 def test_the_fast_path_s_events_are_held_to_the_same_bounds(field: str) -> None:
-    """Events decoded by msgspec (``schemas.fast_decode``) take the same check; the edges of
+    """Events decoded by msgspec (``meterline.schemas.fast_decode``) take the same check; the edges
+    of
     the range pass, one microsecond beyond fails naming the field."""
-    from schemas.fast_decode import decode_event
+    from meterline.schemas.fast_decode import decode_event
 
     def fast(at: datetime) -> object:
         times: dict[str, datetime] = {"timestamp": NOW, field: at}

@@ -7,10 +7,10 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from schemas import VERSION_JOINED, ActionEvent, TrajectoryRecord, TrajectoryStatus
-from stream_processors.steps.closed import CLOSED_METADATA_MAX_BYTES
-from stream_processors.steps.join import TrajectoryJoiner, trace_key
-from stream_processors.table_buffer import WriteBack
+from meterline.schemas import VERSION_JOINED, ActionEvent, TrajectoryRecord, TrajectoryStatus
+from meterline.stream_processors.state.writeback import WriteBack
+from meterline.stream_processors.steps.closed import CLOSED_METADATA_MAX_BYTES
+from meterline.stream_processors.steps.join import TrajectoryJoiner, trace_key
 from tests.stream_processors.test_table_buffer import RecordingChangelog, Store
 
 STARTED = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)

@@ -4,8 +4,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from schemas import ActionEvent
-from stream_processors.steps.dedupe import (
+from meterline.schemas import ActionEvent
+from meterline.stream_processors.steps.dedupe import (
     DAY_S,
     DedupeWindow,
     dedupe_key,

@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from schemas import (
+from meterline.schemas import (
     VERSION_JOINED,
     VERSION_UNJOINED,
     ActionEvent,
@@ -14,10 +14,10 @@ from schemas import (
     TrajectoryRecord,
     TrajectoryStatus,
 )
-from schemas.fast_decode import FastActionEvent
-from stream_processors.steps.join import TrajectoryJoiner, merge, trace_key
-from stream_processors.steps.validate import DEFAULT_MAX_RECORD_BYTES, validate
-from stream_processors.table_buffer import WriteBack
+from meterline.schemas.fast_decode import FastActionEvent
+from meterline.stream_processors.state.writeback import WriteBack
+from meterline.stream_processors.steps.join import TrajectoryJoiner, merge, trace_key
+from meterline.stream_processors.steps.validate import DEFAULT_MAX_RECORD_BYTES, validate
 from tests.stream_processors.test_table_buffer import Store
 
 

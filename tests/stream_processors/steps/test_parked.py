@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from schemas import ActionEvent
-from stream_processors.steps.join import trace_key
-from stream_processors.steps.parked import ParkedEvents
+from meterline.schemas import ActionEvent
+from meterline.stream_processors.steps.join import trace_key
+from meterline.stream_processors.steps.parked import ParkedEvents
 
 KEY = trace_key("default", "t")
 
@@ -94,10 +94,11 @@ def test_the_per_trace_limit_and_the_record_size_limit_write_nothing() -> None:
 
 
 def test_an_event_from_the_fast_path_parks_as_its_model_would_and_recovers_as_the_model() -> None:
-    """The processor parks msgspec Structs (``schemas.fast_decode``): the parked record is the
+    """The processor parks msgspec Structs (``meterline.schemas.fast_decode``): the parked record
+    is the
     model's ``model_dump(mode="json")``, so a restarted worker reads it back as the model."""
-    from schemas import encode
-    from schemas.fast_decode import decode_event
+    from meterline.schemas import encode
+    from meterline.schemas.fast_decode import decode_event
 
     model = ActionEvent(
         event_id="e", name="x", trace_id="t", kind="llm_call", model="m", input_tokens=3,

@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from stream_processors.steps.quarantine import UNREADABLE, ProjectGuard, project_of
+from meterline.stream_processors.steps.quarantine import UNREADABLE, ProjectGuard, project_of
 
 
 class Clock:

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from schemas import ActionEvent, encode
-from schemas.fast_decode import to_model
-from stream_processors.errors import InvalidMessage
-from stream_processors.steps.validate import dead_letter_for, validate
+from meterline.schemas import ActionEvent, encode
+from meterline.schemas.fast_decode import to_model
+from meterline.stream_processors.errors import InvalidMessage
+from meterline.stream_processors.steps.validate import dead_letter_for, validate
 
 WHERE = {"topic": "raw", "partition": 2, "offset": 41}
 
@@ -51,7 +51,7 @@ def test_an_unexpected_error_in_validation_dead_letters_the_record_instead_of_ra
 ) -> None:
     """A bug in validation must not crash-loop the worker on one record: it is dead-lettered
     (a project whose records all fail is quarantined, never the worker stopped)."""
-    from stream_processors.steps import validate as step
+    from meterline.stream_processors.steps import validate as step
 
     def broken(_value: bytes) -> None:
         raise OverflowError("date value out of range")
