@@ -6,7 +6,7 @@ record that was never processed:
 
 1. Its head check ``min(acked) - committed > 1`` (loosened for compacted topics, #378) lets
    ``C+1, C+2, ...`` commit past an unacknowledged ``C`` (open upstream as #606;
-   ``tests/stream_processors/test_commits.py`` shows it on the installed Faust).
+   ``tests/stream_processors/faust_layer/test_commits.py`` shows it on the installed Faust).
 2. It fills *gaps* it infers from the fetched offsets (an offset more than one above the
    read offset) as if acknowledged. Around a rebalance the read offset can be stale (Faust
    resumes stream partitions before seeking them to the committed offsets, and its fetch

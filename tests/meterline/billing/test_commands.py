@@ -23,7 +23,7 @@ from meterline.billing.services import BillingServices
 from meterline.cli import main
 from meterline.settings import Settings
 from meterline.sinks.clickhouse.writer import ClickHouseWriter
-from tests.stream_processors.billing.test_backfill import EVENTS, store
+from tests.meterline.billing.test_backfill import EVENTS, store
 from tests.stream_processors.rules.fixtures import EXAMPLE
 
 
