@@ -24,7 +24,7 @@ from meterline.stream_processors.state.changelog import Changelog
 from meterline.stream_processors.state.writeback import WriteBack, _current_partition, as_current
 from meterline.stream_processors.steps.join import TrajectoryJoiner, trace_key
 from meterline.stream_processors.steps.parked import ParkedEvents
-from tests.stream_processors.test_table_buffer import RecordingChangelog, Store
+from tests.stream_processors.state.test_writeback import RecordingChangelog, Store
 
 T0 = datetime(2026, 5, 1, 12, 0, 1, 250, tzinfo=UTC)
 

@@ -18,7 +18,7 @@ from meterline.stream_processors.sizes import (
 from meterline.stream_processors.state.dedupe import PersistentDedupe
 from meterline.stream_processors.steps.dedupe import DedupeWindow
 from meterline.stream_processors.steps.join import TRUNCATED_KEY, merge_metadata
-from tests.stream_processors.test_output import _Recorder
+from tests.stream_processors.faust_layer.test_output import _Recorder
 
 
 def test_the_batch_size_is_kafkas_v2_framing_plus_lz4s_worst_case() -> None:

@@ -11,7 +11,7 @@ from meterline.schemas import VERSION_JOINED, ActionEvent, TrajectoryRecord, Tra
 from meterline.stream_processors.state.writeback import WriteBack
 from meterline.stream_processors.steps.closed import CLOSED_METADATA_MAX_BYTES
 from meterline.stream_processors.steps.join import TrajectoryJoiner, trace_key
-from tests.stream_processors.test_table_buffer import RecordingChangelog, Store
+from tests.stream_processors.state.test_writeback import RecordingChangelog, Store
 
 STARTED = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 ENDED = datetime(2026, 12, 1, 12, 0, 0, 250_000, tzinfo=UTC)
