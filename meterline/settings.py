@@ -75,11 +75,12 @@ class Settings:
     # schema_version are always held (sinks/consumer.py)
     sink_undecodable_max_ratio: float = 0.5
     # a raw partition whose offset commit is held this long on a record that is not being
-    # processed is resolved from the log: a proven gap, or a re-read (stream_processors/commits.py)
+    # processed is resolved from the log: a proven gap, or a re-read
+    # (stream_processors/faust_layer/commits.py)
     commit_resolve_after_s: float = 30.0
     # a worker whose raw partitions have lag while it fetches and processes nothing for this
     # long is stalled: readiness fails, it logs its state and tries to resume itself
-    # (stream_processors/stall.py); 0 = no watch
+    # (stream_processors/faust_layer/stall.py); 0 = no watch
     worker_stall_s: float = 60.0
     # consumer-group timing; low values make group joins fast (a join waits ~half the session)
     session_timeout_s: float = 6.0

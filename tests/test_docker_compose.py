@@ -404,6 +404,7 @@ def test_dockerignore_drops_local_state_but_keeps_the_package_sources() -> None:
     for path in (
         "pyproject.toml",
         "README.md",
+        "meterline",
         "producers",
         "stream_processors",
         "sinks",

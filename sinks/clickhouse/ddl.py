@@ -146,7 +146,7 @@ ORDER BY (project, outcome_id)
 
 # One row per trajectory: the latest correction request (resolved 0, version = requested_at
 # in microseconds) or its resolution (resolved 1, version = the resolved request's + 1), so a
-# request newer than a resolution is pending again (stream_processors/billing/corrections.py).
+# request newer than a resolution is pending again (meterline/billing/corrections.py).
 OUTCOME_CORRECTIONS = f"""
 CREATE TABLE IF NOT EXISTS {{db}}.outcome_corrections (
     project LowCardinality(String),

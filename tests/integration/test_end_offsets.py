@@ -55,8 +55,8 @@ def test_the_probe_finds_the_true_end_of_each_partition(pipeline_factory: Any) -
 
 
 def test_the_first_offset_probe_reads_the_log_from_an_offset(pipeline_factory: Any) -> None:
-    """What a held commit is resolved with (stream_processors/commits.py): the record at the
-    held offset is there (re-read), or the first one after it (a gap)."""
+    """What a held commit is resolved with (stream_processors/faust_layer/commits.py): the record
+    at the held offset is there (re-read), or the first one after it (a gap)."""
     p = pipeline_factory(workers=0, sink=False)
     topic = p.settings.topics.enriched
     _three_batches(p, topic)

@@ -149,7 +149,8 @@ def test_events_held_for_the_grace_period_survive_kill_9_after_their_offsets_are
     """Early events wait in the join state (a changelogged table), their raw offsets
     committed. After a kill -9 the next worker must recover *all* of them from the changelog,
     including its last record batch, which Tansu leaves out of the end offset it reports
-    (stream_processors/end_offsets.py; before the probe, most of these events were lost)."""
+    (stream_processors/faust_layer/end_offsets.py; before the probe, most of these events were
+    lost)."""
     p = pipeline_factory(join_grace_s=600.0, log_level="info")
     project, traces, per_trace = "held", 40, 25
     early = [
@@ -179,9 +180,10 @@ def test_a_fetched_record_lost_inside_the_worker_is_read_again(
     pipeline_factory: Any, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Faust can lose a fetched record inside the worker around a rebalance (the 200k test
-    caught one: stream_processors/commits.py). Injected here: every actions partition loses
-    its record at offset 1 once. The commits hold there, are resolved from the log after 2 s
-    (the record is in it: re-read from it), and ClickHouse ends with every event once."""
+    caught one: stream_processors/faust_layer/commits.py). Injected here: every actions
+    partition loses its record at offset 1 once. The commits hold there, are resolved from the
+    log after 2 s (the record is in it: re-read from it), and ClickHouse ends with every event
+    once."""
     monkeypatch.setenv(FAULT_ENV, f"{settings.topics.actions}:*:1")
     p = pipeline_factory(commit_resolve_after_s=2.0, log_level="info")
     traffic = generate(project="lost", events=4_000, duplicate_rate=0.0, early_rate=0.0)
@@ -224,7 +226,7 @@ class SinkProcess(ChildProcess):
     """``meterline sink`` as a separate OS process with its own chDB under
     ``settings.data_dir`` (chDB allows one data path per process, and the test process
     holds the session's). While it runs, the test reads that chDB through the query endpoint
-    the sink serves (``stream_processors/billing/endpoint.py``)."""
+    the sink serves (``meterline/billing/endpoint.py``)."""
 
     def __init__(self, settings: Settings, log_path: Path) -> None:
         super().__init__(log_path)

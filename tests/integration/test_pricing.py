@@ -25,7 +25,7 @@ from meterline.stream_processors.control_plane import load_control_plane
 from tests.fixtures import wait_until
 
 pytestmark = pytest.mark.integration
-FIXTURES = Path(__file__).parent.parent / "stream_processors" / "billing" / "fixtures"
+FIXTURES = Path(__file__).parent.parent / "meterline" / "billing" / "fixtures"
 
 CP1 = """
 version: 1
