@@ -33,6 +33,3 @@ class InvalidMessage(ProcessorError):
         self.item = item
         self.error_type = error_type
 
-
-class RuntimeFailure(ProcessorError):
-    """The embedded runtime could not start or keep a component running."""

@@ -177,7 +177,11 @@ def test_dockerfile_runs_meterline_from_the_pipeline_extra_as_non_root() -> None
 
 @pytest.mark.parametrize(
     ("service", "func"),
-    [("processor", cli.cmd_worker), ("sink", cli.cmd_sink), ("dashboard", cli.cmd_dashboard)],
+    [
+        ("processor", cli.worker.cmd_worker),
+        ("sink", cli.sink.cmd_sink),
+        ("dashboard", cli.dashboard.cmd_dashboard),
+    ],
 )
 def test_commands_are_real_cli_subcommands(
     services: dict[str, dict[str, Any]], service: str, func: Any

@@ -23,8 +23,8 @@ from meterline.billing.endpoint import RemoteClient
 from meterline.billing.errors import BillingError
 from meterline.billing.reprice import reprice_landed
 from meterline.billing.watermark import Watermark
-from meterline.demo.report import table
 from meterline.ops.services import clickhouse_writer
+from meterline.ops.tables import table
 from meterline.schemas import ControlPlane
 from meterline.settings import Settings
 from meterline.stream_processors.control_plane import ControlPlaneError, load_control_plane

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from meterline.stream_processors.errors import ProcessorError
+from meterline.errors import MeterlineError
 
 
-class BillingError(ProcessorError):
+class BillingError(MeterlineError):
     """Base class for errors of :mod:`meterline.billing`."""
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from meterline.demo.report import table
+from meterline.ops.tables import table
 from meterline.sinks.clickhouse.ddl import check_identifier
 from meterline.sinks.clickhouse.views import action_stats_sql
 

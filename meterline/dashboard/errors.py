@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from meterline.errors import MeterlineError
 
-class DashboardError(Exception):
+
+class DashboardError(MeterlineError):
     """Base class of the dashboard's errors."""
 
 

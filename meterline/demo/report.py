@@ -53,17 +53,3 @@ def llm_usage_by_user(client: Any, database: str, project: str) -> list[tuple[An
             parameters={"p": project},
         ).result_rows
     )
-
-
-def table(headers: list[str], rows: list[tuple[Any, ...]] | list[list[Any]]) -> str:
-    cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = [
-        "  ".join(
-            c.rjust(w) if j else c.ljust(w)
-            for j, (c, w) in enumerate(zip(row, widths, strict=True))
-        )
-        for row in cells
-    ]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)

@@ -14,6 +14,7 @@ from meterline.demo import report
 from meterline.demo.traffic import Traffic, generate
 from meterline.embedded.runtime import Pipeline
 from meterline.ops.progress import ProgressBar
+from meterline.ops.tables import table
 from meterline.producers import MeterlineProducer
 from meterline.settings import Settings
 
@@ -172,11 +173,11 @@ def run_demo(settings: Settings, *, events: int = 5_000, timeout_s: float = 150.
         metrics = scraped(pipeline) if pipeline.metrics_url else {}
     elapsed = time.monotonic() - t0
     print(f"\nReport for project {project} (read back from ClickHouse, {elapsed:.1f}s):\n")
-    print(report.table(["kind", "events"], kinds))
+    print(table(["kind", "events"], kinds))
     print()
     dropped = traffic.events_sent - got.events
     print(
-        report.table(
+        table(
             ["", "count"],
             [
                 ("events sent", traffic.events_sent),
@@ -189,7 +190,7 @@ def run_demo(settings: Settings, *, events: int = 5_000, timeout_s: float = 150.
         )
     )
     print()
-    print(report.table(["user", "llm calls", "input tokens", "output tokens", "cost usd"], usage))
+    print(table(["user", "llm calls", "input tokens", "output tokens", "cost usd"], usage))
     if rules_text is not None:
         print()
         print(rules_text, end="")

@@ -11,7 +11,7 @@ from typing import IO
 
 from confluent_kafka.admin import AdminClient
 
-from meterline.stream_processors.errors import RuntimeFailure
+from meterline.errors import RuntimeFailure
 
 
 def free_port() -> int:

@@ -19,6 +19,7 @@ from typing import Any
 from meterline.billing.services import BillingServices
 from meterline.embedded.broker import TansuBroker
 from meterline.embedded.workers import WorkerProcess
+from meterline.errors import RuntimeFailure
 from meterline.ops.admin import ensure_topics, topic_config
 from meterline.ops.endpoints import EndpointServer, new_registry, read_endpoints
 from meterline.ops.monitoring import sink_endpoints
@@ -26,7 +27,6 @@ from meterline.ops.services import build_sink, clickhouse_writer
 from meterline.settings import Settings
 from meterline.sinks import ClickHouseSink, connect, redact_url
 from meterline.sinks.metrics import SinkMetrics
-from meterline.stream_processors.errors import RuntimeFailure
 
 log = logging.getLogger(__name__)
 

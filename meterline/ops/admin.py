@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from meterline.stream_processors.errors import RuntimeFailure
+from meterline.errors import RuntimeFailure
 from meterline.stream_processors.faust_layer.output import MAX_MESSAGE_BYTES
 
 #: Every meterline topic accepts the processor's largest output message (a broker's default
