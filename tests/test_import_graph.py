@@ -218,16 +218,38 @@ def test_the_graph_sees_every_module() -> None:
     assert sum(len(edges) for edges in graph.values()) > len(graph)
 
 
+# Still open (issue 23), named so that these lists can only shrink: a new cycle or a new
+# core -> shell import fails the tests below, and so does a listed one that is gone (remove it
+# here in the same change). Both lists are to be emptied.
+KNOWN_CYCLES = {
+    ("meterline.producers.config", "meterline.producers.safety"),
+    ("meterline.sinks.clickhouse.ddl", "meterline.sinks.clickhouse.views"),
+}
+KNOWN_SHELL_IMPORTS = {
+    ("meterline.stream_processors.faust_layer.app", "meterline.ops.logs"),
+    ("meterline.stream_processors.faust_layer.app", "meterline.settings"),
+    ("meterline.stream_processors.pipeline", "meterline.ops.admin"),
+    ("meterline.stream_processors.pipeline", "meterline.settings"),
+    ("meterline.stream_processors.worker", "meterline.ops.endpoints"),
+    ("meterline.stream_processors.worker", "meterline.ops.gc_tuning"),
+    ("meterline.stream_processors.worker", "meterline.ops.monitoring"),
+    ("meterline.stream_processors.worker", "meterline.settings"),
+}
+
+
 def test_no_import_cycle() -> None:
     graph, _ = _graph(runtime_only=True)
     cycles = _cycles(graph)
+    new = [c for c in cycles if tuple(c[:-1]) not in KNOWN_CYCLES]
     lines = [
         " -> ".join(
             f"{a} (line {graph[a][b]})" for a, b in pairwise(cycle)
         ) + f" -> {cycle[-1]}"
-        for cycle in cycles
+        for cycle in new
     ]
-    assert not cycles, "import cycles:\n" + "\n".join(lines)
+    assert not new, "import cycles:\n" + "\n".join(lines)
+    gone = KNOWN_CYCLES - {tuple(c[:-1]) for c in cycles}
+    assert not gone, f"fixed, remove from KNOWN_CYCLES: {sorted(gone)}"
 
 
 def test_core_never_imports_the_shell() -> None:
@@ -237,9 +259,12 @@ def test_core_never_imports_the_shell() -> None:
         for source, edges in sorted(graph.items())
         if _is_core(source)
         for target, line in sorted(edges.items())
-        if not _is_core(target)
+        if not _is_core(target) and (source, target) not in KNOWN_SHELL_IMPORTS
     ]
     assert not violations, "the core imports the product shell:\n" + "\n".join(violations)
+    seen = {(s, t) for s, edges in graph.items() for t in edges}
+    gone = KNOWN_SHELL_IMPORTS - seen
+    assert not gone, f"fixed, remove from KNOWN_SHELL_IMPORTS: {sorted(gone)}"
 
 
 def _repository_files() -> Iterator[Path]:
