@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from meterline.producers.config import kafka_access_config
 from meterline.schemas import Topics
+from meterline.schemas.access import kafka_access_config
 
 ENV_PREFIX = "METERLINE_"
 

@@ -10,20 +10,10 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from meterline.schemas.reasons import REASONS
 from meterline.sinks.clickhouse.ddl import SINK_TABLES
 
 TABLES = SINK_TABLES
-
-#: dead-letter reasons pre-bound as label children (others are bound on first use)
-REASONS = (
-    "invalid_record",
-    "invalid_json",
-    "unsupported_schema_version",
-    "empty",
-    "oversized",
-    "rejected_by_clickhouse",
-    "impossible_version",
-)
 
 _SIZE_BUCKETS = (1, 10, 100, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000)
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from meterline.sinks.metrics import REASONS
+from meterline.schemas.reasons import REASONS
 
 MetricName = Literal[
     # -- processor worker (one series set per worker process) --
