@@ -32,7 +32,7 @@ from meterline.billing import source
 from meterline.billing.backfill import write_outcomes
 from meterline.billing.watermark import NotLanded, Watermark
 from meterline.schemas import ControlPlane, utc_now
-from meterline.sinks.clickhouse.ddl import check_identifier
+from meterline.sinks.clickhouse.identifiers import check_identifier
 from meterline.sinks.clickhouse.writer import ClickHouseWriter
 from meterline.stream_processors.rules import evaluate_trajectory
 

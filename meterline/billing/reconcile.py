@@ -30,7 +30,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from meterline.billing.errors import BillingError
-from meterline.sinks.clickhouse.ddl import check_identifier
+from meterline.sinks.clickhouse.identifiers import check_identifier
 
 Provider = Literal["openai", "anthropic"]
 WHOLE_DAY = "*"

@@ -11,7 +11,7 @@ from datetime import date
 from typing import Any
 
 from meterline.ops.tables import table
-from meterline.sinks.clickhouse.ddl import check_identifier
+from meterline.sinks.clickhouse.identifiers import check_identifier
 from meterline.sinks.clickhouse.views import action_stats_sql
 
 

@@ -26,7 +26,7 @@ import orjson
 
 from meterline.billing.watermark import Watermark
 from meterline.schemas import ControlPlane, utc_now
-from meterline.sinks.clickhouse.ddl import check_identifier
+from meterline.sinks.clickhouse.identifiers import check_identifier
 from meterline.sinks.clickhouse.rows import COLUMNS
 from meterline.sinks.clickhouse.writer import ClickHouseWriter
 from meterline.stream_processors.pricing import PriceBook

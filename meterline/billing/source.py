@@ -13,7 +13,7 @@ import orjson
 
 from meterline.schemas import ActionEvent, EnrichedEvent, Event, TelemetryEvent, TrajectoryRecord
 from meterline.schemas.outcomes import UserActivity, UserAttributes
-from meterline.sinks.clickhouse.ddl import check_identifier
+from meterline.sinks.clickhouse.identifiers import check_identifier
 
 #: The telemetry event type whose ``properties`` are a user's attributes (role, ...).
 IDENTIFY = "identify"

@@ -8,7 +8,7 @@ from typing import Any
 
 from meterline.dashboard import queries
 from meterline.dashboard.filters import Filters
-from meterline.sinks.clickhouse.ddl import check_identifier
+from meterline.sinks.clickhouse.identifiers import check_identifier
 
 
 class Source:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from meterline.sinks.clickhouse.ddl import check_identifier
+from meterline.sinks.clickhouse.identifiers import check_identifier
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,7 @@ def dead_letters_of(
 ) -> list[tuple[str, bytes | None, bytes]]:
     """``(raw topic, key or None, original bytes)`` of ``project``'s dead letters from the
     raw topics (``error_type``: only those), in log order."""
-    from meterline.sinks.clickhouse.ddl import check_identifier
+    from meterline.sinks.clickhouse.identifiers import check_identifier
 
     params: dict[str, Any] = {"topics": list(settings.topics.raw), "project": project}
     reason = ""

@@ -21,7 +21,7 @@ from meterline.ops.endpoints import read_endpoints
 from meterline.ops.lag import OffsetReader
 from meterline.settings import Settings
 from meterline.sinks import connect, redact_url
-from meterline.sinks.clickhouse.ddl import check_identifier
+from meterline.sinks.clickhouse.identifiers import check_identifier
 from meterline.sinks.metrics import TABLES
 
 Out = Callable[[str], None]

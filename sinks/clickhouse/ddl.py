@@ -12,9 +12,8 @@ Sink tables keep a non-replicated deduplication window, so an insert repeated wi
 
 from __future__ import annotations
 
-import re
-
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+from meterline.sinks.clickhouse.identifiers import check_identifier
+from meterline.sinks.clickhouse.views import view_statements
 
 TS = "DateTime64(6, 'UTC')"
 
@@ -292,17 +291,8 @@ TABLES = {
 BACKFILLS = {"event_facts": f"INSERT INTO {{db}}.event_facts {FACTS_SELECT}"}
 
 
-def check_identifier(name: str) -> str:
-    """Database names are interpolated into DDL, so they must be plain identifiers."""
-    if not _IDENTIFIER.match(name):
-        raise ValueError(f"invalid ClickHouse identifier {name!r}: use letters, digits and _")
-    return name
-
-
 def statements(database: str) -> list[str]:
     """Database, tables, then views (views read the tables). Every statement is idempotent."""
-    from meterline.sinks.clickhouse.views import view_statements
-
     db = check_identifier(database)
     tables = [ddl.format(db=db) for ddl in TABLES.values()]
     return [f"CREATE DATABASE IF NOT EXISTS {db}", *tables, *migrations(db), *view_statements(db)]

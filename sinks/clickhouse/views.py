@@ -9,7 +9,7 @@ Display names are joined from the ``display_names`` table (latest row per action
 
 from __future__ import annotations
 
-from meterline.sinks.clickhouse.ddl import check_identifier
+from meterline.sinks.clickhouse.identifiers import check_identifier
 
 #: view suffix -> ClickHouse function giving the period start (a Date) of a timestamp.
 PERIODS = {"daily": "toDate", "monthly": "toStartOfMonth"}

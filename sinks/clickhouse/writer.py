@@ -17,7 +17,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from meterline.sinks.clickhouse.ddl import backfills, check_identifier, dedup_settings, statements
+from meterline.sinks.clickhouse.ddl import backfills, dedup_settings, statements
+from meterline.sinks.clickhouse.identifiers import check_identifier
 from meterline.sinks.clickhouse.rejections import is_data_error
 from meterline.sinks.clickhouse.rows import COLUMNS
 from meterline.sinks.errors import SinkRowsRejected, SinkWriteError

@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 
 from meterline.sinks import ConfigurationError, connect, redact_url
-from meterline.sinks.clickhouse.ddl import check_identifier, statements
+from meterline.sinks.clickhouse.ddl import statements
+from meterline.sinks.clickhouse.identifiers import check_identifier
 
 
 def test_unsupported_url_scheme_is_a_clear_error() -> None:
