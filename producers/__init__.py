@@ -41,9 +41,10 @@ from meterline.producers.errors import (
 )
 from meterline.producers.limits import DEFAULT_LIMITS, Limits
 from meterline.producers.redact import DEFAULT_REDACTOR, REDACTED, Redactor
-from meterline.producers.sdk import MeterlineClient, SdkStats, Sink, UnconfiguredClient, stable_id
+from meterline.producers.sdk import MeterlineClient, SdkStats, Sink, stable_id
 from meterline.producers.telemetry import PushResult, TraceContext, push_events, upload_trace
 from meterline.producers.tracer import ActionTracer, JSONLExporter, MeterlinePublisher, TraceEntry
+from meterline.producers.unconfigured import UnconfiguredClient
 from meterline.producers.valmi import Action, action, send_outcome
 
 __all__ = [

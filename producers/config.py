@@ -9,7 +9,8 @@ from typing import Any
 
 from meterline.producers import safety
 from meterline.producers.errors import NotConfigured
-from meterline.producers.sdk import MeterlineClient, UnconfiguredClient
+from meterline.producers.sdk import MeterlineClient
+from meterline.producers.unconfigured import UnconfiguredClient
 from meterline.schemas.access import kafka_access_config
 
 log = logging.getLogger("producers")

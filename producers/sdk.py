@@ -24,8 +24,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from confluent_kafka import KafkaError, KafkaException
 
@@ -35,65 +34,20 @@ from meterline.producers.errors import RecordTooLarge
 from meterline.producers.ids import stable_id
 from meterline.producers.limits import DEFAULT_LIMITS, Limits
 from meterline.producers.redact import DEFAULT_REDACTOR, Redactor
+from meterline.producers.sink import DeliveryCallback, ErrorCallback, Sink
 from meterline.producers.spool import DEFAULT_MAX_BYTES, Spool
+from meterline.producers.stats import SdkStats
 from meterline.schemas import ActionEvent, RawRecord, TelemetryEvent, Topics, TrajectoryRecord
 
 log = logging.getLogger("producers")
 
-DeliveryCallback = Callable[[RawRecord, KafkaError | None], None]
-ErrorCallback = Callable[[str, BaseException | None], None]
 Built = RawRecord | Iterable[RawRecord] | None
 Overflow = Literal["drop", "block"]
 
-__all__ = ["MeterlineClient", "SdkStats", "Sink", "UnconfiguredClient", "stable_id"]
-
-class Sink(Protocol):
-    """Where built records go: :class:`MeterlineProducer` in production, a fake in unit tests."""
-
-    def send(self, record: RawRecord, on_delivery: DeliveryCallback | None = None) -> None: ...
-
-    def poll(self, timeout: float = 0.0) -> int: ...
-
-    def flush(self, timeout: float = 30.0) -> int: ...
-
-    def close(self, timeout: float = 30.0) -> int: ...
-
-
-@dataclass
-class SdkStats:
-    """Counters, readable at any time. ``dropped + build_errors + oversized + send_errors +
-    failed`` is everything recorded that did not reach the broker."""
-
-    processed: int = 0  # work items taken off the queue by the sender thread
-    dropped: int = 0  # refused on the hot path: queue full (or client closed)
-    build_errors: int = 0  # item could not become a valid wire record
-    oversized: int = 0  # over limits.max_record_bytes after truncation: not sent
-    truncated: int = 0  # records sent with attributes cut by the limits (still sent)
-    sent: int = 0  # records handed to the sink
-    send_errors: int = 0  # the sink refused a record (e.g. librdkafka queue full)
-    delivered: int = 0  # acknowledged by the broker
-    failed: int = 0  # not delivered and not spooled (also reported to on_error)
-    spooled: int = 0  # not delivered, written to the spool file (re-sent by a later process)
-    resent: int = 0  # records read back from the spool and queued again
-    last_error: str | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    #: the counter fields, in the order :meth:`snapshot` reports them
-    COUNTERS = (
-        "processed", "dropped", "build_errors", "oversized", "truncated",
-        "sent", "send_errors", "delivered", "failed", "spooled", "resent",
-    )
-
-    def snapshot(self) -> dict[str, int]:
-        """A consistent copy of the counters (for logs, health checks, metrics)."""
-        with self._lock:
-            return {name: int(getattr(self, name)) for name in self.COUNTERS}
-
-    def bump(self, name: str, error: str | None = None) -> None:
-        with self._lock:
-            setattr(self, name, getattr(self, name) + 1)
-            if error is not None:
-                self.last_error = error
+__all__ = [
+    "Built", "DeliveryCallback", "ErrorCallback", "MeterlineClient", "SdkStats", "Sink",
+    "stable_id",
+]
 
 
 class _Marker:
@@ -472,60 +426,3 @@ def _identity(record: RawRecord) -> RawRecord:
 
 def _id(record: RawRecord) -> str:
     return record.trace_id if isinstance(record, TrajectoryRecord) else record.event_id
-
-
-class _NullSink:
-    """The stand-in client's sink: refuses every record with a delivery error."""
-
-    def send(self, record: RawRecord, on_delivery: DeliveryCallback | None = None) -> None:
-        if on_delivery is not None:
-            on_delivery(record, KafkaError(KafkaError._TRANSPORT, "meterline is not configured"))
-
-    def poll(self, timeout: float = 0.0) -> int:
-        return 0
-
-    def flush(self, timeout: float = 30.0) -> int:
-        return 0
-
-    def close(self, timeout: float = 30.0) -> int:
-        return 0
-
-
-class UnconfiguredClient(MeterlineClient):
-    """Stands in for the process-wide client while no broker is configured.
-
-    Records nothing: every recording call returns False (``status: "error"`` from
-    ``track_action``), is counted in :attr:`stats` (``dropped``) and logged once. No thread.
-    """
-
-    drop_reason = "meterline is not configured (no meterline.init, no METERLINE_KAFKA_BOOTSTRAP)"
-
-    def __init__(self) -> None:  # no sender thread, no producer, no exit hook
-        self.sink = _NullSink()
-        self.project = "default"
-        self.agent_id = None
-        self.redactor = DEFAULT_REDACTOR
-        self.limits = DEFAULT_LIMITS
-        self.stats = SdkStats()
-        self._queue = deque()
-        self._closed = True
-        self._warned = False
-        self._on_delivery = None
-        self._on_error = None
-
-    def warn_once(self) -> None:
-        if not self._warned:
-            self._warned = True
-            log.warning("meterline: %s; events are dropped and counted in stats.dropped "
-                        "(meterline.init(strict=True) raises instead)", self.drop_reason)
-
-    def submit(self, build: Callable[..., Built], *args: Any) -> bool:
-        self.stats.bump("dropped", self.drop_reason)
-        self.warn_once()
-        return False
-
-    def flush(self, timeout: float = 30.0) -> int:
-        return 0
-
-    def close(self, timeout: float | None = None) -> int:
-        return 0

@@ -32,7 +32,8 @@ import meterline.schemas
 from meterline.producers.config import current_client, get_client
 from meterline.producers.errors import RecordTooLarge
 from meterline.producers.safety import swallow
-from meterline.producers.sdk import MeterlineClient, UnconfiguredClient
+from meterline.producers.sdk import MeterlineClient
+from meterline.producers.unconfigured import UnconfiguredClient
 from meterline.schemas import RawRecord, TrajectoryRecord, TrajectoryStatus, describe
 
 log = logging.getLogger(__name__)

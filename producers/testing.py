@@ -13,7 +13,7 @@ from typing import Any
 from confluent_kafka import KafkaError
 
 from meterline.producers.errors import QueueFull
-from meterline.producers.sdk import DeliveryCallback
+from meterline.producers.sink import DeliveryCallback
 from meterline.schemas import RawRecord, Topics, encode
 from meterline.schemas.events import ActionEvent, TelemetryEvent
 
