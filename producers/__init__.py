@@ -1,4 +1,5 @@
-"""meterline producers: the SDK agents use to publish events to Kafka.
+"""meterline producers: the SDK agents use to publish events to Kafka, or over HTTP to the
+ingestion gateway (:mod:`meterline.producers.http`).
 
 Importable with only ``confluent-kafka`` and ``pydantic`` installed (the minimal install).
 
@@ -39,6 +40,7 @@ from meterline.producers.errors import (
     QueueFull,
     RecordTooLarge,
 )
+from meterline.producers.http import HttpConfig, HttpSink
 from meterline.producers.limits import DEFAULT_LIMITS, Limits
 from meterline.producers.redact import DEFAULT_REDACTOR, REDACTED, Redactor
 from meterline.producers.sdk import MeterlineClient, SdkStats, Sink, stable_id
@@ -59,6 +61,8 @@ __all__ = [
     "DeliveryFailed",
     "DeliveryStats",
     "ErrorEvent",
+    "HttpConfig",
+    "HttpSink",
     "JSONLExporter",
     "LLMEvent",
     "Limits",

@@ -19,14 +19,21 @@ _client: MeterlineClient | None = None
 _client_lock = threading.Lock()
 _unconfigured = UnconfiguredClient()
 _NOT_CONFIGURED = (
-    "no Kafka bootstrap servers: pass meterline.init(bootstrap_servers=...) "
-    "or set METERLINE_KAFKA_BOOTSTRAP"
+    "no Kafka bootstrap servers and no gateway endpoint: pass "
+    "meterline.init(bootstrap_servers=...) or meterline.init(endpoint=..., api_key=...), "
+    "or set METERLINE_KAFKA_BOOTSTRAP or METERLINE_ENDPOINT (with METERLINE_API_KEY)"
+)
+_NO_API_KEY = (
+    "a gateway endpoint without an API key: pass meterline.init(api_key=...) or set "
+    "METERLINE_API_KEY"
 )
 
 
 def init(
     bootstrap_servers: str | None = None,
     *,
+    endpoint: str | None = None,
+    api_key: str | None = None,
     project: str | None = None,
     topic_prefix: str | None = None,
     strict: bool | None = None,
@@ -35,13 +42,20 @@ def init(
 ) -> MeterlineClient:
     """Set up the process-wide client (replacing, and closing, any previous one).
 
-    Unset arguments come from ``METERLINE_KAFKA_BOOTSTRAP``, ``METERLINE_PROJECT`` and
-    ``METERLINE_TOPIC_PREFIX``; Kafka access (TLS, SASL) from ``METERLINE_KAFKA_SECURITY_*``
-    variables (:func:`access_config_from_env`), under any ``config=`` given.
-    ``options`` go to :class:`MeterlineClient`.
+    Two transports: Kafka (``bootstrap_servers``) or the ingestion gateway over HTTP
+    (``endpoint`` and ``api_key``: :class:`~meterline.producers.http.HttpSink`, whose
+    ``http=HttpConfig(...)`` is an option here; the key's project is stamped on records
+    without one). An argument given wins (both at once: ``ValueError``); else
+    ``METERLINE_ENDPOINT`` (with ``METERLINE_API_KEY``), else ``METERLINE_KAFKA_BOOTSTRAP``.
+    Other unset arguments come from ``METERLINE_PROJECT`` and ``METERLINE_TOPIC_PREFIX``
+    (Kafka only); Kafka access (TLS, SASL) from ``METERLINE_KAFKA_SECURITY_*`` variables
+    (:func:`access_config_from_env`), under any ``config=`` given. ``options`` go to
+    :class:`MeterlineClient`. An endpoint without an API key warns (every request is then
+    refused: records spooled or counted failed), or raises :class:`NotConfigured` in strict
+    mode.
 
-    Without a bootstrap server it warns once and returns the stand-in client, which records
-    nothing and counts every call in ``stats.dropped``; with ``strict=True`` (or
+    Without a bootstrap server or endpoint it warns once and returns the stand-in client,
+    which records nothing and counts every call in ``stats.dropped``; with ``strict=True`` (or
     ``METERLINE_STRICT=1``) it raises :class:`NotConfigured`, and so do the tracking APIs
     for their own failures. ``auto_instrument`` (default on) records every call of the
     installed official ``openai`` / ``anthropic`` clients
@@ -50,19 +64,33 @@ def init(
     """
     if strict is not None:
         safety.set_strict(strict)
-    bootstrap = bootstrap_servers or os.environ.get("METERLINE_KAFKA_BOOTSTRAP")
-    if not bootstrap:
+    if bootstrap_servers and endpoint:
+        raise ValueError("pass bootstrap_servers (Kafka) or endpoint (HTTP), not both")
+    env = os.environ
+    bootstrap = bootstrap_servers
+    if not bootstrap and not endpoint:
+        endpoint = env.get("METERLINE_ENDPOINT") or None
+        bootstrap = None if endpoint else env.get("METERLINE_KAFKA_BOOTSTRAP")
+    project = project or env.get("METERLINE_PROJECT", "default")
+    if endpoint:
+        api_key = api_key or env.get("METERLINE_API_KEY") or None
+        if not api_key:
+            if safety.is_strict():
+                raise NotConfigured(_NO_API_KEY)
+            log.warning("meterline: %s; the gateway refuses every request", _NO_API_KEY)
+        client = MeterlineClient.from_http(endpoint, api_key, project=project, **options)
+    elif bootstrap:
+        options["config"] = {**access_config_from_env(), **(options.get("config") or {})}
+        client = MeterlineClient.from_kafka(
+            bootstrap,
+            topic_prefix=topic_prefix or env.get("METERLINE_TOPIC_PREFIX", "meterline"),
+            project=project, **options,
+        )  # fmt: skip
+    else:
         if safety.is_strict():
             raise NotConfigured(_NOT_CONFIGURED)
         _unconfigured.warn_once()
         return _unconfigured
-    options["config"] = {**access_config_from_env(), **(options.get("config") or {})}
-    client = MeterlineClient.from_kafka(
-        bootstrap,
-        topic_prefix=topic_prefix or os.environ.get("METERLINE_TOPIC_PREFIX", "meterline"),
-        project=project or os.environ.get("METERLINE_PROJECT", "default"),
-        **options,
-    )
     old = set_client(client)
     if old is not None:
         old.close()
@@ -125,7 +153,8 @@ def get_client() -> MeterlineClient:
         with _client_lock:
             client = _client
         if client is None:
-            if not os.environ.get("METERLINE_KAFKA_BOOTSTRAP"):
+            if not (os.environ.get("METERLINE_KAFKA_BOOTSTRAP")
+                    or os.environ.get("METERLINE_ENDPOINT")):
                 if safety.is_strict():
                     raise NotConfigured(_NOT_CONFIGURED)
                 _unconfigured.warn_once()

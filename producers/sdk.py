@@ -1,8 +1,10 @@
-"""The SDK client: a bounded in-memory queue in front of a Kafka producer.
+"""The SDK client: a bounded in-memory queue in front of a sink (:mod:`~.sink`): a Kafka
+producer (``from_kafka``) or the gateway's HTTP API (``from_http``, :mod:`~.http`).
 
 Hot path (every tracking API): capture the caller's arguments, append a small work item to a
 bounded ``deque`` and return. A daemon thread turns items into wire records (model
-construction, redaction, serialisation) and hands them to the sink (librdkafka's queue).
+construction, redaction, serialisation) and hands them to the sink (librdkafka's queue, or
+the HTTP sink's buffer).
 
 Overflow (queue holds ``max_queue`` items): ``overflow="drop"`` (default) drops the new item,
 counts it in ``stats.dropped`` and logs a warning (first drop, then every 1000th);
@@ -24,7 +26,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from confluent_kafka import KafkaError, KafkaException
 
@@ -39,13 +41,18 @@ from meterline.producers.spool import DEFAULT_MAX_BYTES, Spool
 from meterline.producers.stats import SdkStats
 from meterline.schemas import ActionEvent, RawRecord, TelemetryEvent, Topics, TrajectoryRecord
 
+if TYPE_CHECKING:
+    from meterline.producers.http import HttpConfig
+
 log = logging.getLogger("producers")
 
+#: a delivery error that means refused for good (the gateway's per-record refusals): never spooled
+REFUSED = KafkaError.INVALID_RECORD
 Built = RawRecord | Iterable[RawRecord] | None
 Overflow = Literal["drop", "block"]
 
 __all__ = [
-    "Built", "DeliveryCallback", "ErrorCallback", "MeterlineClient", "SdkStats", "Sink",
+    "REFUSED", "Built", "DeliveryCallback", "ErrorCallback", "MeterlineClient", "SdkStats", "Sink",
     "stable_id",
 ]
 
@@ -179,6 +186,18 @@ class MeterlineClient:
             bootstrap_servers, topics=Topics(topic_prefix), config=config, redactor=None
         )
         return cls(producer, **options)
+
+    @classmethod
+    def from_http(
+        cls, endpoint: str, api_key: str | None, *, http: HttpConfig | None = None,
+        ssl_context: Any = None, **options: Any,
+    ) -> MeterlineClient:  # fmt: skip
+        """A client whose sink is an :class:`~meterline.producers.http.HttpSink`: records
+        batched and gzip-posted to the gateway's ``/v1/events`` (docs/sdk.md)."""
+        from meterline.producers.http import HttpSink
+
+        sink = HttpSink(endpoint, api_key, config=http, redactor=None, ssl_context=ssl_context)
+        return cls(sink, **options)
 
     #: why a recording call returned False (``track_action`` reports it in ``message``)
     drop_reason = "queue full or client closed, event dropped"
@@ -317,11 +336,12 @@ class MeterlineClient:
 
     def report_delivery(self, record: RawRecord, err: KafkaError | None) -> None:
         """Count one delivery report and pass it to ``on_delivery``. A failed record goes to
-        the spool when there is one (and room), else it is counted failed and passed to
+        the spool when there is one (and room) and it was not refused (:data:`REFUSED`:
+        re-sending it would be refused again), else it is counted failed and passed to
         ``on_error``."""
         if err is None:
             self.stats.bump("delivered")
-        elif self.spool is not None and self.spool.write(record):
+        elif self.spool is not None and err.code() != REFUSED and self.spool.write(record):
             self.stats.bump("spooled")
         else:
             self._report("failed", f"record {_id(record)} not delivered: {err}",
@@ -380,8 +400,9 @@ class MeterlineClient:
         lifecycle.unregister(self)
         if remaining:
             remaining = self._give_up()
-        self.sink.close(0)
-        return remaining
+        lost = self.stats.spooled + self.stats.failed
+        self.sink.close(0)  # a sink that purges at close (HTTP) reports the rest to us
+        return remaining + self.stats.spooled + self.stats.failed - lost
 
     def _give_up(self) -> int:
         """After the flush timed out: every record not delivered is spooled or counted failed

@@ -40,13 +40,14 @@ class _NullSink:
 
 
 class UnconfiguredClient(MeterlineClient):
-    """Stands in for the process-wide client while no broker is configured.
+    """Stands in for the process-wide client while no broker or gateway is configured.
 
     Records nothing: every recording call returns False (``status: "error"`` from
     ``track_action``), is counted in :attr:`stats` (``dropped``) and logged once. No thread.
     """
 
-    drop_reason = "meterline is not configured (no meterline.init, no METERLINE_KAFKA_BOOTSTRAP)"
+    drop_reason = ("meterline is not configured (no meterline.init, no METERLINE_KAFKA_BOOTSTRAP "
+                   "or METERLINE_ENDPOINT)")
 
     def __init__(self) -> None:  # no sender thread, no producer, no exit hook
         self.sink = _NullSink()
