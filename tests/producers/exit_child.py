@@ -2,6 +2,8 @@
 
     python -m tests.producers.exit_child MODE N BOOTSTRAP TOPIC_PREFIX
 
+BOOTSTRAP ``http://...``: the HTTP transport to that gateway (``meterline.init(endpoint=...)``).
+
 Events are AgentSight actions with ``idempotency_key=f"k{i}"`` (deterministic event ids).
 """
 
@@ -25,6 +27,9 @@ def record(n: int, tag: str = "") -> None:
 
 
 def init(bootstrap: str, prefix: str, **options: object) -> meterline.producers.MeterlineClient:
+    if bootstrap.startswith("http"):  # the HTTP transport: BOOTSTRAP is the gateway's URL
+        return meterline.init(endpoint=bootstrap, api_key="mlk_exit_key", project="exit",
+                              max_queue=100_000, auto_instrument=False, **options)
     return meterline.init(bootstrap, topic_prefix=prefix, project="exit",
                           max_queue=100_000, auto_instrument=False, **options)
 

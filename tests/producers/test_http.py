@@ -4,8 +4,12 @@ never blocking the agent, give-up at close into the spool, configuration."""
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -24,9 +28,11 @@ from meterline.producers import (
 from meterline.producers.config import init
 from meterline.producers.errors import NotConfigured
 from meterline.producers.http import _retry_after
+from meterline.producers.ids import stable_id
 from meterline.schemas import ActionEvent, RawRecord, TelemetryEvent
 from tests.producers.http_fixtures import FakeGateway, start_fake_gateway
 
+ROOT = Path(__file__).resolve().parents[2]
 KEY = "mlk_abc123_s3cretpart"
 FAST = HttpConfig(linger_s=0.01, backoff_s=0.05, max_backoff_s=0.2)
 
@@ -279,3 +285,48 @@ def test_a_forked_child_posts_with_its_own_thread(fake_gateway: FakeGateway) -> 
         assert sorted(fake_gateway.ids()) == ["e0", "e1"]
     finally:
         c.close(1)
+
+
+# -- exit paths (tests/producers/test_exit_paths.py for the Kafka transport) -------------------
+
+EXIT_N = 2_000
+
+
+def _run_child(mode: str, n: int, url: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tests.producers.exit_child", mode, str(n), url, "-"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "METERLINE_SHUTDOWN_TIMEOUT": "20", **env},
+    )  # fmt: skip
+
+
+def _exit_ids(n: int, tag: str = "") -> list[str]:
+    return sorted(stable_id("agentsight", "exit_test", f"{tag}k{i}") for i in range(n))
+
+
+@pytest.mark.parametrize(("mode", "returncode"), [
+    ("atexit", 0), ("sigterm", -signal.SIGTERM), ("sigint", -signal.SIGINT), ("app-handler", 3),
+    ("fork", 0), ("forkserver", 0),
+])  # fmt: skip
+def test_no_record_is_lost_at_exit_on_a_signal_or_in_a_child(
+    fake_gateway: FakeGateway, mode: str, returncode: int
+) -> None:
+    done = _run_child(mode, EXIT_N, fake_gateway.url)
+    assert done.returncode == returncode, done.stderr[-2000:]
+    assert sorted(fake_gateway.ids()) == _exit_ids(EXIT_N)
+
+
+def test_gateway_down_the_spool_is_resent_by_the_next_process(
+    fake_gateway: FakeGateway, tmp_path: Path
+) -> None:
+    spool = tmp_path / "meterline.jsonl"
+    down = _run_child("down-spool", EXIT_N, _dead_url(), METERLINE_SHUTDOWN_TIMEOUT="1",
+                      METERLINE_SPOOL_PATH=str(spool))  # fmt: skip
+    assert down.returncode == 0, down.stderr[-2000:]
+    stats = json.loads(down.stdout.strip().splitlines()[-1])
+    assert stats["spooled"] == EXIT_N and stats["failed"] == 0 and stats["delivered"] == 0
+    assert len(spool.read_bytes().splitlines()) == EXIT_N
+    up = _run_child("atexit", 0, fake_gateway.url, METERLINE_SPOOL_PATH=str(spool))
+    assert up.returncode == 0, up.stderr[-2000:]
+    assert sorted(fake_gateway.ids()) == _exit_ids(EXIT_N)
+    assert not spool.exists()

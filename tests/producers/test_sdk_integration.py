@@ -115,7 +115,12 @@ def test_events_from_all_five_apis_land_in_clickhouse_and_secrets_never_leave(
     want = _emit_from_every_api(client, trace_id)
     assert client.close(20) == 0
     assert client.stats.failed == client.stats.dropped == client.stats.build_errors == 0
+    assert_landed_and_no_secret_left(p, trace_id, want)
 
+
+def assert_landed_and_no_secret_left(p: Pipeline, trace_id: str, want: dict[str, int]) -> None:
+    """What :func:`_emit_from_every_api` sent is in ClickHouse and the raw topics, redacted
+    (shared with the HTTP transport's test, tests/producers/test_http_integration.py)."""
     ch, db = p.clickhouse, p.settings.database
 
     def by_source() -> dict[str, int]:
