@@ -2,6 +2,9 @@
 Kafka produce, in one run on an embedded Tansu broker.
 
 - sdk:      ``MeterlineProducer.send_encoded`` of the same records in this process, then flush
+- sdk-http: ``MeterlineClient.from_http`` (the SDK's HTTP transport, batches of 500, gzip)
+            recording the same records into that gateway, until flushed (records/s, SDK CPU
+            per record in this process: building, redaction, limits, encoding, gzip)
 - gateway:  ``meterline gateway`` as a child process; an aiohttp client posts gzip NDJSON
             batches of 100 and 1,000 records (``--concurrency`` in flight) as fast as
             answered (records/s, gateway CPU per record from /proc), then batches of 100 at
@@ -34,7 +37,8 @@ from meterline.embedded.broker import TansuBroker
 from meterline.ops.admin import ensure_topics
 from meterline.producers.client import MeterlineProducer
 from meterline.producers.gateway.keys import KeyStore
-from meterline.schemas import Topics
+from meterline.producers.sdk import MeterlineClient
+from meterline.schemas import Topics, decode_raw
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -90,6 +94,21 @@ async def post_all(url: str, key: str, bodies: list[bytes], concurrency: int,
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     return latencies
+
+
+def bench_sdk_http(url: str, key: str, n: int, gw_pid: int) -> tuple[float, float, float]:
+    """(records/s, SDK CPU us/record, gateway CPU us/record) of the SDK over HTTP."""
+    records = [decode_raw(record(50 * n + i)) for i in range(n)]
+    client = MeterlineClient.from_http(url, key, project="bench", max_queue=n + 1,
+                                       flush_at_exit=False)  # fmt: skip
+    g0, c0, t0 = cpu_s(gw_pid), time.process_time(), time.perf_counter()
+    for rec in records:
+        client.record(rec)
+    left = client.flush(600)
+    wall, cpu, gw = time.perf_counter() - t0, time.process_time() - c0, cpu_s(gw_pid) - g0
+    assert left == 0 and client.stats.delivered == n, client.stats
+    client.close(5)
+    return n / wall, cpu / n * 1e6, gw / n * 1e6
 
 
 def bodies(n: int, batch: int, offset: int) -> list[bytes]:
@@ -148,6 +167,9 @@ def main() -> None:
         q = statistics.quantiles(lat, n=100)
         print(f"gateway batches of   100 at {half:,.0f} records/s (half load): "
               f"p50 {q[49] * 1e3:5.1f} ms  p99 {q[98] * 1e3:5.1f} ms")
+        rate, sdk_us, gw_us = bench_sdk_http(f"http://127.0.0.1:{port}", key, n, gw.pid)
+        print(f"sdk over HTTP (HttpSink): {rate:>9,.0f} records/s  {sdk_us:6.1f} us SDK CPU/record"
+              f"  {gw_us:6.1f} us gateway CPU/record")  # fmt: skip
         gw.terminate()
         gw.wait(30)
     finally:
