@@ -1,4 +1,4 @@
-"""The SDK's HTTP transport (``producers/http.py``) against a scripted stand-in for the
+"""The SDK's HTTP transport (``producers/http/``) against a scripted stand-in for the
 gateway: batching, gzip, project stamping, retries honouring Retry-After, refusals, 401, 413,
 never blocking the agent, give-up at close into the spool, configuration."""
 
@@ -27,7 +27,7 @@ from meterline.producers import (
 )
 from meterline.producers.config import init
 from meterline.producers.errors import NotConfigured
-from meterline.producers.http import _retry_after
+from meterline.producers.http.wire import retry_after
 from meterline.producers.ids import stable_id
 from meterline.schemas import ActionEvent, RawRecord, TelemetryEvent
 from tests.producers.http_fixtures import FakeGateway, start_fake_gateway
@@ -218,9 +218,9 @@ def test_a_dead_endpoint_fails_records_after_the_delivery_timeout() -> None:
 
 
 def test_retry_after_accepts_seconds_and_http_dates() -> None:
-    assert _retry_after("3") == 3.0 and _retry_after(None) is None
-    assert _retry_after("garbage") is None
-    later = _retry_after(time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 30)))
+    assert retry_after("3") == 3.0 and retry_after(None) is None
+    assert retry_after("garbage") is None
+    later = retry_after(time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 30)))
     assert later is not None and 25 < later <= 30
 
 
