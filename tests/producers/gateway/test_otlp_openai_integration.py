@@ -19,6 +19,7 @@ import openai
 import pytest
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.instrumentation import openai_v2
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -29,10 +30,6 @@ from tests.producers.llm.fixtures import chat_completion
 
 pytestmark = pytest.mark.integration
 
-openai_v2 = pytest.importorskip(
-    "opentelemetry.instrumentation.openai_v2",
-    reason="opentelemetry-instrumentation-openai-v2 is in the dev extra: pip install -e '.[dev]'",
-)
 
 
 def test_openai_v2_instrumentation_spans_land_with_their_tokens(
