@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from meterline.schemas import Topics
 from meterline.schemas.access import kafka_access_config
+from meterline.sinks.config import SinkConfig
 
 ENV_PREFIX = "METERLINE_"
 
@@ -124,6 +125,22 @@ class Settings:
         if self.clickhouse_url:
             return self.clickhouse_url
         return f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
+
+    def sink_config(self) -> SinkConfig:
+        """The sink's own configuration (a ratio of 0 means no ratio limit)."""
+        return SinkConfig(
+            clickhouse_url=self.effective_clickhouse_url,
+            database=self.database,
+            kafka_bootstrap=self.kafka_bootstrap,
+            topics=self.topics,
+            group_id=self.sink_group,
+            session_timeout_s=self.session_timeout_s,
+            heartbeat_interval_s=self.heartbeat_interval_s,
+            kafka_access=self.kafka_client_config(),
+            max_rejected=self.sink_max_rejected,
+            reject_max_ratio=self.sink_reject_max_ratio or None,
+            undecodable_max_ratio=self.sink_undecodable_max_ratio or None,
+        )
 
     def kafka_client_config(self) -> dict[str, str]:
         """librdkafka settings for access (security protocol, SASL, CA); empty = PLAINTEXT.

@@ -23,10 +23,10 @@ from meterline.billing.endpoint import RemoteClient
 from meterline.billing.errors import BillingError
 from meterline.billing.reprice import reprice_landed
 from meterline.billing.watermark import Watermark
-from meterline.ops.services import clickhouse_writer
 from meterline.ops.tables import table
 from meterline.schemas import ControlPlane
 from meterline.settings import Settings
+from meterline.sinks.service import clickhouse_writer
 from meterline.stream_processors.control_plane import ControlPlaneError, load_control_plane
 
 ALL_TIME = (date(1970, 1, 1), date(2999, 12, 31))
@@ -48,7 +48,7 @@ def run_report(
         config = _config(settings.control_plane)
         client = open_client(settings)
         if not isinstance(client, RemoteClient):  # tables and views exist, names current
-            writer = clickhouse_writer(settings, client)
+            writer = clickhouse_writer(settings.sink_config(), client)
             if config is not None:
                 sync_display_names(writer, config)
         found = report.sections(
@@ -98,7 +98,7 @@ def run_backfill(
                 "wait_s": wait_s,
             })  # fmt: skip
         else:
-            writer = clickhouse_writer(settings, client)
+            writer = clickhouse_writer(settings.sink_config(), client)
             sync_display_names(writer, config)
             watermark = Watermark.from_settings(settings)  # None: no broker, nothing in flight
             result = backfill_landed(writer, config, start, end, project, watermark, wait_s)
@@ -136,7 +136,7 @@ def run_reprice(
                 "wait_s": wait_s,
             })  # fmt: skip
         else:
-            writer = clickhouse_writer(settings, client)
+            writer = clickhouse_writer(settings.sink_config(), client)
             watermark = Watermark.from_settings(settings)
             result = reprice_landed(writer, config, start, end, project, watermark, wait_s)
             done = dataclasses.asdict(result)
@@ -196,7 +196,7 @@ def run_corrections(settings: Settings, *, wait_s: float = 60.0) -> int:
         client = open_client(settings)
         if isinstance(client, RemoteClient):
             return _fail("`meterline up` runs on this data dir and answers corrections itself", 1)
-        writer = clickhouse_writer(settings, client)
+        writer = clickhouse_writer(settings.sink_config(), client)
         result = run_corrections_once(writer, config, Watermark.from_settings(settings), wait_s)
     except ControlPlaneError as exc:
         return _fail(str(exc), 2)

@@ -17,8 +17,8 @@ def cmd_sink(args: argparse.Namespace) -> int:
     from meterline.ops.admin import ensure_topics, topic_config
     from meterline.ops.endpoints import new_registry
     from meterline.ops.monitoring import sink_endpoints
-    from meterline.ops.services import Stopped, build_sink, clickhouse_writer
     from meterline.sinks.metrics import SinkMetrics
+    from meterline.sinks.service import Stopped, build_sink, clickhouse_writer
 
     tune_gc()
 
@@ -40,11 +40,11 @@ def cmd_sink(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:  # a ClickHouse that is down at start is waited for, like one that goes down later
-        writer = clickhouse_writer(s, stop=stop, retry_backoff_s=(0.5, 10.0))
+        writer = clickhouse_writer(s.sink_config(), stop=stop, retry_backoff_s=(0.5, 10.0))
     except Stopped:
         return 0
     registry = new_registry("sink")
-    sink = build_sink(s, writer, SinkMetrics(registry))
+    sink = build_sink(s.sink_config(), writer, SinkMetrics(registry))
     server = sink_endpoints(s, registry, sink, None, writer.client, "sink")
     billing = BillingServices(s, writer).start()  # seat recompute with a control plane
     try:

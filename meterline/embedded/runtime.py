@@ -23,10 +23,10 @@ from meterline.errors import RuntimeFailure
 from meterline.ops.admin import ensure_topics, topic_config
 from meterline.ops.endpoints import EndpointServer, new_registry, read_endpoints
 from meterline.ops.monitoring import sink_endpoints
-from meterline.ops.services import build_sink, clickhouse_writer
 from meterline.settings import Settings
 from meterline.sinks import ClickHouseSink, connect, redact_url
 from meterline.sinks.metrics import SinkMetrics
+from meterline.sinks.service import build_sink, clickhouse_writer
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ class Pipeline:
             assert self.settings.kafka_bootstrap
             self._ensure_topics()
             if self.with_sink:
-                self.writer = clickhouse_writer(self.settings, self.clickhouse)
+                self.writer = clickhouse_writer(self.settings.sink_config(), self.clickhouse)
             for i in range(self.n_workers):
                 self.add_worker(i)
             if self.with_sink:
@@ -151,7 +151,7 @@ class Pipeline:
     def _start_sink(self) -> None:
         if self._sink_metrics is None:  # once per registry: the names cannot register twice
             self._sink_metrics = SinkMetrics(self.registry)
-        self.sink = sink = build_sink(self.settings, self.writer, self._sink_metrics)
+        self.sink = sink = build_sink(self.settings.sink_config(), self.writer, self._sink_metrics)
         self._sink_stop = stop = threading.Event()
 
         def run() -> None:

@@ -387,7 +387,7 @@ def test_sink_crash_between_insert_and_commit_replays_without_doubles(
     group replays the batch; ReplacingMergeTree keyed by event_id absorbs the repeat."""
     from dataclasses import replace
 
-    from meterline.ops.services import build_sink, clickhouse_writer
+    from meterline.sinks.service import build_sink, clickhouse_writer
 
     p = pipeline_factory()
     traffic = generate(project="sinkcrash", events=5_000)
@@ -397,8 +397,8 @@ def test_sink_crash_between_insert_and_commit_replays_without_doubles(
     crashed = replace(
         p.settings, database=p.settings.database + "_b", sink_group=p.settings.sink_group + "-b"
     )
-    writer = clickhouse_writer(crashed, p.clickhouse)
-    sink = build_sink(crashed, writer)
+    writer = clickhouse_writer(crashed.sink_config(), p.clickhouse)
+    sink = build_sink(crashed.sink_config(), writer)
     sink.batch_size = 500  # crash after the first small batch
 
     class Crash(Exception):
@@ -415,7 +415,7 @@ def test_sink_crash_between_insert_and_commit_replays_without_doubles(
     sink.close()  # leaves the group without committing
     assert sum(sink.stats.rows.values()) > 0  # inserted, then crashed before the commit
 
-    replay = build_sink(crashed, writer)
+    replay = build_sink(crashed.sink_config(), writer)
     empty_polls = 0
     try:
         for _ in range(300):  # until drained: 3 empty polls after the first data

@@ -24,11 +24,11 @@ from meterline.embedded.broker import free_port
 from meterline.embedded.runtime import Pipeline
 from meterline.ops.endpoints import new_registry
 from meterline.ops.monitoring import sink_endpoints
-from meterline.ops.services import clickhouse_writer
 from meterline.producers import MeterlineProducer
 from meterline.settings import Settings
 from meterline.sinks import ClickHouseSink
 from meterline.sinks.metrics import SinkMetrics
+from meterline.sinks.service import clickhouse_writer
 from tests.fixtures import wait_until
 
 pytestmark = pytest.mark.integration
@@ -179,7 +179,8 @@ def test_readiness_is_false_while_inserts_fail_and_true_again_after(pipeline_fac
     assert probe(url, "/healthz")[0] == 200  # alive: retrying, not stuck
     assert value(scrape(url), "meterline_sink_write_failures_total") > 0
 
-    clickhouse_writer(pipeline.settings, ch)  # recreate the table: the held batch goes in
+    # recreate the table: the held batch goes in
+    clickhouse_writer(pipeline.settings.sink_config(), ch)
     assert wait_until(lambda: probe(url, "/readyz")[0] == 200, 60, pipeline=pipeline)
     assert wait_until(
         lambda: counts(ch, db, "ops-down").events == len(traffic.unique_events), 60
@@ -207,7 +208,7 @@ def test_readiness_is_false_while_the_broker_is_unreachable(
     settings: Settings, clickhouse: Any
 ) -> None:
     closed = settings.with_overrides(kafka_bootstrap=f"127.0.0.1:{free_port()}")  # nobody there
-    writer = clickhouse_writer(closed, clickhouse)
+    writer = clickhouse_writer(closed.sink_config(), clickhouse)
     registry = new_registry("sink")
     sink = ClickHouseSink(
         closed.kafka_bootstrap or "",

@@ -18,11 +18,11 @@ import pytest
 
 from meterline.billing.backfill import backfill_landed
 from meterline.billing.watermark import NotLanded, Watermark
-from meterline.ops.services import build_sink, clickhouse_writer
 from meterline.producers import MeterlineProducer
 from meterline.schemas import ActionEvent, EnrichedEvent, Status, Topics, TrajectoryRecord, utc_now
 from meterline.schemas.events import TrajectoryStatus
 from meterline.sinks import ClickHouseSink
+from meterline.sinks.service import build_sink, clickhouse_writer
 from meterline.stream_processors.control_plane import load_control_plane
 from meterline.stream_processors.rules import evaluate_trajectory
 from tests.fixtures import wait_until
@@ -134,7 +134,7 @@ def test_a_backfill_while_the_sink_lags_refuses_and_never_retracts_live_outcomes
     config.write_text(RULES)
     pipeline = pipeline_factory(control_plane=config, sink=False)
     settings = pipeline.settings
-    writer = clickhouse_writer(settings, clickhouse)
+    writer = clickhouse_writer(settings.sink_config(), clickhouse)
     db, project, trace = settings.database, "lag", f"tr-{uuid.uuid4().hex[:8]}"
     rules = load_control_plane(config)
     day = (utc_now() - timedelta(minutes=5)).date()  # the events' day
@@ -143,7 +143,7 @@ def test_a_backfill_while_the_sink_lags_refuses_and_never_retracts_live_outcomes
     def count() -> int:
         return int(clickhouse.query(events, parameters={"p": project}).result_rows[0][0])
 
-    full = build_sink(settings, writer)
+    full = build_sink(settings.sink_config(), writer)
     stop, thread = run_sink(full)
     start = TrajectoryRecord(project=project, trace_id=trace, user_id="u1")
     plan = ActionEvent(project=project, event_id=f"{trace}-plan", trace_id=trace, name="plan")
@@ -171,7 +171,7 @@ def test_a_backfill_while_the_sink_lags_refuses_and_never_retracts_live_outcomes
     thread.join(30)
 
     # once the events have landed the backfill runs and agrees with the stream
-    stop, thread = run_sink(build_sink(settings, writer))
+    stop, thread = run_sink(build_sink(settings.sink_config(), writer))
     try:
         done = backfill_landed(writer, rules, day, day, project, watermark, wait_s=60)
         assert (done.outcomes, done.retracted) == (1, 0)

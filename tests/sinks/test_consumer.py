@@ -12,11 +12,11 @@ import pytest
 from confluent_kafka import Producer
 
 from meterline.ops.admin import ensure_topics
-from meterline.ops.services import clickhouse_writer
 from meterline.schemas import DeadLetter, encode
 from meterline.schemas.codec import encode_enriched
 from meterline.settings import Settings
 from meterline.sinks.consumer import ClickHouseSink
+from meterline.sinks.service import clickhouse_writer
 from tests.fixtures import wait_until
 
 pytestmark = pytest.mark.integration
@@ -41,7 +41,7 @@ def sink_for(settings: Settings, clickhouse: Any, **kwargs: Any) -> ClickHouseSi
     for librdkafka's next metadata refresh) and database (schema created)."""
     assert settings.kafka_bootstrap
     ensure_topics(settings.kafka_bootstrap, settings.topics.sink_inputs, settings.partitions)
-    writer = clickhouse_writer(settings, clickhouse)
+    writer = clickhouse_writer(settings.sink_config(), clickhouse)
     return ClickHouseSink(
         settings.kafka_bootstrap, settings.topics, writer, group_id=settings.sink_group, **kwargs
     )

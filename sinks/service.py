@@ -1,4 +1,5 @@
-"""Build the sink service from settings: one place for ``meterline up`` and ``meterline sink``."""
+"""Build the sink service from its :class:`SinkConfig`: one place for ``meterline up`` and
+``meterline sink``."""
 
 from __future__ import annotations
 
@@ -6,14 +7,11 @@ import logging
 import threading
 from typing import Any
 
-from meterline.settings import Settings
-from meterline.sinks import (
-    ClickHouseSink,
-    ClickHouseWriter,
-    ConfigurationError,
-    connect,
-    redact_url,
-)
+from meterline.sinks.clickhouse.connection import connect, redact_url
+from meterline.sinks.clickhouse.writer import ClickHouseWriter
+from meterline.sinks.config import SinkConfig
+from meterline.sinks.consumer import ClickHouseSink
+from meterline.sinks.errors import ConfigurationError
 from meterline.sinks.metrics import SinkMetrics
 
 log = logging.getLogger(__name__)
@@ -23,22 +21,19 @@ class Stopped(Exception):
     """Asked to stop while waiting for ClickHouse."""
 
 
-def consumer_timeouts(settings: Settings) -> dict[str, Any]:
+def consumer_timeouts(config: SinkConfig) -> dict[str, Any]:
     """Group timing for librdkafka consumers (a group join waits about half the session)."""
-    return {
-        "session.timeout.ms": int(settings.session_timeout_s * 1000),
-        "heartbeat.interval.ms": int(settings.heartbeat_interval_s * 1000),
-    }
+    return config.consumer_timeouts()
 
 
 def clickhouse_writer(
-    settings: Settings,
+    config: SinkConfig,
     client: Any | None = None,
     *,
     stop: threading.Event | None = None,
     retry_backoff_s: tuple[float, float] | None = None,
 ) -> ClickHouseWriter:
-    """A writer on ``settings``' ClickHouse with its tables created (idempotent).
+    """A writer on ``config``'s ClickHouse with its tables created (idempotent).
 
     With ``retry_backoff_s`` (first, max delay), an unreachable ClickHouse is retried with
     exponential backoff until it answers or ``stop`` is set (then :class:`Stopped`); a
@@ -47,9 +42,7 @@ def clickhouse_writer(
     delay = retry_backoff_s[0] if retry_backoff_s else 0.0
     while True:
         try:
-            writer = ClickHouseWriter(
-                client or connect(settings.effective_clickhouse_url), settings.database
-            )
+            writer = ClickHouseWriter(client or connect(config.clickhouse_url), config.database)
             writer.ensure_schema()
             return writer
         except ConfigurationError:
@@ -59,7 +52,7 @@ def clickhouse_writer(
                 raise
             log.error(
                 "ClickHouse at %s unreachable (%s); retrying in %.1fs",
-                redact_url(settings.effective_clickhouse_url),
+                redact_url(config.clickhouse_url),
                 str(exc).splitlines()[0][:200],
                 delay,
             )
@@ -69,18 +62,18 @@ def clickhouse_writer(
 
 
 def build_sink(
-    settings: Settings, writer: ClickHouseWriter, metrics: SinkMetrics | None = None
+    config: SinkConfig, writer: ClickHouseWriter, metrics: SinkMetrics | None = None
 ) -> ClickHouseSink:
-    if not settings.kafka_bootstrap:
+    if not config.kafka_bootstrap:
         raise ValueError("kafka_bootstrap is required to build the sink")
     return ClickHouseSink(
-        settings.kafka_bootstrap,
-        settings.topics,
+        config.kafka_bootstrap,
+        config.topics,
         writer,
-        group_id=settings.sink_group,
-        consumer_config={**consumer_timeouts(settings), **settings.kafka_client_config()},
+        group_id=config.group_id,
+        consumer_config=config.consumer_config(),
         metrics=metrics,
-        max_rejected=settings.sink_max_rejected,
-        reject_max_ratio=settings.sink_reject_max_ratio or None,
-        undecodable_max_ratio=settings.sink_undecodable_max_ratio or None,
+        max_rejected=config.max_rejected,
+        reject_max_ratio=config.reject_max_ratio,
+        undecodable_max_ratio=config.undecodable_max_ratio,
     )
