@@ -101,8 +101,8 @@ def _utc_datetime(value: Any, handler: ValidatorFunctionWrapHandler) -> datetime
 UtcDatetime = Annotated[datetime, WrapValidator(_utc_datetime)]
 
 #: The integers a JSON payload may hold: what the pipeline's JSON writers (orjson, in the
-#: processor's state and the sink's columns) can write again. A larger one used to pass
-#: validation and then crash the worker on every replay when its event was parked.
+#: processor's state and the sink's columns) can write again, so a parked event that holds
+#: one can be written to state and replayed.
 MIN_JSON_INT = -(2**63)
 MAX_JSON_INT = 2**64 - 1
 _SCALARS = (str, float, bool, type(None))

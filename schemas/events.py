@@ -9,12 +9,12 @@ from pydantic import Field, model_validator
 
 from meterline.schemas.common import Id, JsonObject, Label, UtcDatetime, WireModel, utc_now
 
-#: Largest token count: the ClickHouse columns are UInt64. A larger count used to pass
-#: validation and then fail every insert of the sink's batch, stalling the sink.
+#: Largest token count: the ClickHouse columns are UInt64, so every count that validates can
+#: be inserted (one that could not would fail the sink's whole batch).
 MAX_TOKENS = 2**64 - 1
 #: Largest ``cost_usd`` of one event. Costs are summed as ``Decimal(38, 12)`` (below 1e26);
-#: a larger or infinite cost used to pass validation and then fail every insert of the
-#: sink's batch. No single call costs a trillion dollars: such a value is a bug upstream.
+#: every cost that validates can be summed and inserted. No single call costs a trillion
+#: dollars: such a value is a bug upstream.
 MAX_COST_USD = 1e12
 
 TokenCount = Annotated[int, Field(ge=0, le=MAX_TOKENS)]

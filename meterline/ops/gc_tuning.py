@@ -12,12 +12,9 @@ from __future__ import annotations
 import gc
 
 #: Allocations between two young-generation collections (Python's default: 700), and the
-#: young and middle collections between two older ones. Measured (2026-11-27):
-#:
-#: * processor worker, 300,000-event benchmark, alternating runs: 108.7-118.8 -> 83.1-90.8
-#:   µs/event, end to end 6,488-7,171 -> 7,774-8,325 events/s;
-#: * sink thread (with the benchmark's own traffic frozen, ``gc.freeze``): the benchmark
-#:   process spent 1.27 s in the collector per 300,000 events, 0.07 s with these.
+#: young and middle collections between two older ones: the processor and the sink allocate
+#: many short-lived objects per event, and the default collects every 700 allocations
+#: (figures: docs/benchmarks.md, "2026-11-27, 300,000 events").
 GC_THRESHOLDS = (100_000, 50, 100)
 
 

@@ -14,8 +14,7 @@ and ``type`` are required, ints are JSON integers, and the event follows
 :mod:`meterline.schemas.fast_decode`'s rules. The trajectory is read for the ids the row uses only,
 the rest skipped (as :class:`~meterline.sinks.clickhouse.rows.TrajectoryRef` does).
 
-Measured on generated traffic: decode plus row ~18-28 µs per enriched event with pydantic,
-~7-10 µs for this decode (the row adds ~3.5 µs).
+It exists for speed (figures: docs/benchmarks.md, the sink's section).
 """
 
 from __future__ import annotations

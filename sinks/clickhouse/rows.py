@@ -164,9 +164,9 @@ class TrajectoryRef(BaseModel):
 
 class SinkEnrichedEvent(EnrichedEvent):
     """:class:`~meterline.schemas.EnrichedEvent` as the sink reads it: the event is validated whole,
-    the trajectory only for :class:`TrajectoryRef`'s fields. Validating every event's copy
-    of its trajectory was ~20-30% of the sink's decode (measured on generated traffic:
-    32.9-39.3 -> 25.1-28.2 µs per enriched event)."""
+    the trajectory only for :class:`TrajectoryRef`'s fields: every event carries a copy of its
+    trajectory, and the row reads four of its fields (figures: docs/benchmarks.md, the
+    sink's section)."""
 
     trajectory: TrajectoryRef | None = None  # type: ignore[assignment]
 

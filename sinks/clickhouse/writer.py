@@ -3,9 +3,9 @@
 The sink's hot tables (:data:`ARROW_TABLES`) are inserted in the Arrow format: the rows'
 columns become Arrow arrays in C, of the types the table's columns have now (an operator may
 have altered one; a type Arrow inserts do not handle means a Native insert), where
-clickhouse-connect's Native encoding walks every value in Python. Measured on 20,000
-``events`` rows into chDB: ~14.5 -> ~11 µs per row, insert included; the stored rows are
-equal (``tests/sinks/test_writer.py``). The other tables keep the Native insert.
+clickhouse-connect's Native encoding walks every value in Python (figures:
+docs/benchmarks.md, the sink's section). The stored rows are equal to a Native insert's
+(``tests/sinks/test_writer.py``). The other tables keep the Native insert.
 """
 
 from __future__ import annotations
