@@ -1,13 +1,14 @@
 # meterline: the two commands of the README, and a few more.
 #   make demo   create .venv (first time), run the pipeline end to end on the embedded default
 #   make test   create .venv (first time), run ruff, mypy and the whole test suite
-#               (installs headless Chromium from Debian first if it is missing: `make browser`)
+#               (installs headless Chromium from Debian first if it is missing: `make browser`,
+#               and Node.js with npm for the Node OTLP example's test: `make node`)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test up dashboard lint typecheck unit integration browser bench clean
+.PHONY: demo test up dashboard lint typecheck unit integration browser node bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +22,7 @@ demo: $(STAMP)
 up: $(STAMP)
 	$(BIN)/meterline up
 
-test: lint typecheck browser
+test: lint typecheck browser node
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
@@ -33,7 +34,7 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest -m "not integration"
 
-integration: $(STAMP) browser
+integration: $(STAMP) browser node
 	$(BIN)/python -m pytest -m integration
 
 dashboard: $(STAMP)
@@ -56,6 +57,24 @@ browser:
 			&& DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq \
 				$(CHROMIUM_PACKAGES) >/dev/null; } \
 		|| echo "make browser: installing Chromium failed; the dashboard browser test will fail" >&2; \
+	fi
+
+# Node.js and npm for tests/producers/gateway/test_otlp_node_integration.py, which runs
+# examples/node-otlp (its own `npm ci` goes to a cache outside the repo, see that test).
+# Only when missing: Debian's nodejs (18.19+) and npm satisfy the example's engines. A failed
+# install does not stop `make test`: that test then fails and says that npm is missing.
+node:
+	@if command -v node >/dev/null && command -v npm >/dev/null; then \
+		exit 0; \
+	elif ! command -v apt-get >/dev/null; then \
+		echo "make node: no apt-get here; install Node.js (>= 18.19) and npm yourself" >&2; \
+	else \
+		sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		echo "make node: installing nodejs npm (Debian packages) ..."; \
+		{ $$sudo apt-get update -qq \
+			&& DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq \
+				nodejs npm >/dev/null; } \
+		|| echo "make node: installing Node.js failed; the Node OTLP example test will fail" >&2; \
 	fi
 
 clean:
