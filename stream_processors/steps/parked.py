@@ -188,8 +188,8 @@ class ParkedEvents:
 
     def recover(self) -> int:
         """Rebuild the in-memory traces and schedule from the table (after a restart or a
-        rebalance: the changelog is the state); convert records of the former layout (one
-        list per trace). Returns the number of traces with parked events."""
+        rebalance: the changelog is the state). Returns the number of traces with parked
+        events."""
         self._traces.clear()
         self._due_at.clear()
         self._schedule.clear()
@@ -206,9 +206,7 @@ class ParkedEvents:
         return len(self._traces)
 
     def _index(self, key: str) -> dict[str, Any] | None:
-        index = self.table.get(key)
-        if index is not None and "events" in index:
-            index = self._convert(key, index)
+        index: dict[str, Any] | None = self.table.get(key)
         return index
 
     def _plan(self, key: str, t: float) -> None:
@@ -233,13 +231,3 @@ class ParkedEvents:
                 self._events.pop(ekey, None)
         delete(self.table, key, p)
         return records
-
-    def _convert(self, key: str, legacy: dict[str, Any]) -> dict[str, Any]:
-        """One list per trace (``{"p", "events": [{"e", "t", "x"}]}``) -> this layout."""
-        p, events = int(legacy["p"]), list(legacy["events"])
-        for i, e in enumerate(events):
-            put(self.table, event_key(key, i), {"e": e["e"], "t": e["t"], "x": e["x"]}, p)
-        s = next((i for i, e in enumerate(events) if not e["x"]), len(events))
-        index = {"p": p, "n": len(events), "s": s, "t": max((e["t"] for e in events), default=0.0)}
-        put(self.table, key, index, p)
-        return index

@@ -69,20 +69,6 @@ def test_an_event_sent_at_park_behind_a_held_one_is_not_sent_again() -> None:
     assert parked.release(KEY) == []
 
 
-def test_the_former_one_list_per_trace_layout_is_converted_on_recovery() -> None:
-    def former(event_id: str, t: float, sent: bool) -> dict[str, Any]:
-        return {"e": event(event_id).model_dump(mode="json"), "t": t, "x": sent}
-
-    table: dict[str, Any] = {
-        KEY: {"p": 1, "events": [former("a", 1.0, True), former("b", 5.0, False)]}
-    }
-    parked = ParkedEvents(table, max_per_trace=10)
-    assert parked.recover() == 1
-    assert table[KEY] == {"p": 1, "n": 2, "s": 1, "t": 5.0} and len(table) == 3
-    assert [e.event_id for e in parked.due(15.0, 10.0, {1})] == ["b"]
-    assert ids(parked.release(KEY)) == [("a", True), ("b", True)] and table == {}
-
-
 def test_the_per_trace_limit_and_the_record_size_limit_write_nothing() -> None:
     table: dict[str, Any] = {}
     parked = ParkedEvents(table, max_per_trace=1, max_record_bytes=2_000)
