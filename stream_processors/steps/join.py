@@ -29,13 +29,9 @@ Rules (times are processing time, seconds):
   treated as early again. Events still parked for ``idle_timeout_s`` are forgotten (they
   already went out unjoined).
 
-Bounds (each state record fits one Kafka message,
-:class:`~meterline.stream_processors.sizes.StateBounds`):
-a trajectory's merged ``metadata`` holds at most ``metadata_keys`` keys and
-``metadata_bytes`` bytes of JSON (its other fields are ids and times, bounded by the
-schema). Keys already held stay; a new key that would cross a bound is dropped, the merged
-metadata says how many were dropped so far under :data:`TRUNCATED_KEY`, and
-``metadata_truncated`` counts the records that lost keys.
+Trajectory records merge on their JSON form, within bounds that keep each state record in
+one Kafka message (:mod:`meterline.stream_processors.steps.merge`); ``metadata_truncated``
+counts the records that lost metadata keys to them.
 
 After a restart or rebalance the tables hold the state; :meth:`TrajectoryJoiner.recover`
 rebuilds what the timers keep in memory from them.
@@ -44,10 +40,8 @@ rebuilds what the timers keep in memory from them.
 from __future__ import annotations
 
 from collections.abc import Iterable, MutableMapping
-from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-import msgspec
 import orjson
 
 from meterline.schemas import (
@@ -56,7 +50,6 @@ from meterline.schemas import (
     EnrichedEvent,
     TrajectoryRecord,
     TrajectoryState,
-    TrajectoryStatus,
     encode,
 )
 from meterline.schemas.codec import encode_state
@@ -68,18 +61,17 @@ from meterline.stream_processors.steps.closed import (
     closed_record,
     expired,
     is_closed,
+    reopen_base,
+    timed_out_state,
 )
 from meterline.stream_processors.steps.dedupe import SEP
+from meterline.stream_processors.steps.merge import DEFAULT_BOUNDS, merge_json
 from meterline.stream_processors.steps.parked import ParkedEvents, delete, put
 
 DEFAULT_MAX_PENDING_PER_TRACE = 10_000
 DEFAULT_GRACE_S = 0.0
 DEFAULT_IDLE_TIMEOUT_S = 3_600.0
 _CACHE_SIZE = 50_000
-#: Metadata key of a merged trajectory whose metadata lost keys to the bounds: how many.
-TRUNCATED_KEY = "meterline_metadata_truncated"
-_DEFAULT_BOUNDS = StateBounds()
-_MISSING = object()
 
 State = MutableMapping[str, Any]
 
@@ -105,90 +97,6 @@ def trace_key(project: str, trace_id: str) -> str:
     return f"{project}{SEP}{trace_id}"
 
 
-def merge(
-    old: TrajectoryRecord | None, new: TrajectoryRecord, bounds: StateBounds = _DEFAULT_BOUNDS
-) -> TrajectoryRecord:
-    """Later non-null fields win; the earliest start and the union of metadata are kept,
-    within ``bounds``. (The models' form of :func:`merge_json`, which the processor runs.)"""
-    merged, _ = merge_json(old.model_dump(mode="json") if old else None, new, bounds)
-    return TrajectoryRecord.model_validate(merged)
-
-
-def _size(value: Any) -> int:
-    return len(orjson.dumps(value))
-
-
-def merge_metadata(
-    old: dict[str, Any], new: dict[str, Any], bounds: StateBounds = _DEFAULT_BOUNDS
-) -> tuple[dict[str, Any], int]:
-    """The union of two metadata mappings (``new``'s values win) within ``bounds``, and how
-    many of ``new``'s keys were dropped. Over a bound, ``old``'s keys stay and ``new``'s are
-    taken in order while they fit (a changed value only if it fits); ``TRUNCATED_KEY`` then
-    adds up the keys dropped."""
-    merged = {**old, **new}
-    if not new or (
-        len(merged) <= bounds.metadata_keys and _size(merged) <= bounds.metadata_bytes
-    ):
-        return merged, 0
-    out = dict(old)
-    max_keys, max_bytes = bounds.metadata_keys - 1, bounds.metadata_bytes - 64  # the marker
-    size, dropped = _size(out), 0
-    for k, v in new.items():
-        if k == TRUNCATED_KEY:
-            continue
-        prev = out.get(k, _MISSING)
-        # a changed value: its growth; a new key: "k":v,
-        grow = _size(v) - _size(prev) if prev is not _MISSING else _size(k) + _size(v) + 2
-        if size + grow <= max_bytes and (prev is not _MISSING or len(out) < max_keys):
-            out[k] = v
-            size += grow
-        else:
-            dropped += 1
-    if dropped:
-        out[TRUNCATED_KEY] = int(old.get(TRUNCATED_KEY) or 0) + dropped
-    return out, dropped
-
-
-#: A trajectory record's JSON form before any field is set: the model's field order and
-#: defaults (``timestamp`` and ``trace_id`` are always set by a record).
-_DEFAULTS: dict[str, Any] = {
-    name: None if info.is_required() or info.default_factory else info.default
-    for name, info in TrajectoryRecord.model_fields.items()
-}
-
-
-def merge_json(
-    old: dict[str, Any] | None, new: AnyTrajectory, bounds: StateBounds = _DEFAULT_BOUNDS
-) -> tuple[dict[str, Any], int]:
-    """``new`` merged into ``old`` (a trajectory's JSON form, ``model_dump(mode="json")``),
-    in that form, and how many metadata keys the bounds dropped: the fields ``new`` sets to a
-    value win, ``started_at`` keeps the earliest value, ``metadata`` is the union (``new``'s
-    keys win) within ``bounds`` (:func:`merge_metadata`). ``old`` is not modified."""
-    if isinstance(new, TrajectoryRecord):
-        if old is None:
-            old = new.model_dump(mode="json", exclude={"metadata"})
-            old["metadata"] = {}
-        dumped = new.model_dump(mode="json", include=new.model_fields_set)
-        updates = {k: v for k, v in dumped.items() if v is not None}
-    else:
-        updates = {k: v for k, v in msgspec.to_builtins(new).items() if v is not None}
-        if old is None:
-            old = {**_DEFAULTS, "metadata": {}}
-    merged = {**old, **updates}
-    start, old_start = updates.get("started_at"), old.get("started_at")
-    if start is not None and old_start is not None and _instant(old_start) < _instant(start):
-        merged["started_at"] = old_start
-    merged["metadata"], dropped = merge_metadata(
-        old.get("metadata") or {}, updates.get("metadata") or {}, bounds
-    )
-    return merged, dropped
-
-
-def _instant(value: str) -> datetime:
-    """A JSON-form timestamp (ISO 8601, UTC) as a datetime, to compare two of them."""
-    return datetime.fromisoformat(value)
-
-
 class TrajectoryJoiner:
     def __init__(
         self,
@@ -199,7 +107,7 @@ class TrajectoryJoiner:
         grace_s: float = DEFAULT_GRACE_S,
         idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
         retention_s: float = DEFAULT_RETENTION_S,
-        bounds: StateBounds = _DEFAULT_BOUNDS,
+        bounds: StateBounds = DEFAULT_BOUNDS,
     ) -> None:
         self._trajectories = trajectories
         self.bounds = bounds
@@ -410,8 +318,7 @@ class TrajectoryJoiner:
             found = self._parsed(key, stored)
             return found[0], found[1]
         self.reopened += 1
-        before = TrajectoryRecord.model_validate(stored["trajectory"])
-        return int(stored["version"]), before.model_dump(mode="json")
+        return reopen_base(stored)
 
     # -- timers -------------------------------------------------------------------------
 
@@ -453,9 +360,10 @@ class TrajectoryJoiner:
                 continue
             if stored.get("seen", now) > limit:
                 continue
-            state = self._close(stored, now)
+            state = timed_out_state(stored, now)
             version, timed_out = int(stored["version"]), None
             if state is not None:
+                self.timed_out += 1
                 closed.append(state)
                 version = state.version
                 timed_out = state.trajectory.model_dump(mode="json")["ended_at"]
@@ -467,18 +375,6 @@ class TrajectoryJoiner:
             self.forgotten += 1
         self._parked.forget_idle(limit, owned)
         return closed
-
-    def _close(self, stored: dict[str, Any], now: float) -> TrajectoryState | None:
-        """The timed-out state of an idle trajectory that never ended (None if it ended)."""
-        record = TrajectoryRecord.model_validate(stored["trajectory"])
-        if record.status is not TrajectoryStatus.RUNNING:
-            return None
-        ended = datetime.fromtimestamp(float(stored.get("seen") or now), UTC)
-        record = record.model_copy(
-            update={"status": TrajectoryStatus.TIMED_OUT, "ended_at": record.ended_at or ended}
-        )
-        self.timed_out += 1
-        return TrajectoryState(trajectory=record, version=int(stored["version"]) + 1)
 
     def recover(self) -> int:
         """Rebuild the in-memory timer state from the tables, after every table recovery

@@ -16,7 +16,8 @@ from meterline.schemas import (
 )
 from meterline.schemas.fast_decode import FastActionEvent
 from meterline.stream_processors.state.writeback import WriteBack
-from meterline.stream_processors.steps.join import TrajectoryJoiner, merge, trace_key
+from meterline.stream_processors.steps.join import TrajectoryJoiner, trace_key
+from meterline.stream_processors.steps.merge import merge
 from meterline.stream_processors.steps.validate import DEFAULT_MAX_RECORD_BYTES, validate
 from tests.stream_processors.state.test_writeback import Store
 
