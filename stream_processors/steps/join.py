@@ -13,7 +13,7 @@ Rules (times are processing time, seconds):
 - An event whose trajectory is known goes out joined (version 2), with the trajectory as
   it is at that moment: updates (end, status) apply to later events.
 - An event that arrives first waits in ``pending`` up to ``grace_s``. If its trajectory
-  arrives in time it goes out once, joined. Otherwise :meth:`sweep_pending` sends it out
+  arrives in time it goes out once, joined. Otherwise :meth:`sweep_pending_encoded` sends it out
   unjoined (version 1) and it keeps waiting; when the trajectory arrives it is re-emitted
   joined (version 2), which ClickHouse keeps over version 1. ``grace_s=0``: out at once.
   An event over the per-trace limit, or too large to park in one Kafka message, is not
@@ -31,7 +31,8 @@ Rules (times are processing time, seconds):
 
 Trajectory records merge on their JSON form, within bounds that keep each state record in
 one Kafka message (:mod:`meterline.stream_processors.steps.merge`); ``metadata_truncated``
-counts the records that lost metadata keys to them.
+counts the records that lost metadata keys to them. Every event goes out with its JSON, for
+the one encoder of enriched events (:mod:`meterline.stream_processors.steps.enriched`).
 
 After a restart or rebalance the tables hold the state; :meth:`TrajectoryJoiner.recover`
 rebuilds what the timers keep in memory from them.
@@ -50,7 +51,6 @@ from meterline.schemas import (
     EnrichedEvent,
     TrajectoryRecord,
     TrajectoryState,
-    encode,
 )
 from meterline.schemas.codec import encode_state
 from meterline.schemas.fast_decode import AnyEvent, AnyTrajectory, to_model
@@ -65,6 +65,7 @@ from meterline.stream_processors.steps.closed import (
     timed_out_state,
 )
 from meterline.stream_processors.steps.dedupe import SEP
+from meterline.stream_processors.steps.enriched import event_json as json_of
 from meterline.stream_processors.steps.merge import DEFAULT_BOUNDS, merge_json
 from meterline.stream_processors.steps.parked import ParkedEvents, delete, put
 
@@ -226,19 +227,19 @@ class TrajectoryJoiner:
         order of topics within a batch.)"""
         self._staged = {}
 
-    def close_batch(self) -> list[tuple[AnyEvent, bytes | None]]:
+    def close_batch(self) -> list[tuple[AnyEvent, bytes]]:
         """Park the staged events still waiting for their trajectory, in arrival order.
         Returns those that could not be parked (over the per-trace cap, too large) with
         their JSON: they go out unjoined now, as :meth:`join_encoded` would have said."""
         staged, self._staged = self._staged or {}, None
-        overflow: list[tuple[AnyEvent, bytes | None]] = []
+        overflow: list[tuple[AnyEvent, bytes]] = []
         for events in staged.values():
             for event, partition, now, event_json in events:
                 if self._park(event, partition, now, emitted=False, event_json=event_json):
                     self.held += 1
                 else:
                     self.unjoined += 1
-                    overflow.append((event, event_json))
+                    overflow.append((event, json_of(event, event_json)))
         return overflow
 
     def abandon_batch(self) -> None:
@@ -300,10 +301,7 @@ class TrajectoryJoiner:
         staged = self._staged.pop(key, None) if self._staged is not None else None
         if staged:  # earlier in this batch, after those parked before: arrival order
             self.joined += len(staged)
-            late.extend(
-                (event, event_json if event_json is not None else encode(to_model(event)))
-                for event, _, _, event_json in staged
-            )
+            late.extend((event, json_of(event, event_json)) for event, _, _, event_json in staged)
         return Applied(
             merged, trajectory_json, version, encode_state(trajectory_json, version), late
         )
@@ -322,20 +320,28 @@ class TrajectoryJoiner:
 
     # -- timers -------------------------------------------------------------------------
 
-    def sweep_pending(
+    def sweep_pending_encoded(
         self, now: float, partitions: Iterable[int] | None = None
-    ) -> list[EnrichedEvent]:
-        """Events held longer than ``grace_s``: marked sent and returned, unjoined. Costs the
-        events due, not the events parked; events of partitions not in ``partitions`` wait
-        for the next :meth:`recover` (which follows every assignment)."""
+    ) -> list[tuple[AnyEvent, bytes]]:
+        """Events held longer than ``grace_s``: marked sent and returned with their JSON, to
+        go out unjoined (version :data:`VERSION_UNJOINED`). Costs the events due, not the
+        events parked; events of partitions not in ``partitions`` wait for the next
+        :meth:`recover` (which follows every assignment)."""
         owned = None if partitions is None else set(partitions)
-        out = [
-            EnrichedEvent(event=to_model(event), version=VERSION_UNJOINED)
-            for event in self._parked.due(now, self.grace_s, owned)
-        ]
+        out = self._parked.due(now, self.grace_s, owned)
         self.grace_expired += len(out)
         self.unjoined += len(out)
         return out
+
+    def sweep_pending(
+        self, now: float, partitions: Iterable[int] | None = None
+    ) -> list[EnrichedEvent]:
+        """:meth:`sweep_pending_encoded` as models, for ``pipeline.py``'s sweep until it
+        sends the encoded pairs (then this goes; issue 23)."""
+        return [
+            EnrichedEvent(event=to_model(event), version=VERSION_UNJOINED)
+            for event, _ in self.sweep_pending_encoded(now, partitions)
+        ]
 
     def sweep_idle(
         self, now: float, partitions: Iterable[int] | None = None

@@ -33,9 +33,10 @@ from typing import Any
 import orjson
 from pydantic import TypeAdapter
 
-from meterline.schemas import ActionEvent, Event, TelemetryEvent, encode
-from meterline.schemas.fast_decode import AnyEvent, to_json_dict, to_model
+from meterline.schemas import ActionEvent, Event, TelemetryEvent
+from meterline.schemas.fast_decode import AnyEvent, to_json_dict
 from meterline.stream_processors.steps.dedupe import SEP
+from meterline.stream_processors.steps.enriched import event_json as json_of
 
 State = MutableMapping[str, Any]
 
@@ -121,16 +122,15 @@ class ParkedEvents:
         return [(event, sent) for event, _, sent in self.release_encoded(key)]
 
     def release_encoded(self, key: str) -> list[tuple[AnyEvent, bytes, bool]]:
-        """:meth:`release` with each event's JSON (as given to :meth:`park`, else encoded)."""
+        """Remove the trace's parked events; return each with its JSON (as given to
+        :meth:`park`, else encoded) and whether it went out before."""
         index = self._index(key)
         if index is None:
             return []
         out = []
         for ekey, rec, sent in self._remove(key, index):
             event, event_json = self._event(ekey, rec)
-            if event_json is None:
-                event_json = encode(to_model(event))
-            out.append((event, event_json, sent))
+            out.append((event, json_of(event, event_json), sent))
         return out
 
     def _event(
@@ -143,12 +143,15 @@ class ParkedEvents:
             return cached
         return _EVENT.validate_python(rec["e"]), None
 
-    def due(self, now: float, grace_s: float, partitions: set[int] | None) -> list[AnyEvent]:
+    def due(
+        self, now: float, grace_s: float, partitions: set[int] | None
+    ) -> list[tuple[AnyEvent, bytes]]:
         """Held events parked at least ``grace_s`` ago, in park order per trace: marked sent
-        and returned. Costs the events due, not the events parked. Traces on partitions not in
-        ``partitions`` leave the schedule: they are another worker's now, and the recovery that
-        follows every assignment schedules them again."""
-        out: list[AnyEvent] = []
+        and returned with their JSON (as for :meth:`release_encoded`). Costs the events due,
+        not the events parked. Traces on partitions not in ``partitions`` leave the schedule:
+        they are another worker's now, and the recovery that follows every assignment
+        schedules them again."""
+        out: list[tuple[AnyEvent, bytes]] = []
         later: list[tuple[str, float]] = []
         while self._schedule and now - self._schedule[0][0] >= grace_s:
             t, key = heapq.heappop(self._schedule)
@@ -165,7 +168,8 @@ class ParkedEvents:
                     if now - rec["t"] < grace_s:
                         later.append((key, rec["t"]))
                         break
-                    out.append(self._event(event_key(key, i), rec, forget=False)[0])
+                    event, event_json = self._event(event_key(key, i), rec, forget=False)
+                    out.append((event, json_of(event, event_json)))
                 i += 1  # sent at park (after a held one), sent now, or lost in a crash
             put(self.table, key, {**index, "s": i}, int(index["p"]))
         for key, t in later:

@@ -63,7 +63,7 @@ def test_an_event_sent_at_park_behind_a_held_one_is_not_sent_again() -> None:
     parked = ParkedEvents({}, max_per_trace=10)
     assert parked.park(KEY, event("held"), 0, 0.0, sent=False)
     assert parked.park(KEY, event("sent"), 0, 1.0, sent=True)
-    assert [e.event_id for e in parked.due(10.0, 10.0, None)] == ["held"]
+    assert [e.event_id for e, _ in parked.due(10.0, 10.0, None)] == ["held"]
     assert parked.due(100.0, 10.0, None) == []
     assert parked.forget_idle(50.0, None) == 1  # everything went out, idle since 1.0
     assert parked.release(KEY) == []
@@ -98,4 +98,4 @@ def test_an_event_from_the_fast_path_parks_as_its_model_would_and_recovers_as_th
     assert by_fast.table == by_model.table
     restarted = ParkedEvents(dict(by_fast.table), max_per_trace=5)
     assert restarted.recover() == 1
-    assert restarted.due(10.0, 5.0, None) == [model]
+    assert restarted.due(10.0, 5.0, None) == [(model, encode(model))]
