@@ -203,20 +203,6 @@ class TrajectoryJoiner:
         else:
             self.unjoined -= 1
 
-    def join(
-        self, event: AnyEvent, partition: int = 0, now: float = 0.0
-    ) -> EnrichedEvent | None:
-        """Enrich one (deduplicated) event; None while it is held for the grace period."""
-        out = self.join_encoded(event, partition, now)
-        if out is None:
-            return None
-        event = to_model(event)
-        if out[0] is None:
-            return EnrichedEvent(event=event, version=out[1])
-        assert event.trace_id is not None
-        trajectory = self.trajectory_for(event.project, event.trace_id)
-        return EnrichedEvent(event=event, trajectory=trajectory, version=out[1])
-
     # -- batches ------------------------------------------------------------------------
 
     def open_batch(self) -> None:
@@ -263,25 +249,12 @@ class TrajectoryJoiner:
 
     # -- trajectories -------------------------------------------------------------------
 
-    def apply_trajectory(
-        self, record: AnyTrajectory, partition: int = 0, now: float = 0.0
-    ) -> tuple[TrajectoryState, list[EnrichedEvent]]:
-        """Merge a trajectory record; return its new state and the late-joined events."""
-        applied = self.apply_trajectory_encoded(record, partition, now)
-        state = applied.state
-        late = [
-            EnrichedEvent(event=to_model(event), trajectory=state.trajectory,
-                          version=VERSION_JOINED)
-            for event, _ in applied.late
-        ]  # fmt: skip
-        return state, late
-
     def apply_trajectory_encoded(
         self, record: AnyTrajectory, partition: int = 0, now: float = 0.0
     ) -> Applied:
-        """:meth:`apply_trajectory` for the hot path: the merged trajectory in its JSON form
-        and serialised, and the late-joined events (version :data:`VERSION_JOINED`) with
-        their JSON, to encode without building or serialising models."""
+        """Merge a trajectory record: the merged trajectory in its JSON form and serialised,
+        its state, and the late-joined events (version :data:`VERSION_JOINED`) with their
+        JSON, to encode without building or serialising models."""
         key = trace_key(record.project, record.trace_id)
         old = self._base(key)
         merged, dropped = merge_json(old[1] if old else None, record, self.bounds)

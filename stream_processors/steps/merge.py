@@ -28,15 +28,6 @@ DEFAULT_BOUNDS = StateBounds()
 _MISSING = object()
 
 
-def merge(
-    old: TrajectoryRecord | None, new: TrajectoryRecord, bounds: StateBounds = DEFAULT_BOUNDS
-) -> TrajectoryRecord:
-    """Later non-null fields win; the earliest start and the union of metadata are kept,
-    within ``bounds``. (The models' form of :func:`merge_json`, which the processor runs.)"""
-    merged, _ = merge_json(old.model_dump(mode="json") if old else None, new, bounds)
-    return TrajectoryRecord.model_validate(merged)
-
-
 def _size(value: Any) -> int:
     return len(orjson.dumps(value))
 

@@ -117,10 +117,6 @@ class ParkedEvents:
             self._plan(key, float(first["t"]) if first is not None else now)
         return True
 
-    def release(self, key: str) -> list[tuple[AnyEvent, bool]]:
-        """Remove the trace's parked events; return each with whether it went out before."""
-        return [(event, sent) for event, _, sent in self.release_encoded(key)]
-
     def release_encoded(self, key: str) -> list[tuple[AnyEvent, bytes, bool]]:
         """Remove the trace's parked events; return each with its JSON (as given to
         :meth:`park`, else encoded) and whether it went out before."""

@@ -5,6 +5,7 @@ from typing import Any
 from meterline.schemas import ActionEvent
 from meterline.stream_processors.steps.join import trace_key
 from meterline.stream_processors.steps.parked import ParkedEvents
+from tests.stream_processors.steps.fixtures import release
 
 KEY = trace_key("default", "t")
 
@@ -54,7 +55,7 @@ def test_a_replay_after_a_partial_flush_parks_the_same_records() -> None:
     for i in range(2, 5):
         replay.park(KEY, event(f"e{i}"), 0, 3.0, sent=True)
     assert crashed.keys() == table.keys()
-    assert ids(replay.release(KEY)) == [(f"e{i}", True) for i in range(5)]
+    assert ids(release(replay, KEY)) == [(f"e{i}", True) for i in range(5)]
     assert crashed == {}
 
 
@@ -66,7 +67,7 @@ def test_an_event_sent_at_park_behind_a_held_one_is_not_sent_again() -> None:
     assert [e.event_id for e, _ in parked.due(10.0, 10.0, None)] == ["held"]
     assert parked.due(100.0, 10.0, None) == []
     assert parked.forget_idle(50.0, None) == 1  # everything went out, idle since 1.0
-    assert parked.release(KEY) == []
+    assert release(parked, KEY) == []
 
 
 def test_the_per_trace_limit_and_the_record_size_limit_write_nothing() -> None:
