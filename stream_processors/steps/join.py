@@ -13,21 +13,20 @@ Rules (times are processing time, seconds):
 - An event whose trajectory is known goes out joined (version 2), with the trajectory as
   it is at that moment: updates (end, status) apply to later events.
 - An event that arrives first waits in ``pending`` up to ``grace_s``. If its trajectory
-  arrives in time it goes out once, joined. Otherwise :meth:`sweep_pending_encoded` sends it out
-  unjoined (version 1) and it keeps waiting; when the trajectory arrives it is re-emitted
+  arrives in time it goes out once, joined. Otherwise :meth:`sweep_pending_encoded` sends it
+  out unjoined (version 1) and it keeps waiting; when the trajectory arrives it is re-emitted
   joined (version 2), which ClickHouse keeps over version 1. ``grace_s=0``: out at once.
   An event over the per-trace limit, or too large to park in one Kafka message, is not
   parked: it goes out unjoined at once and stays unjoined (counted in ``pending_overflow``).
 - Events without a trace_id pass through unjoined (counted in ``no_trace``).
 - :meth:`sweep_idle` closes a trajectory not updated for ``idle_timeout_s``; one that never
   ended is first closed (status ``timed_out``, ``ended_at`` = its last update) and that state
-  is emitted. Its value becomes a closed record (:mod:`meterline.stream_processors.steps.closed`)
-  kept
-  ``retention_s`` after the close: a later event joins with it, a later trajectory record
-  reopens it (merged into the trajectory as it was before the close, at a version above the
-  close's). Past the retention the record is deleted and a later event for the trace is
-  treated as early again. Events still parked for ``idle_timeout_s`` are forgotten (they
-  already went out unjoined).
+  is emitted. Its value becomes a closed record
+  (:mod:`meterline.stream_processors.steps.closed`) kept ``retention_s`` after the close: a
+  later event joins with it, a later trajectory record reopens it (merged into the
+  trajectory as it was before the close, at a version above the close's). Past the
+  retention the record is deleted and a later event for the trace is treated as early again.
+  Events still parked for ``idle_timeout_s`` are forgotten (they already went out unjoined).
 
 Trajectory records merge on their JSON form, within bounds that keep each state record in
 one Kafka message (:mod:`meterline.stream_processors.steps.merge`); ``metadata_truncated``
