@@ -13,8 +13,9 @@ docs/deployment.md keep such clients out in the first place).
   (2) when joined (``stream_processors/steps/join.py``, ``pipeline.py``). Nothing else: a
   forged event row can at most tie a real joined one, never outrank it.
 - ``<prefix>.trajectory-state`` (``trajectories.version``): 1 for a trace's first record,
-  +1 for each further record merged, +1 for the idle close (``join.py``: ``apply_trajectory``,
-  ``sweep_idle``): at most the number of trajectory records the trace ever sent, plus one.
+  +1 for each further record merged, +1 for the idle close (``join.py``:
+  ``apply_trajectory_encoded``, ``sweep_idle``): at most the number of trajectory records the
+  trace ever sent, plus one.
   :data:`MAX_TRAJECTORY_VERSION` bounds it far above what an agent sends (a start and an end
   per run; the SDK sends no more) and far below the column's UInt32 range.
 - ``<prefix>.outcomes`` (``outcomes.version``): ``computed_at`` in microseconds

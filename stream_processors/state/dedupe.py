@@ -17,9 +17,8 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
-from meterline.schemas.fast_decode import AnyEvent
 from meterline.stream_processors.state.changelog import Changelog
-from meterline.stream_processors.steps.dedupe import DedupeWindow, Seen, digest, pack, split_digests
+from meterline.stream_processors.steps.dedupe import DedupeWindow, Seen, pack, split_digests
 
 
 def _anywhere(_partition: int) -> AbstractContextManager[None]:
@@ -48,27 +47,17 @@ class PersistentDedupe:
         self.expire()
         return len(self.window)
 
-    def mark(
-        self,
-        accepted: list[tuple[int, int, AnyEvent]],
-        in_partition: Callable[[int], AbstractContextManager[None]] = _anywhere,
-    ) -> None:
-        """Remember ``(partition, offset, event)`` triples whose output is acknowledged.
-
-        ``in_partition(p)`` enters the context in which the store may write partition ``p``
-        (Faust's RocksDB store picks the partition database from the current event).
-        """
-        bucket = self.window.bucket
-        seen = [(p, offset, (digest(e), bucket)) for p, offset, e in accepted]
-        self.mark_seen(seen, in_partition)
-
     def mark_seen(
         self,
         accepted: list[tuple[int, int, Seen]],
         in_partition: Callable[[int], AbstractContextManager[None]] = _anywhere,
     ) -> None:
-        """:meth:`mark` for ``(partition, offset, (digest, bucket))`` triples, as
-        :meth:`DedupeWindow.admit` returned them."""
+        """Remember the events of ``(partition, offset, (digest, bucket))`` triples, as
+        :meth:`DedupeWindow.admit` returned them, once their output is acknowledged.
+
+        ``in_partition(p)`` enters the context in which the store may write partition ``p``
+        (Faust's RocksDB store picks the partition database from the current event).
+        """
         groups: dict[tuple[int, int], list[bytes]] = defaultdict(list)
         last: dict[tuple[int, int], int] = {}
         for partition, offset, (d, bucket) in accepted:

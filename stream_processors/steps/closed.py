@@ -28,11 +28,12 @@ again: a later record starts over at version 1 and loses to the stored close.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-from meterline.schemas import TrajectoryStatus
+from meterline.schemas import TrajectoryRecord, TrajectoryState, TrajectoryStatus
 
 DEFAULT_RETENTION_S = 7 * 86_400.0
 #: Metadata of a closed trajectory above this size (encoded JSON) is not kept.
@@ -65,6 +66,29 @@ def closed_record(
     if timed_out is not None:
         record["timed_out"] = timed_out
     return record, dropped
+
+
+def timed_out_state(stored: dict[str, Any], now: float) -> TrajectoryState | None:
+    """The closing state of the idle live value ``stored`` if its trajectory never ended
+    (status ``timed_out``, ``ended_at`` its last update, the next version); None if it
+    ended."""
+    record = TrajectoryRecord.model_validate(stored["trajectory"])
+    if record.status is not TrajectoryStatus.RUNNING:
+        return None
+    ended = datetime.fromtimestamp(float(stored.get("seen") or now), UTC)
+    record = record.model_copy(
+        update={"status": TrajectoryStatus.TIMED_OUT, "ended_at": record.ended_at or ended}
+    )
+    return TrajectoryState(trajectory=record, version=int(stored["version"]) + 1)
+
+
+def reopen_base(stored: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """What a trajectory record reopening the closed record ``stored`` merges into: the last
+    version emitted (a reopen goes above it) and the trajectory as it was before the close
+    (JSON form, read through the model: a record stored by an older version gets today's
+    form)."""
+    before = TrajectoryRecord.model_validate(stored["trajectory"])
+    return int(stored["version"]), before.model_dump(mode="json")
 
 
 def as_emitted(stored: dict[str, Any]) -> dict[str, Any]:

@@ -95,10 +95,6 @@ class DedupeWindow:
         if bucket > self._bucket:
             self._bucket = bucket
 
-    def is_duplicate(self, event: AnyEvent, in_flight: set[bytes]) -> bool:
-        """True if already admitted and marked, or accepted earlier in the same batch."""
-        return self.admit(event, in_flight) is None
-
     def admit(self, event: AnyEvent, in_flight: set[bytes]) -> Seen | None:
         """None if already marked or accepted earlier in the same batch; else the event is
         added to ``in_flight`` and its (digest, bucket) returned, for

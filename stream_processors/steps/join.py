@@ -13,29 +13,25 @@ Rules (times are processing time, seconds):
 - An event whose trajectory is known goes out joined (version 2), with the trajectory as
   it is at that moment: updates (end, status) apply to later events.
 - An event that arrives first waits in ``pending`` up to ``grace_s``. If its trajectory
-  arrives in time it goes out once, joined. Otherwise :meth:`sweep_pending` sends it out
-  unjoined (version 1) and it keeps waiting; when the trajectory arrives it is re-emitted
+  arrives in time it goes out once, joined. Otherwise :meth:`sweep_pending_encoded` sends it
+  out unjoined (version 1) and it keeps waiting; when the trajectory arrives it is re-emitted
   joined (version 2), which ClickHouse keeps over version 1. ``grace_s=0``: out at once.
   An event over the per-trace limit, or too large to park in one Kafka message, is not
   parked: it goes out unjoined at once and stays unjoined (counted in ``pending_overflow``).
 - Events without a trace_id pass through unjoined (counted in ``no_trace``).
 - :meth:`sweep_idle` closes a trajectory not updated for ``idle_timeout_s``; one that never
   ended is first closed (status ``timed_out``, ``ended_at`` = its last update) and that state
-  is emitted. Its value becomes a closed record (:mod:`meterline.stream_processors.steps.closed`)
-  kept
-  ``retention_s`` after the close: a later event joins with it, a later trajectory record
-  reopens it (merged into the trajectory as it was before the close, at a version above the
-  close's). Past the retention the record is deleted and a later event for the trace is
-  treated as early again. Events still parked for ``idle_timeout_s`` are forgotten (they
-  already went out unjoined).
+  is emitted. Its value becomes a closed record
+  (:mod:`meterline.stream_processors.steps.closed`) kept ``retention_s`` after the close: a
+  later event joins with it, a later trajectory record reopens it (merged into the
+  trajectory as it was before the close, at a version above the close's). Past the
+  retention the record is deleted and a later event for the trace is treated as early again.
+  Events still parked for ``idle_timeout_s`` are forgotten (they already went out unjoined).
 
-Bounds (each state record fits one Kafka message,
-:class:`~meterline.stream_processors.sizes.StateBounds`):
-a trajectory's merged ``metadata`` holds at most ``metadata_keys`` keys and
-``metadata_bytes`` bytes of JSON (its other fields are ids and times, bounded by the
-schema). Keys already held stay; a new key that would cross a bound is dropped, the merged
-metadata says how many were dropped so far under :data:`TRUNCATED_KEY`, and
-``metadata_truncated`` counts the records that lost keys.
+Trajectory records merge on their JSON form, within bounds that keep each state record in
+one Kafka message (:mod:`meterline.stream_processors.steps.merge`); ``metadata_truncated``
+counts the records that lost metadata keys to them. Every event goes out with its JSON, for
+the one encoder of enriched events (:mod:`meterline.stream_processors.steps.enriched`).
 
 After a restart or rebalance the tables hold the state; :meth:`TrajectoryJoiner.recover`
 rebuilds what the timers keep in memory from them.
@@ -44,10 +40,8 @@ rebuilds what the timers keep in memory from them.
 from __future__ import annotations
 
 from collections.abc import Iterable, MutableMapping
-from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-import msgspec
 import orjson
 
 from meterline.schemas import (
@@ -56,8 +50,6 @@ from meterline.schemas import (
     EnrichedEvent,
     TrajectoryRecord,
     TrajectoryState,
-    TrajectoryStatus,
-    encode,
 )
 from meterline.schemas.codec import encode_state
 from meterline.schemas.fast_decode import AnyEvent, AnyTrajectory, to_model
@@ -68,18 +60,18 @@ from meterline.stream_processors.steps.closed import (
     closed_record,
     expired,
     is_closed,
+    reopen_base,
+    timed_out_state,
 )
 from meterline.stream_processors.steps.dedupe import SEP
+from meterline.stream_processors.steps.enriched import event_json as json_of
+from meterline.stream_processors.steps.merge import DEFAULT_BOUNDS, merge_json
 from meterline.stream_processors.steps.parked import ParkedEvents, delete, put
 
 DEFAULT_MAX_PENDING_PER_TRACE = 10_000
 DEFAULT_GRACE_S = 0.0
 DEFAULT_IDLE_TIMEOUT_S = 3_600.0
 _CACHE_SIZE = 50_000
-#: Metadata key of a merged trajectory whose metadata lost keys to the bounds: how many.
-TRUNCATED_KEY = "meterline_metadata_truncated"
-_DEFAULT_BOUNDS = StateBounds()
-_MISSING = object()
 
 State = MutableMapping[str, Any]
 
@@ -105,90 +97,6 @@ def trace_key(project: str, trace_id: str) -> str:
     return f"{project}{SEP}{trace_id}"
 
 
-def merge(
-    old: TrajectoryRecord | None, new: TrajectoryRecord, bounds: StateBounds = _DEFAULT_BOUNDS
-) -> TrajectoryRecord:
-    """Later non-null fields win; the earliest start and the union of metadata are kept,
-    within ``bounds``. (The models' form of :func:`merge_json`, which the processor runs.)"""
-    merged, _ = merge_json(old.model_dump(mode="json") if old else None, new, bounds)
-    return TrajectoryRecord.model_validate(merged)
-
-
-def _size(value: Any) -> int:
-    return len(orjson.dumps(value))
-
-
-def merge_metadata(
-    old: dict[str, Any], new: dict[str, Any], bounds: StateBounds = _DEFAULT_BOUNDS
-) -> tuple[dict[str, Any], int]:
-    """The union of two metadata mappings (``new``'s values win) within ``bounds``, and how
-    many of ``new``'s keys were dropped. Over a bound, ``old``'s keys stay and ``new``'s are
-    taken in order while they fit (a changed value only if it fits); ``TRUNCATED_KEY`` then
-    adds up the keys dropped."""
-    merged = {**old, **new}
-    if not new or (
-        len(merged) <= bounds.metadata_keys and _size(merged) <= bounds.metadata_bytes
-    ):
-        return merged, 0
-    out = dict(old)
-    max_keys, max_bytes = bounds.metadata_keys - 1, bounds.metadata_bytes - 64  # the marker
-    size, dropped = _size(out), 0
-    for k, v in new.items():
-        if k == TRUNCATED_KEY:
-            continue
-        prev = out.get(k, _MISSING)
-        # a changed value: its growth; a new key: "k":v,
-        grow = _size(v) - _size(prev) if prev is not _MISSING else _size(k) + _size(v) + 2
-        if size + grow <= max_bytes and (prev is not _MISSING or len(out) < max_keys):
-            out[k] = v
-            size += grow
-        else:
-            dropped += 1
-    if dropped:
-        out[TRUNCATED_KEY] = int(old.get(TRUNCATED_KEY) or 0) + dropped
-    return out, dropped
-
-
-#: A trajectory record's JSON form before any field is set: the model's field order and
-#: defaults (``timestamp`` and ``trace_id`` are always set by a record).
-_DEFAULTS: dict[str, Any] = {
-    name: None if info.is_required() or info.default_factory else info.default
-    for name, info in TrajectoryRecord.model_fields.items()
-}
-
-
-def merge_json(
-    old: dict[str, Any] | None, new: AnyTrajectory, bounds: StateBounds = _DEFAULT_BOUNDS
-) -> tuple[dict[str, Any], int]:
-    """``new`` merged into ``old`` (a trajectory's JSON form, ``model_dump(mode="json")``),
-    in that form, and how many metadata keys the bounds dropped: the fields ``new`` sets to a
-    value win, ``started_at`` keeps the earliest value, ``metadata`` is the union (``new``'s
-    keys win) within ``bounds`` (:func:`merge_metadata`). ``old`` is not modified."""
-    if isinstance(new, TrajectoryRecord):
-        if old is None:
-            old = new.model_dump(mode="json", exclude={"metadata"})
-            old["metadata"] = {}
-        dumped = new.model_dump(mode="json", include=new.model_fields_set)
-        updates = {k: v for k, v in dumped.items() if v is not None}
-    else:
-        updates = {k: v for k, v in msgspec.to_builtins(new).items() if v is not None}
-        if old is None:
-            old = {**_DEFAULTS, "metadata": {}}
-    merged = {**old, **updates}
-    start, old_start = updates.get("started_at"), old.get("started_at")
-    if start is not None and old_start is not None and _instant(old_start) < _instant(start):
-        merged["started_at"] = old_start
-    merged["metadata"], dropped = merge_metadata(
-        old.get("metadata") or {}, updates.get("metadata") or {}, bounds
-    )
-    return merged, dropped
-
-
-def _instant(value: str) -> datetime:
-    """A JSON-form timestamp (ISO 8601, UTC) as a datetime, to compare two of them."""
-    return datetime.fromisoformat(value)
-
-
 class TrajectoryJoiner:
     def __init__(
         self,
@@ -199,7 +107,7 @@ class TrajectoryJoiner:
         grace_s: float = DEFAULT_GRACE_S,
         idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
         retention_s: float = DEFAULT_RETENTION_S,
-        bounds: StateBounds = _DEFAULT_BOUNDS,
+        bounds: StateBounds = DEFAULT_BOUNDS,
     ) -> None:
         self._trajectories = trajectories
         self.bounds = bounds
@@ -294,20 +202,6 @@ class TrajectoryJoiner:
         else:
             self.unjoined -= 1
 
-    def join(
-        self, event: AnyEvent, partition: int = 0, now: float = 0.0
-    ) -> EnrichedEvent | None:
-        """Enrich one (deduplicated) event; None while it is held for the grace period."""
-        out = self.join_encoded(event, partition, now)
-        if out is None:
-            return None
-        event = to_model(event)
-        if out[0] is None:
-            return EnrichedEvent(event=event, version=out[1])
-        assert event.trace_id is not None
-        trajectory = self.trajectory_for(event.project, event.trace_id)
-        return EnrichedEvent(event=event, trajectory=trajectory, version=out[1])
-
     # -- batches ------------------------------------------------------------------------
 
     def open_batch(self) -> None:
@@ -318,19 +212,19 @@ class TrajectoryJoiner:
         order of topics within a batch.)"""
         self._staged = {}
 
-    def close_batch(self) -> list[tuple[AnyEvent, bytes | None]]:
+    def close_batch(self) -> list[tuple[AnyEvent, bytes]]:
         """Park the staged events still waiting for their trajectory, in arrival order.
         Returns those that could not be parked (over the per-trace cap, too large) with
         their JSON: they go out unjoined now, as :meth:`join_encoded` would have said."""
         staged, self._staged = self._staged or {}, None
-        overflow: list[tuple[AnyEvent, bytes | None]] = []
+        overflow: list[tuple[AnyEvent, bytes]] = []
         for events in staged.values():
             for event, partition, now, event_json in events:
                 if self._park(event, partition, now, emitted=False, event_json=event_json):
                     self.held += 1
                 else:
                     self.unjoined += 1
-                    overflow.append((event, event_json))
+                    overflow.append((event, json_of(event, event_json)))
         return overflow
 
     def abandon_batch(self) -> None:
@@ -354,25 +248,12 @@ class TrajectoryJoiner:
 
     # -- trajectories -------------------------------------------------------------------
 
-    def apply_trajectory(
-        self, record: AnyTrajectory, partition: int = 0, now: float = 0.0
-    ) -> tuple[TrajectoryState, list[EnrichedEvent]]:
-        """Merge a trajectory record; return its new state and the late-joined events."""
-        applied = self.apply_trajectory_encoded(record, partition, now)
-        state = applied.state
-        late = [
-            EnrichedEvent(event=to_model(event), trajectory=state.trajectory,
-                          version=VERSION_JOINED)
-            for event, _ in applied.late
-        ]  # fmt: skip
-        return state, late
-
     def apply_trajectory_encoded(
         self, record: AnyTrajectory, partition: int = 0, now: float = 0.0
     ) -> Applied:
-        """:meth:`apply_trajectory` for the hot path: the merged trajectory in its JSON form
-        and serialised, and the late-joined events (version :data:`VERSION_JOINED`) with
-        their JSON, to encode without building or serialising models."""
+        """Merge a trajectory record: the merged trajectory in its JSON form and serialised,
+        its state, and the late-joined events (version :data:`VERSION_JOINED`) with their
+        JSON, to encode without building or serialising models."""
         key = trace_key(record.project, record.trace_id)
         old = self._base(key)
         merged, dropped = merge_json(old[1] if old else None, record, self.bounds)
@@ -392,10 +273,7 @@ class TrajectoryJoiner:
         staged = self._staged.pop(key, None) if self._staged is not None else None
         if staged:  # earlier in this batch, after those parked before: arrival order
             self.joined += len(staged)
-            late.extend(
-                (event, event_json if event_json is not None else encode(to_model(event)))
-                for event, _, _, event_json in staged
-            )
+            late.extend((event, json_of(event, event_json)) for event, _, _, event_json in staged)
         return Applied(
             merged, trajectory_json, version, encode_state(trajectory_json, version), late
         )
@@ -410,25 +288,32 @@ class TrajectoryJoiner:
             found = self._parsed(key, stored)
             return found[0], found[1]
         self.reopened += 1
-        before = TrajectoryRecord.model_validate(stored["trajectory"])
-        return int(stored["version"]), before.model_dump(mode="json")
+        return reopen_base(stored)
 
     # -- timers -------------------------------------------------------------------------
+
+    def sweep_pending_encoded(
+        self, now: float, partitions: Iterable[int] | None = None
+    ) -> list[tuple[AnyEvent, bytes]]:
+        """Events held longer than ``grace_s``: marked sent and returned with their JSON, to
+        go out unjoined (version :data:`VERSION_UNJOINED`). Costs the events due, not the
+        events parked; events of partitions not in ``partitions`` wait for the next
+        :meth:`recover` (which follows every assignment)."""
+        owned = None if partitions is None else set(partitions)
+        out = self._parked.due(now, self.grace_s, owned)
+        self.grace_expired += len(out)
+        self.unjoined += len(out)
+        return out
 
     def sweep_pending(
         self, now: float, partitions: Iterable[int] | None = None
     ) -> list[EnrichedEvent]:
-        """Events held longer than ``grace_s``: marked sent and returned, unjoined. Costs the
-        events due, not the events parked; events of partitions not in ``partitions`` wait
-        for the next :meth:`recover` (which follows every assignment)."""
-        owned = None if partitions is None else set(partitions)
-        out = [
+        """:meth:`sweep_pending_encoded` as models, for ``pipeline.py``'s sweep until it
+        sends the encoded pairs (then this goes; issue 23)."""
+        return [
             EnrichedEvent(event=to_model(event), version=VERSION_UNJOINED)
-            for event in self._parked.due(now, self.grace_s, owned)
+            for event, _ in self.sweep_pending_encoded(now, partitions)
         ]
-        self.grace_expired += len(out)
-        self.unjoined += len(out)
-        return out
 
     def sweep_idle(
         self, now: float, partitions: Iterable[int] | None = None
@@ -453,9 +338,10 @@ class TrajectoryJoiner:
                 continue
             if stored.get("seen", now) > limit:
                 continue
-            state = self._close(stored, now)
+            state = timed_out_state(stored, now)
             version, timed_out = int(stored["version"]), None
             if state is not None:
+                self.timed_out += 1
                 closed.append(state)
                 version = state.version
                 timed_out = state.trajectory.model_dump(mode="json")["ended_at"]
@@ -467,18 +353,6 @@ class TrajectoryJoiner:
             self.forgotten += 1
         self._parked.forget_idle(limit, owned)
         return closed
-
-    def _close(self, stored: dict[str, Any], now: float) -> TrajectoryState | None:
-        """The timed-out state of an idle trajectory that never ended (None if it ended)."""
-        record = TrajectoryRecord.model_validate(stored["trajectory"])
-        if record.status is not TrajectoryStatus.RUNNING:
-            return None
-        ended = datetime.fromtimestamp(float(stored.get("seen") or now), UTC)
-        record = record.model_copy(
-            update={"status": TrajectoryStatus.TIMED_OUT, "ended_at": record.ended_at or ended}
-        )
-        self.timed_out += 1
-        return TrajectoryState(trajectory=record, version=int(stored["version"]) + 1)
 
     def recover(self) -> int:
         """Rebuild the in-memory timer state from the tables, after every table recovery

@@ -33,9 +33,10 @@ from typing import Any
 import orjson
 from pydantic import TypeAdapter
 
-from meterline.schemas import ActionEvent, Event, TelemetryEvent, encode
-from meterline.schemas.fast_decode import AnyEvent, to_json_dict, to_model
+from meterline.schemas import ActionEvent, Event, TelemetryEvent
+from meterline.schemas.fast_decode import AnyEvent, to_json_dict
 from meterline.stream_processors.steps.dedupe import SEP
+from meterline.stream_processors.steps.enriched import event_json as json_of
 
 State = MutableMapping[str, Any]
 
@@ -116,21 +117,16 @@ class ParkedEvents:
             self._plan(key, float(first["t"]) if first is not None else now)
         return True
 
-    def release(self, key: str) -> list[tuple[AnyEvent, bool]]:
-        """Remove the trace's parked events; return each with whether it went out before."""
-        return [(event, sent) for event, _, sent in self.release_encoded(key)]
-
     def release_encoded(self, key: str) -> list[tuple[AnyEvent, bytes, bool]]:
-        """:meth:`release` with each event's JSON (as given to :meth:`park`, else encoded)."""
+        """Remove the trace's parked events; return each with its JSON (as given to
+        :meth:`park`, else encoded) and whether it went out before."""
         index = self._index(key)
         if index is None:
             return []
         out = []
         for ekey, rec, sent in self._remove(key, index):
             event, event_json = self._event(ekey, rec)
-            if event_json is None:
-                event_json = encode(to_model(event))
-            out.append((event, event_json, sent))
+            out.append((event, json_of(event, event_json), sent))
         return out
 
     def _event(
@@ -143,12 +139,15 @@ class ParkedEvents:
             return cached
         return _EVENT.validate_python(rec["e"]), None
 
-    def due(self, now: float, grace_s: float, partitions: set[int] | None) -> list[AnyEvent]:
+    def due(
+        self, now: float, grace_s: float, partitions: set[int] | None
+    ) -> list[tuple[AnyEvent, bytes]]:
         """Held events parked at least ``grace_s`` ago, in park order per trace: marked sent
-        and returned. Costs the events due, not the events parked. Traces on partitions not in
-        ``partitions`` leave the schedule: they are another worker's now, and the recovery that
-        follows every assignment schedules them again."""
-        out: list[AnyEvent] = []
+        and returned with their JSON (as for :meth:`release_encoded`). Costs the events due,
+        not the events parked. Traces on partitions not in ``partitions`` leave the schedule:
+        they are another worker's now, and the recovery that follows every assignment
+        schedules them again."""
+        out: list[tuple[AnyEvent, bytes]] = []
         later: list[tuple[str, float]] = []
         while self._schedule and now - self._schedule[0][0] >= grace_s:
             t, key = heapq.heappop(self._schedule)
@@ -165,7 +164,8 @@ class ParkedEvents:
                     if now - rec["t"] < grace_s:
                         later.append((key, rec["t"]))
                         break
-                    out.append(self._event(event_key(key, i), rec, forget=False)[0])
+                    event, event_json = self._event(event_key(key, i), rec, forget=False)
+                    out.append((event, json_of(event, event_json)))
                 i += 1  # sent at park (after a held one), sent now, or lost in a crash
             put(self.table, key, {**index, "s": i}, int(index["p"]))
         for key, t in later:
@@ -188,8 +188,8 @@ class ParkedEvents:
 
     def recover(self) -> int:
         """Rebuild the in-memory traces and schedule from the table (after a restart or a
-        rebalance: the changelog is the state); convert records of the former layout (one
-        list per trace). Returns the number of traces with parked events."""
+        rebalance: the changelog is the state). Returns the number of traces with parked
+        events."""
         self._traces.clear()
         self._due_at.clear()
         self._schedule.clear()
@@ -206,9 +206,7 @@ class ParkedEvents:
         return len(self._traces)
 
     def _index(self, key: str) -> dict[str, Any] | None:
-        index = self.table.get(key)
-        if index is not None and "events" in index:
-            index = self._convert(key, index)
+        index: dict[str, Any] | None = self.table.get(key)
         return index
 
     def _plan(self, key: str, t: float) -> None:
@@ -233,13 +231,3 @@ class ParkedEvents:
                 self._events.pop(ekey, None)
         delete(self.table, key, p)
         return records
-
-    def _convert(self, key: str, legacy: dict[str, Any]) -> dict[str, Any]:
-        """One list per trace (``{"p", "events": [{"e", "t", "x"}]}``) -> this layout."""
-        p, events = int(legacy["p"]), list(legacy["events"])
-        for i, e in enumerate(events):
-            put(self.table, event_key(key, i), {"e": e["e"], "t": e["t"], "x": e["x"]}, p)
-        s = next((i for i, e in enumerate(events) if not e["x"]), len(events))
-        index = {"p": p, "n": len(events), "s": s, "t": max((e["t"] for e in events), default=0.0)}
-        put(self.table, key, index, p)
-        return index

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
+import orjson
 
 from meterline.schemas import (
     VERSION_JOINED,
@@ -20,8 +21,10 @@ from meterline.schemas import (
     encode,
 )
 from meterline.schemas.codec import encode_enriched, encode_state, encode_timestamp
+from meterline.schemas.fast_decode import decode_event, to_model
 from meterline.stream_processors.state.changelog import Changelog
 from meterline.stream_processors.state.writeback import WriteBack, _current_partition, as_current
+from meterline.stream_processors.steps.enriched import encode_enriched_event, event_json
 from meterline.stream_processors.steps.join import TrajectoryJoiner, trace_key
 from meterline.stream_processors.steps.parked import ParkedEvents
 from tests.stream_processors.state.test_writeback import RecordingChangelog, Store
@@ -100,25 +103,43 @@ def test_parked_events_come_back_with_their_json_also_after_a_recovery() -> None
     assert parked.forget_idle(10.0, None) == 1 and parked._events == {}
 
 
-def test_late_events_encoded_are_the_events_apply_trajectory_builds() -> None:
+def test_late_events_encoded_are_the_enriched_events_the_models_give() -> None:
     events: list[ActionEvent | TelemetryEvent] = [
         _ev(0), TelemetryEvent(event_id="t1", event_type="user.accept", trace_id="t", timestamp=T0)
     ]
     fast = TrajectoryJoiner({}, {}, grace_s=10)
-    slow = TrajectoryJoiner({}, {}, grace_s=10)
     for e in events:
         assert fast.join_encoded(e, 0, 1.0, encode(e)) is None
-        assert slow.join(e, 0, 1.0) is None
     record = TrajectoryRecord(trace_id="t", user_id="u", timestamp=T0)
     applied = fast.apply_trajectory_encoded(record, 0, 2.0)
-    state, late = slow.apply_trajectory(record, 0, 2.0)
+    state = TrajectoryState(trajectory=record, version=1)
     assert applied.state == state and applied.state_json == encode(state)
-    assert [e for e, _ in applied.late] == [e.event for e in late]
-    for (_, event_json), built in zip(applied.late, late, strict=True):
-        wire = encode_enriched(event_json, applied.trajectory_json, VERSION_JOINED,
+    assert [e for e, _ in applied.late] == events
+    for (_, late_json), model in zip(applied.late, events, strict=True):
+        wire = encode_enriched(late_json, applied.trajectory_json, VERSION_JOINED,
                                encode_timestamp(T0))  # fmt: skip
-        assert decode_as(EnrichedEvent, wire) == built.model_copy(update={"processed_at": T0})
-    assert (fast.joined, fast.late_joined) == (slow.joined, slow.late_joined)
+        built = EnrichedEvent(event=model, trajectory=record, version=VERSION_JOINED,
+                              processed_at=T0)  # fmt: skip
+        assert decode_as(EnrichedEvent, wire) == built
+    assert (fast.joined, fast.late_joined) == (2, 0)  # held events count as joined
+
+
+def test_an_event_without_its_json_encodes_to_its_models_json_on_both_paths() -> None:
+    """The one encoder of enriched events (``steps/enriched.py``) encodes a Struct of the
+    fast path without building its model: the same JSON value as the model's."""
+    model = ActionEvent(
+        event_id="e", name="x", trace_id="t", kind="llm_call", model="m", input_tokens=3,
+        properties={"n": [1, {"big": 2**64 - 1}], "f": 1e300}, duration_ms=1.5,
+        started_at="2026-01-01T00:00:00.5+02:00", timestamp=T0,
+    )  # fmt: skip
+    telemetry = TelemetryEvent(event_id="t1", event_type="x", metadata={"é": "✓"}, timestamp=T0)
+    for m in (model, telemetry):
+        fast = decode_event(encode(m))
+        assert fast is not None and not isinstance(fast, TrajectoryRecord)
+        assert event_json(m) == encode(m) and event_json(m, b"{}") == b"{}"
+        assert orjson.loads(event_json(fast)) == orjson.loads(encode(to_model(fast)))
+        wire = encode_enriched_event(fast, None, None, 1, encode_timestamp(T0))
+        assert decode_as(EnrichedEvent, wire).event == m
 
 
 class _Event:

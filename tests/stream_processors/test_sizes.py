@@ -17,7 +17,7 @@ from meterline.stream_processors.sizes import (
 )
 from meterline.stream_processors.state.dedupe import PersistentDedupe
 from meterline.stream_processors.steps.dedupe import DedupeWindow
-from meterline.stream_processors.steps.join import TRUNCATED_KEY, merge_metadata
+from meterline.stream_processors.steps.merge import TRUNCATED_KEY, merge_metadata
 from tests.stream_processors.faust_layer.test_output import _Recorder
 
 

@@ -16,9 +16,11 @@ from meterline.schemas import (
 )
 from meterline.schemas.fast_decode import FastActionEvent
 from meterline.stream_processors.state.writeback import WriteBack
-from meterline.stream_processors.steps.join import TrajectoryJoiner, merge, trace_key
+from meterline.stream_processors.steps.join import TrajectoryJoiner, trace_key
+from meterline.stream_processors.steps.merge import merge_json
 from meterline.stream_processors.steps.validate import DEFAULT_MAX_RECORD_BYTES, validate
 from tests.stream_processors.state.test_writeback import Store
+from tests.stream_processors.steps.fixtures import apply, join, sweep
 
 
 def joiner(**kw: Any) -> TrajectoryJoiner:
@@ -37,8 +39,8 @@ class _Changelog:
 
 def test_event_after_its_trajectory_is_joined() -> None:
     j = joiner()
-    j.apply_trajectory(TrajectoryRecord(trace_id="t", user_id="u", agent_id="a"))
-    out = j.join(ActionEvent(event_id="e", name="x", trace_id="t"))
+    apply(j, TrajectoryRecord(trace_id="t", user_id="u", agent_id="a"))
+    out = join(j, ActionEvent(event_id="e", name="x", trace_id="t"))
     assert out is not None and out.joined and out.version == VERSION_JOINED
     assert out.trajectory is not None and out.trajectory.user_id == "u"
 
@@ -46,35 +48,35 @@ def test_event_after_its_trajectory_is_joined() -> None:
 def test_early_event_goes_out_unjoined_then_rejoins_with_a_higher_version() -> None:
     j = joiner()
     early = TelemetryEvent(event_id="e", event_type="user.accept", trace_id="t")
-    first = j.join(early)
+    first = join(j, early)
     assert first is not None and not first.joined and first.version == VERSION_UNJOINED
-    state, late = j.apply_trajectory(TrajectoryRecord(trace_id="t", user_id="u"))
+    state, late = apply(j, TrajectoryRecord(trace_id="t", user_id="u"))
     assert [e.event for e in late] == [early]
     assert late[0].version > first.version and late[0].joined
     assert state.version == 1
-    _, again = j.apply_trajectory(TrajectoryRecord(trace_id="t", status=TrajectoryStatus.SUCCESS))
+    _, again = apply(j, TrajectoryRecord(trace_id="t", status=TrajectoryStatus.SUCCESS))
     assert again == []  # released once
 
 
 def test_events_without_trace_pass_through_unjoined() -> None:
     j = joiner()
-    out = j.join(ActionEvent(event_id="e", name="x"))
+    out = join(j, ActionEvent(event_id="e", name="x"))
     assert out is not None and not out.joined and j.unjoined == 1
 
 
 def test_trajectories_are_scoped_by_project() -> None:
     j = joiner()
-    j.apply_trajectory(TrajectoryRecord(project="a", trace_id="t"))
-    out = j.join(ActionEvent(project="b", event_id="e", name="x", trace_id="t"))
+    apply(j, TrajectoryRecord(project="a", trace_id="t"))
+    out = join(j, ActionEvent(project="b", event_id="e", name="x", trace_id="t"))
     assert out is not None and not out.joined
 
 
 def test_pending_is_bounded_per_trace_and_overflow_is_counted() -> None:
     j = joiner(max_pending_per_trace=2)
     for i in range(3):
-        j.join(ActionEvent(event_id=f"e{i}", name="x", trace_id="t"))
+        join(j, ActionEvent(event_id=f"e{i}", name="x", trace_id="t"))
     assert j.pending_overflow == 1
-    _, late = j.apply_trajectory(TrajectoryRecord(trace_id="t"))
+    _, late = apply(j, TrajectoryRecord(trace_id="t"))
     assert len(late) == 2
 
 
@@ -84,7 +86,7 @@ def test_merge_keeps_earliest_start_and_later_fields() -> None:
     end = TrajectoryRecord(
         trace_id="t", status=TrajectoryStatus.SUCCESS, started_at=t0, ended_at=t1, metadata={"b": 2}
     )
-    merged = merge(start, end)
+    merged = TrajectoryRecord.model_validate(merge_json(start.model_dump(mode="json"), end)[0])
     assert merged.user_id == "u"
     assert merged.status is TrajectoryStatus.SUCCESS
     assert merged.started_at == t0 and merged.ended_at == t1
@@ -94,41 +96,39 @@ def test_merge_keeps_earliest_start_and_later_fields() -> None:
 def test_an_early_event_held_for_the_grace_period_goes_out_once_joined() -> None:
     j = joiner(grace_s=10)
     early = ActionEvent(event_id="e", name="x", trace_id="t")
-    assert j.join(early, partition=1, now=100.0) is None and j.held == 1
-    assert j.sweep_pending(105.0) == []  # still within the grace period
-    _, late = j.apply_trajectory(TrajectoryRecord(trace_id="t", user_id="u"), 1, 106.0)
+    assert join(j, early, partition=1, now=100.0) is None and j.held == 1
+    assert sweep(j, 105.0) == []  # still within the grace period
+    _, late = apply(j, TrajectoryRecord(trace_id="t", user_id="u"), 1, 106.0)
     assert [(e.event, e.version, e.joined) for e in late] == [(early, VERSION_JOINED, True)]
-    assert j.sweep_pending(1_000.0) == []  # released: nothing left to send
+    assert sweep(j, 1_000.0) == []  # released: nothing left to send
 
 
 def test_after_the_grace_period_it_goes_out_unjoined_and_later_rejoins() -> None:
     j = joiner(grace_s=10)
     early = TelemetryEvent(event_id="e", event_type="user.accept", trace_id="t")
-    assert j.join(early, partition=0, now=100.0) is None
-    out = j.sweep_pending(110.0)
+    assert join(j, early, partition=0, now=100.0) is None
+    out = sweep(j, 110.0)
     assert [(e.event, e.version, e.joined) for e in out] == [(early, VERSION_UNJOINED, False)]
-    assert j.sweep_pending(200.0) == []  # sent once
-    _, late = j.apply_trajectory(TrajectoryRecord(trace_id="t"), 0, 300.0)
+    assert sweep(j, 200.0) == []  # sent once
+    _, late = apply(j, TrajectoryRecord(trace_id="t"), 0, 300.0)
     assert [(e.version, e.joined) for e in late] == [(VERSION_JOINED, True)]
 
 
 def test_sweeps_touch_only_owned_partitions() -> None:
     j = joiner(grace_s=1)
-    j.join(ActionEvent(event_id="a", name="x", trace_id="t1"), partition=0, now=0.0)
-    j.join(ActionEvent(event_id="b", name="x", trace_id="t2"), partition=1, now=0.0)
-    assert [e.event.event_id for e in j.sweep_pending(5.0, partitions={1})] == ["b"]
+    join(j, ActionEvent(event_id="a", name="x", trace_id="t1"), partition=0, now=0.0)
+    join(j, ActionEvent(event_id="b", name="x", trace_id="t2"), partition=1, now=0.0)
+    assert [e.event.event_id for e in sweep(j, 5.0, partitions={1})] == ["b"]
     # partition 0 is another worker's; when it is assigned back, recovery schedules it again
-    assert j.sweep_pending(6.0, partitions={0}) == []
+    assert sweep(j, 6.0, partitions={0}) == []
     assert j.recover() == 2
-    assert [e.event.event_id for e in j.sweep_pending(7.0, partitions={0})] == ["a"]
+    assert [e.event.event_id for e in sweep(j, 7.0, partitions={0})] == ["a"]
 
 
 def test_idle_trajectories_are_closed_once_and_forgotten_past_the_retention() -> None:
     j = joiner(idle_timeout_s=60, retention_s=600)
-    j.apply_trajectory(TrajectoryRecord(trace_id="run", user_id="u"), 2, 1_000.0)
-    j.apply_trajectory(
-        TrajectoryRecord(trace_id="done", status=TrajectoryStatus.SUCCESS), 2, 1_000.0
-    )
+    apply(j, TrajectoryRecord(trace_id="run", user_id="u"), 2, 1_000.0)
+    apply(j, TrajectoryRecord(trace_id="done", status=TrajectoryStatus.SUCCESS), 2, 1_000.0)
     assert j.sweep_idle(1_030.0) == []
     closed = j.sweep_idle(1_061.0)
     assert [(s.trajectory.trace_id, s.trajectory.status) for s in closed] == [
@@ -142,13 +142,13 @@ def test_idle_trajectories_are_closed_once_and_forgotten_past_the_retention() ->
     assert j.sweep_idle(1_661.0) == [] and j.expired == 2
     assert j.trajectory_for("default", "run") is None
     # past the retention, a later event for the trace is early again
-    out = j.join(ActionEvent(event_id="e", name="x", trace_id="run"))
+    out = join(j, ActionEvent(event_id="e", name="x", trace_id="run"))
     assert out is not None and not out.joined
 
 
 def test_events_without_a_trace_are_counted() -> None:
     j = joiner(grace_s=10)
-    out = j.join(ActionEvent(event_id="e", name="x"))
+    out = join(j, ActionEvent(event_id="e", name="x"))
     assert out is not None and not out.joined and j.no_trace == 1
 
 
@@ -157,14 +157,14 @@ def test_a_hot_trace_parks_one_small_changelog_record_per_event() -> None:
     parked = WriteBack(store, changelog)  # type: ignore[arg-type]
     j = TrajectoryJoiner({}, parked, grace_s=0)
     for i in range(5_000):  # the list this replaces passed 1 MB at ~3,000 events
-        out = j.join(ActionEvent(event_id=f"e{i}", name="x", trace_id="hot"), 2, float(i))
+        out = join(j, ActionEvent(event_id=f"e{i}", name="x", trace_id="hot"), 2, float(i))
         assert out is not None and not out.joined
     parked.flush()
     assert len(changelog.sent) == 5_001  # one per event, and the trace's index once, last
     assert changelog.sent[-1][0] == trace_key("default", "hot")
     assert max(size for _, size in changelog.sent) < 1_000
     changelog.sent.clear()
-    _, late = j.apply_trajectory(TrajectoryRecord(trace_id="hot", user_id="u"), 2, 9_000.0)
+    _, late = apply(j, TrajectoryRecord(trace_id="hot", user_id="u"), 2, 9_000.0)
     assert [e.event.event_id for e in late] == [f"e{i}" for i in range(5_000)]
     assert all(e.joined and e.version == VERSION_JOINED for e in late)
     assert j.late_joined == 5_000 and j.pending_overflow == 0
@@ -175,10 +175,10 @@ def test_a_hot_trace_parks_one_small_changelog_record_per_event() -> None:
 
 def test_held_events_count_as_joined_and_sent_ones_as_late_joined() -> None:
     j = joiner(grace_s=10)
-    j.join(ActionEvent(event_id="sent", name="x", trace_id="t"), 0, 0.0)
-    assert [e.event.event_id for e in j.sweep_pending(10.0)] == ["sent"]
-    j.join(ActionEvent(event_id="held", name="x", trace_id="t"), 0, 11.0)
-    _, late = j.apply_trajectory(TrajectoryRecord(trace_id="t"), 0, 12.0)
+    join(j, ActionEvent(event_id="sent", name="x", trace_id="t"), 0, 0.0)
+    assert [e.event.event_id for e in sweep(j, 10.0)] == ["sent"]
+    join(j, ActionEvent(event_id="held", name="x", trace_id="t"), 0, 11.0)
+    _, late = apply(j, TrajectoryRecord(trace_id="t"), 0, 12.0)
     assert [e.event.event_id for e in late] == ["sent", "held"]
     assert (j.joined, j.late_joined, j.unjoined, j.grace_expired) == (1, 1, 1, 1)
 
@@ -188,18 +188,18 @@ def test_parked_events_survive_a_restart() -> None:
     pending: dict[str, Any] = {}
     before = TrajectoryJoiner(trajectories, pending, grace_s=10)
     for i in range(3):
-        before.join(ActionEvent(event_id=f"e{i}", name="x", trace_id="t"), 3, 100.0 + i)
+        join(before, ActionEvent(event_id=f"e{i}", name="x", trace_id="t"), 3, 100.0 + i)
     # a new worker over the recovered tables
     after = TrajectoryJoiner(trajectories, pending, grace_s=10)
     assert after.recover() == 1
-    assert after.sweep_pending(105.0) == []
-    assert [e.event.event_id for e in after.sweep_pending(111.0, partitions={3})] == ["e0", "e1"]
+    assert sweep(after, 105.0) == []
+    assert [e.event.event_id for e in sweep(after, 111.0, partitions={3})] == ["e0", "e1"]
     again = TrajectoryJoiner(trajectories, pending, grace_s=10)  # and once more
     assert again.recover() == 1
-    _, late = again.apply_trajectory(TrajectoryRecord(trace_id="t"), 3, 111.5)
+    _, late = apply(again, TrajectoryRecord(trace_id="t"), 3, 111.5)
     assert [e.event.event_id for e in late] == ["e0", "e1", "e2"]
     assert (again.late_joined, again.joined) == (2, 1) and pending == {}
-    assert again.sweep_pending(200.0) == []
+    assert sweep(again, 200.0) == []
 
 
 def test_an_event_too_large_for_one_kafka_message_is_not_parked() -> None:
@@ -216,7 +216,7 @@ def test_an_event_too_large_for_one_kafka_message_is_not_parked() -> None:
     assert isinstance(event, ActionEvent | FastActionEvent)
     pending: dict[str, Any] = {}
     j = TrajectoryJoiner({}, pending, grace_s=10)
-    out = j.join(event)
+    out = join(j, event)
     assert out is not None and not out.joined and out.version == VERSION_UNJOINED
     assert j.pending_overflow == 1 and j.held == 0 and pending == {}
 
@@ -225,11 +225,11 @@ def test_idle_sweep_forgets_parked_events_that_went_out() -> None:
     pending: dict[str, Any] = {}
     j = TrajectoryJoiner({}, pending, grace_s=0, idle_timeout_s=60)
     for i in range(3):
-        j.join(ActionEvent(event_id=f"e{i}", name="x", trace_id="t"), 0, 100.0 + i)
+        join(j, ActionEvent(event_id=f"e{i}", name="x", trace_id="t"), 0, 100.0 + i)
     assert j.sweep_idle(150.0) == [] and len(pending) == 4
     j.sweep_idle(200.0)
     assert pending == {}
-    _, late = j.apply_trajectory(TrajectoryRecord(trace_id="t"), 0, 201.0)
+    _, late = apply(j, TrajectoryRecord(trace_id="t"), 0, 201.0)
     assert late == []
 
 

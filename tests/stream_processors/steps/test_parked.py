@@ -5,6 +5,7 @@ from typing import Any
 from meterline.schemas import ActionEvent
 from meterline.stream_processors.steps.join import trace_key
 from meterline.stream_processors.steps.parked import ParkedEvents
+from tests.stream_processors.steps.fixtures import release
 
 KEY = trace_key("default", "t")
 
@@ -54,7 +55,7 @@ def test_a_replay_after_a_partial_flush_parks_the_same_records() -> None:
     for i in range(2, 5):
         replay.park(KEY, event(f"e{i}"), 0, 3.0, sent=True)
     assert crashed.keys() == table.keys()
-    assert ids(replay.release(KEY)) == [(f"e{i}", True) for i in range(5)]
+    assert ids(release(replay, KEY)) == [(f"e{i}", True) for i in range(5)]
     assert crashed == {}
 
 
@@ -63,24 +64,10 @@ def test_an_event_sent_at_park_behind_a_held_one_is_not_sent_again() -> None:
     parked = ParkedEvents({}, max_per_trace=10)
     assert parked.park(KEY, event("held"), 0, 0.0, sent=False)
     assert parked.park(KEY, event("sent"), 0, 1.0, sent=True)
-    assert [e.event_id for e in parked.due(10.0, 10.0, None)] == ["held"]
+    assert [e.event_id for e, _ in parked.due(10.0, 10.0, None)] == ["held"]
     assert parked.due(100.0, 10.0, None) == []
     assert parked.forget_idle(50.0, None) == 1  # everything went out, idle since 1.0
-    assert parked.release(KEY) == []
-
-
-def test_the_former_one_list_per_trace_layout_is_converted_on_recovery() -> None:
-    def former(event_id: str, t: float, sent: bool) -> dict[str, Any]:
-        return {"e": event(event_id).model_dump(mode="json"), "t": t, "x": sent}
-
-    table: dict[str, Any] = {
-        KEY: {"p": 1, "events": [former("a", 1.0, True), former("b", 5.0, False)]}
-    }
-    parked = ParkedEvents(table, max_per_trace=10)
-    assert parked.recover() == 1
-    assert table[KEY] == {"p": 1, "n": 2, "s": 1, "t": 5.0} and len(table) == 3
-    assert [e.event_id for e in parked.due(15.0, 10.0, {1})] == ["b"]
-    assert ids(parked.release(KEY)) == [("a", True), ("b", True)] and table == {}
+    assert release(parked, KEY) == []
 
 
 def test_the_per_trace_limit_and_the_record_size_limit_write_nothing() -> None:
@@ -112,4 +99,4 @@ def test_an_event_from_the_fast_path_parks_as_its_model_would_and_recovers_as_th
     assert by_fast.table == by_model.table
     restarted = ParkedEvents(dict(by_fast.table), max_per_trace=5)
     assert restarted.recover() == 1
-    assert restarted.due(10.0, 5.0, None) == [model]
+    assert restarted.due(10.0, 5.0, None) == [(model, encode(model))]
