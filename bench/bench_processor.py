@@ -256,10 +256,10 @@ def run(batched: list[list[FaustEvent]], librdkafka: bool) -> tuple[float, Any, 
 
 def freeze() -> None:
     """Freeze processing time for ``--check``: outputs then depend only on the code."""
-    import meterline.stream_processors.steps.clock as clock
+    import meterline.schemas.validation as validation
 
     pipeline.utc_now = lambda: FROZEN_NOW  # type: ignore[attr-defined]
-    clock.utc_now = lambda: FROZEN_NOW  # type: ignore[attr-defined]
+    validation.utc_now = lambda: FROZEN_NOW  # type: ignore[attr-defined]
 
     class _Time:
         @staticmethod

@@ -73,7 +73,7 @@ class Settings:
     sink_reject_max_ratio: float = 0.5
     # the sink holds a partition instead of dead-lettering records it cannot decode when more
     # than this share of the last ~1,000 is undecodable (0 = no limit); records of a newer
-    # schema_version are always held (sinks/consumer.py)
+    # schema_version are always held (sinks/batch.py)
     sink_undecodable_max_ratio: float = 0.5
     # a raw partition whose offset commit is held this long on a record that is not being
     # processed is resolved from the log: a proven gap, or a re-read

@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from typing import Any
 
-from meterline.producers import safety
+from meterline.producers import current, safety
+from meterline.producers.current import current_client, set_client
 from meterline.producers.errors import NotConfigured
 from meterline.producers.sdk import MeterlineClient
-from meterline.producers.unconfigured import UnconfiguredClient
 from meterline.schemas.access import kafka_access_config
 
-log = logging.getLogger("producers")
+__all__ = [
+    "access_config_from_env",
+    "current_client",
+    "flush",
+    "get_client",
+    "init",
+    "set_client",
+    "shutdown",
+]
 
-_client: MeterlineClient | None = None
-_client_lock = threading.Lock()
-_unconfigured = UnconfiguredClient()
+log = logging.getLogger("producers")
 _NOT_CONFIGURED = (
     "no Kafka bootstrap servers and no gateway endpoint: pass "
     "meterline.init(bootstrap_servers=...) or meterline.init(endpoint=..., api_key=...), "
@@ -89,8 +94,9 @@ def init(
     else:
         if safety.is_strict():
             raise NotConfigured(_NOT_CONFIGURED)
-        _unconfigured.warn_once()
-        return _unconfigured
+        stand_in = current.stand_in()
+        stand_in.warn_once()
+        return stand_in
     old = set_client(client)
     if old is not None:
         old.close()
@@ -134,38 +140,23 @@ def shutdown(timeout: float = 10.0) -> int:
     return old.close(timeout) if old is not None else 0
 
 
-def set_client(client: MeterlineClient | None) -> MeterlineClient | None:
-    """Install ``client`` as the process-wide client; return (without closing) the old one."""
-    global _client
-    with _client_lock:
-        old, _client = _client, client
-    return old
-
-
 def get_client() -> MeterlineClient:
     """The process-wide client, created from the environment on first use.
 
     Nothing configured: the stand-in client (records nothing, counts, warns once), or
     :class:`NotConfigured` in strict mode.
     """
-    client = _client
+    client = current.installed()
     if client is None:
-        with _client_lock:
-            client = _client
-        if client is None:
-            if not (os.environ.get("METERLINE_KAFKA_BOOTSTRAP")
-                    or os.environ.get("METERLINE_ENDPOINT")):
-                if safety.is_strict():
-                    raise NotConfigured(_NOT_CONFIGURED)
-                _unconfigured.warn_once()
-                return _unconfigured
-            client = init()
+        if not (os.environ.get("METERLINE_KAFKA_BOOTSTRAP")
+                or os.environ.get("METERLINE_ENDPOINT")):
+            if safety.is_strict():
+                raise NotConfigured(_NOT_CONFIGURED)
+            stand_in = current.stand_in()
+            stand_in.warn_once()
+            return stand_in
+        client = init()
     return client
-
-
-def current_client() -> MeterlineClient:
-    """The process-wide client if there is one, else the stand-in; never creates or raises."""
-    return _client or _unconfigured
 
 
 def flush(timeout: float = 30.0) -> int:
@@ -189,3 +180,6 @@ def access_config_from_env(environ: dict[str, str] | None = None) -> dict[str, s
         get("SASL_PASSWORD"),
         get("SSL_CA_LOCATION"),
     )
+
+
+current.register_get_client(get_client)

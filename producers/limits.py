@@ -25,8 +25,9 @@ from typing import Any
 from meterline.producers.errors import RecordTooLarge
 from meterline.schemas import ActionEvent, RawRecord, TrajectoryRecord, encode
 
-#: Same default as the processor's
-# ``meterline.stream_processors.steps.validate.DEFAULT_MAX_RECORD_BYTES``.
+#: Same default as the processor's and the gateway's
+# ``meterline.schemas.validation.DEFAULT_MAX_RECORD_BYTES`` (not imported: that module needs
+# msgspec, which the minimal install does not bring).
 DEFAULT_MAX_RECORD_BYTES = 1_000_000
 #: OpenTelemetry's default attribute count limit.
 DEFAULT_MAX_ATTRIBUTES = 128

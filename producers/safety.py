@@ -14,6 +14,8 @@ import logging
 import os
 import threading
 
+from meterline.producers.current import current_client
+
 log = logging.getLogger("producers")
 
 _strict: bool | None = None  # set by meterline.init(strict=...); None: the environment decides
@@ -41,8 +43,6 @@ def swallow(what: str, exc: BaseException) -> None:
     with _lock:
         _failures += 1
         n = _failures
-    from meterline.producers.config import current_client
-
     current_client().stats.bump("dropped", f"{what}: {exc}")
     if n == 1 or n % 1000 == 0:
         log.warning("meterline: %s failed, event not recorded (%d so far): %r", what, n, exc)

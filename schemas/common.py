@@ -97,7 +97,7 @@ def _utc_datetime(value: Any, handler: ValidatorFunctionWrapHandler) -> datetime
 #: A point in time, always aware and in UTC on the way out. Accepted: ISO 8601 strings
 #: (without an offset: UTC), datetimes (naive: UTC), and Unix epoch numbers in seconds,
 #: milliseconds, microseconds or nanoseconds (unit by magnitude, see :func:`epoch_seconds`).
-#: Range checks against processing time are the processor's (``steps/clock.py``).
+#: Range checks against processing time are in ``schemas/validation.py`` (``check_time``).
 UtcDatetime = Annotated[datetime, WrapValidator(_utc_datetime)]
 
 #: The integers a JSON payload may hold: what the pipeline's JSON writers (orjson, in the

@@ -41,7 +41,7 @@ ENRICHED_VERSIONS = frozenset({VERSION_UNJOINED, VERSION_JOINED})
 #: Highest trajectory-state version accepted (a trace would need this many records).
 MAX_TRAJECTORY_VERSION = 1 << 24
 #: Earliest outcome ``computed_at`` accepted (as
-# :class:`meterline.stream_processors.steps.clock.TimeBounds`).
+# :class:`meterline.schemas.validation.TimeBounds`).
 MIN_COMPUTED_AT = datetime(2000, 1, 1, tzinfo=UTC)
 #: How far an outcome's ``computed_at`` may be ahead of the sink's clock (clock skew between
 #: the processor's and the sink's hosts).

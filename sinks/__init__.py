@@ -2,8 +2,9 @@
 
 from meterline.sinks.clickhouse.connection import connect, redact_url
 from meterline.sinks.clickhouse.writer import ClickHouseWriter
-from meterline.sinks.consumer import ClickHouseSink, SinkStats
+from meterline.sinks.consumer import ClickHouseSink
 from meterline.sinks.errors import ConfigurationError, SinkError, SinkWriteError
+from meterline.sinks.stats import SinkStats
 
 __all__ = [
     "ClickHouseSink",

@@ -8,7 +8,7 @@ a sink that waits out a ClickHouse outage without polling would be rebalanced ou
 replayed by another member (arroyo answers ``MessageRejected`` the same way: pause, keep
 polling). While paused nothing is fetched; a record that still arrives (a partition assigned
 meanwhile) is sought back and its partition paused, so nothing is skipped. :class:`Held`
-partitions (records this sink cannot decode, :mod:`meterline.sinks.consumer`) stay paused until they
+partitions (records this sink cannot decode, :mod:`meterline.sinks.batch`) stay paused until they
 are revoked.
 """
 

@@ -1,12 +1,15 @@
 """The import graph of the ``meterline`` import root, read from the source (no import runs).
 
-Three rules (issue 23):
+Four rules (issue 23):
 
 - no import cycle anywhere under ``meterline`` (the shell and the four card folders);
 - the core (``meterline.producers``, ``meterline.schemas``, ``meterline.sinks``,
   ``meterline.stream_processors``) imports only the core: nothing of the product shell
   (``meterline.cli``, ``meterline.ops``, ``meterline.settings``, ...) and not the package
   ``meterline`` itself (whose ``__init__`` is the shell's face of the SDK);
+- the producers (the SDK and the ingestion gateway) import nothing of the processor
+  (``meterline.stream_processors``) or the sink (``meterline.sinks``): what they share with
+  them (the record rules, reason names, Kafka access) lives in ``meterline.schemas``;
 - no Python file of the repository (tests and bench included) imports the bare top-level names
   ``producers``, ``schemas``, ``sinks`` or ``stream_processors``: installed, only ``meterline``
   exists.
@@ -220,10 +223,8 @@ def test_the_graph_sees_every_module() -> None:
 
 # Still open (issue 23), named so that these lists can only shrink: a new cycle or a new
 # core -> shell import fails the tests below, and so does a listed one that is gone (remove it
-# here in the same change). Both lists are to be emptied.
-KNOWN_CYCLES = {
-    ("meterline.producers.config", "meterline.producers.safety"),
-}
+# here in the same change). The lists are to be emptied.
+KNOWN_CYCLES: set[tuple[str, ...]] = set()
 KNOWN_SHELL_IMPORTS = {
     ("meterline.stream_processors.faust_layer.app", "meterline.ops.logs"),
     ("meterline.stream_processors.faust_layer.app", "meterline.settings"),
@@ -234,6 +235,9 @@ KNOWN_SHELL_IMPORTS = {
     ("meterline.stream_processors.worker", "meterline.ops.monitoring"),
     ("meterline.stream_processors.worker", "meterline.settings"),
 }
+KNOWN_PRODUCER_IMPORTS: set[tuple[str, str]] = set()
+#: what the producers must not import (``_is_under(target, *FORBIDDEN_FOR_PRODUCERS)``)
+FORBIDDEN_FOR_PRODUCERS = (f"{ROOT}.stream_processors", f"{ROOT}.sinks")
 
 
 def test_no_import_cycle() -> None:
@@ -264,6 +268,31 @@ def test_core_never_imports_the_shell() -> None:
     seen = {(s, t) for s, edges in graph.items() for t in edges}
     gone = KNOWN_SHELL_IMPORTS - seen
     assert not gone, f"fixed, remove from KNOWN_SHELL_IMPORTS: {sorted(gone)}"
+
+
+def _is_under(module: str, *packages: str) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in packages)
+
+
+def test_producers_import_neither_the_processor_nor_the_sink() -> None:
+    graph, modules = _graph()
+    edges = {
+        (source, target): line
+        for source, targets in graph.items()
+        if _is_under(source, f"{ROOT}.producers")
+        for target, line in targets.items()
+        if _is_under(target, *FORBIDDEN_FOR_PRODUCERS)
+    }
+    violations = [
+        f"{modules[source].relative_to(REPO)}:{line}: {source} imports {target}"
+        for (source, target), line in sorted(edges.items())
+        if (source, target) not in KNOWN_PRODUCER_IMPORTS
+    ]
+    assert not violations, "the producers import the processor or the sink:\n" + "\n".join(
+        violations
+    )
+    gone = KNOWN_PRODUCER_IMPORTS - set(edges)
+    assert not gone, f"fixed, remove from KNOWN_PRODUCER_IMPORTS: {sorted(gone)}"
 
 
 def _repository_files() -> Iterator[Path]:
@@ -306,6 +335,8 @@ def test_the_checks_catch_what_they_are_for(tmp_path: Path) -> None:
     assert _cycles({"a": {"b": 1}, "b": {}}) == []
     assert _is_core("meterline.sinks.clickhouse.ddl")
     assert not _is_core("meterline") and not _is_core("meterline.ops.lag")
+    assert _is_under("meterline.sinks.clickhouse", *FORBIDDEN_FOR_PRODUCERS)
+    assert not _is_under("meterline.sinkside", *FORBIDDEN_FOR_PRODUCERS)
     source = tmp_path / "mod.py"
     source.write_text(
         "from . import sibling\nfrom ..up import thing\n"

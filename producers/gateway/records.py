@@ -2,14 +2,14 @@
 
 Each record is checked on its own, in order (index ``#i`` counts from 0 in the request):
 a JSON object; its ``project`` absent or the API key's own (then stamped with the key's
-project); then exactly the processor's validate step
-(``meterline.stream_processors.steps.validate``:
-size, schema, ids, event-time range), so a record the gateway accepts is one the processor
-accepts. Refused records are answered, never produced.
+project); then exactly the rules of the processor's validate step
+(:mod:`meterline.schemas.validation`: size, schema, ids, event-time range), so a record the
+gateway accepts is one the processor accepts. Refused records are answered, never produced.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,9 +17,10 @@ from typing import Any
 import orjson
 
 from meterline.producers.gateway.errors import BadRequest, TooLarge
-from meterline.schemas import Topics
-from meterline.stream_processors.errors import InvalidMessage
-from meterline.stream_processors.steps.validate import validate
+from meterline.schemas import InvalidRecord, Topics
+from meterline.schemas.validation import UnexpectedValidationError, check_record
+
+log = logging.getLogger(__name__)
 
 #: reason label of a record naming another project than its key's
 WRONG_PROJECT = "wrong_project"
@@ -106,8 +107,10 @@ def check_records(items: Iterable[Any], project: str, topics: Topics) -> CheckRe
         item["project"] = project
         value = orjson.dumps(item)
         try:
-            record = validate(value, topic="gateway", partition=0, offset=0, item=i)
-        except InvalidMessage as exc:
+            record = check_record(value)
+        except InvalidRecord as exc:
+            if isinstance(exc, UnexpectedValidationError):
+                log.error("unexpected error validating record #%d", i, exc_info=exc.__cause__)
             result.refuse(i, exc.reason, exc.error_type)
             continue
         result.accepted.append(

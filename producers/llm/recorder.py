@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from meterline.producers import current
 from meterline.producers.llm.context import LLMContext, current_context
 from meterline.producers.llm.pricing import PriceOverrides, TokenUsage, compute_cost
 from meterline.schemas import ActionEvent
@@ -33,9 +34,7 @@ def sdk_emit(event: ActionEvent) -> bool:
     per
     event so instrumenting before ``init`` works. Enqueue-only: never waits on the broker.
     False when the client dropped the event (queue full, not configured)."""
-    from meterline.producers.config import get_client
-
-    return get_client().record(event)
+    return current.get_client().record(event)
 
 
 _MAX_ERROR_CHARS = 1000

@@ -35,7 +35,7 @@ QUARANTINED = "quarantined"
 UNREADABLE = "(unreadable)"
 
 _MAX_PROJECT_CHARS = 256  # meterline.schemas.common.Id
-_MAX_PEEK_BYTES = 1_000_000  # steps.validate.DEFAULT_MAX_RECORD_BYTES: larger is not parsed
+_MAX_PEEK_BYTES = 1_000_000  # schemas.validation.DEFAULT_MAX_RECORD_BYTES: larger is not parsed
 
 
 class _ProjectOnly(msgspec.Struct):

@@ -1,4 +1,8 @@
-"""Validate step: raw Kafka bytes -> a typed record, or an :class:`InvalidMessage`."""
+"""Validate step: raw Kafka bytes -> a typed record, or an :class:`InvalidMessage`.
+
+The rules are the ones the gateway applies too (:mod:`meterline.schemas.validation`); this step
+adds where the record came from, and turns a refusal into the dead letter that keeps its bytes.
+"""
 
 from __future__ import annotations
 
@@ -6,25 +10,20 @@ import logging
 from datetime import datetime
 
 from meterline.schemas import DeadLetter, InvalidRecord, RawRecord
-from meterline.schemas.fast_decode import FastRecord, decode_raw_fast
-from meterline.stream_processors.errors import InvalidMessage
-from meterline.stream_processors.steps.clock import (
+from meterline.schemas.fast_decode import FastRecord
+from meterline.schemas.validation import (
     DEFAULT_BOUNDS,
-    ERROR_TYPE,
+    DEFAULT_MAX_RECORD_BYTES,
+    UNEXPECTED_ERROR,
     TimeBounds,
-    TimestampOutOfRange,
-    check_time,
+    UnexpectedValidationError,
+    check_record,
 )
+from meterline.stream_processors.errors import InvalidMessage
+
+__all__ = ["DEFAULT_MAX_RECORD_BYTES", "UNEXPECTED_ERROR", "dead_letter_for", "validate"]
 
 log = logging.getLogger(__name__)
-
-#: Records larger than this are rejected before parsing.
-DEFAULT_MAX_RECORD_BYTES = 1_000_000
-
-#: ``error_type`` of a record whose validation raised something other than a validation
-#: error (a bug): dead-lettered like an invalid record, so replaying it cannot crash-loop the
-#: worker (a project whose records mostly fail is quarantined: ``steps/quarantine.py``).
-UNEXPECTED_ERROR = "unexpected_error"
 
 
 def validate(
@@ -39,36 +38,23 @@ def validate(
     now: datetime | None = None,
 ) -> RawRecord | FastRecord:
     """Parse one raw record (``item``: its index inside a batch message, else 0) and check
-    its event times against ``time_bounds`` (the upper bound relative to ``now``, default the
-    current time: see ``steps/clock.py``).
+    it by :func:`~meterline.schemas.validation.check_record` (event times against
+    ``time_bounds``, the upper bound relative to ``now``, default the current time).
 
     Raises:
-        InvalidMessage: empty, oversized, not JSON, not a valid record, or an event time out
-            of range (``timestamp_out_of_range``); carries where it came from and a reason
-            naming the field.
+        InvalidMessage: empty, oversized, not JSON, not a valid record, an event time out
+            of range (``timestamp_out_of_range``), or an unexpected error while validating
+            (``unexpected_error``: a bug, logged with its traceback; dead-lettered like an
+            invalid record, so replaying it cannot crash-loop the worker, and a project whose
+            records mostly fail is quarantined: ``steps/quarantine.py``); carries where it
+            came from and a reason naming the field.
     """
-    if not value:
-        raise InvalidMessage(
-            "empty record (no value)",
-            error_type="empty",
-            topic=topic,
-            partition=partition,
-            offset=offset,
-            item=item,
-        )
-    if len(value) > max_bytes:
-        raise InvalidMessage(
-            f"record of {len(value)} bytes exceeds the {max_bytes}-byte limit",
-            error_type="oversized",
-            topic=topic,
-            partition=partition,
-            offset=offset,
-            item=item,
-        )
     try:
-        record = decode_raw_fast(value)  # msgspec first; pydantic for the rest
-        check_time(record, time_bounds, now)
+        return check_record(value, max_bytes=max_bytes, time_bounds=time_bounds, now=now)
     except InvalidRecord as exc:
+        if isinstance(exc, UnexpectedValidationError):
+            log.error("unexpected error validating %s[%d]@%d item %d", topic, partition,
+                      offset, item, exc_info=exc.__cause__)  # fmt: skip
         raise InvalidMessage(
             exc.reason,
             error_type=exc.error_type,
@@ -77,23 +63,6 @@ def validate(
             offset=offset,
             item=item,
         ) from None
-    except TimestampOutOfRange as exc:
-        raise InvalidMessage(
-            str(exc), error_type=ERROR_TYPE, topic=topic, partition=partition, offset=offset,
-            item=item,
-        ) from None
-    except Exception as exc:  # a bug in validation: this record, not the worker, pays for it
-        log.exception("unexpected error validating %s[%d]@%d item %d", topic, partition,
-                      offset, item)  # fmt: skip
-        raise InvalidMessage(
-            f"unexpected {type(exc).__name__} while validating: {exc}",
-            error_type=UNEXPECTED_ERROR,
-            topic=topic,
-            partition=partition,
-            offset=offset,
-            item=item,
-        ) from None
-    return record
 
 
 def dead_letter_for(

@@ -26,6 +26,7 @@ from meterline.producers import (
     action,
     agentops,
     config,
+    current,
     record_action,
     record_tool,
     safety,
@@ -45,7 +46,7 @@ def unconfigured(monkeypatch: pytest.MonkeyPatch) -> Iterator[UnconfiguredClient
     monkeypatch.delenv("METERLINE_KAFKA_BOOTSTRAP", raising=False)
     monkeypatch.delenv("METERLINE_STRICT", raising=False)
     stand_in = UnconfiguredClient()
-    monkeypatch.setattr(config, "_unconfigured", stand_in)
+    monkeypatch.setattr(current, "_unconfigured", stand_in)
     monkeypatch.setattr(safety, "_strict", None)
     old = config.set_client(None)
     yield stand_in

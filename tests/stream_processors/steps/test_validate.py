@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from meterline.schemas import ActionEvent, encode
@@ -8,6 +10,7 @@ from meterline.stream_processors.errors import InvalidMessage
 from meterline.stream_processors.steps.validate import dead_letter_for, validate
 
 WHERE = {"topic": "raw", "partition": 2, "offset": 41}
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
 
 def test_valid_record_is_parsed() -> None:
@@ -51,7 +54,7 @@ def test_an_unexpected_error_in_validation_dead_letters_the_record_instead_of_ra
 ) -> None:
     """A bug in validation must not crash-loop the worker on one record: it is dead-lettered
     (a project whose records all fail is quarantined, never the worker stopped)."""
-    from meterline.stream_processors.steps import validate as step
+    from meterline.schemas import validation as step
 
     def broken(_value: bytes) -> None:
         raise OverflowError("date value out of range")
@@ -81,3 +84,26 @@ def test_an_integer_beyond_64_bits_is_dead_lettered_naming_its_key(number: int, 
     assert info.value.reason.startswith(f"{where}: Value error, n.1.deep: integer outside")
     edge = value.replace(b"%d" % number, b"%d" % (2**64 - 1 if number > 0 else -(2**63)))
     assert validate(edge, **WHERE).properties is not None
+
+
+# event-time range (the rule: meterline.schemas.validation.check_time)
+CLOCK_WHERE = {"topic": "raw", "partition": 0, "offset": 9}
+
+
+def test_milliseconds_sent_as_seconds_field_are_dead_lettered_with_the_original() -> None:
+    # an epoch in milliseconds divided wrongly (x1000 too big as seconds, then as ms ...):
+    # here 1.7e10 seconds, the year 2508
+    raw = b'{"type": "action", "event_id": "e", "name": "a", "timestamp": 17000000000}'
+    with pytest.raises(InvalidMessage) as info:
+        validate(raw, now=NOW, **CLOCK_WHERE)
+    assert info.value.error_type == "timestamp_out_of_range"
+    letter = dead_letter_for(info.value, b"k", raw)
+    assert letter.payload == raw and letter.reason.startswith("timestamp: 2508-")
+
+
+def test_validate_accepts_in_range_epochs() -> None:
+    ev = ActionEvent(event_id="e", name="a", timestamp=NOW)
+    assert to_model(validate(encode(ev), now=NOW, **CLOCK_WHERE)) == ev
+    millis = int(NOW.timestamp() * 1000)
+    raw = f'{{"type": "action", "event_id": "e", "name": "a", "timestamp": {millis}}}'
+    assert validate(raw.encode(), now=NOW, **CLOCK_WHERE).timestamp == NOW
