@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from meterline.schemas import Topics
 from meterline.schemas.access import kafka_access_config
 from meterline.sinks.config import SinkConfig
+from meterline.stream_processors.config import ProcessorConfig
 
 ENV_PREFIX = "METERLINE_"
 
@@ -140,6 +141,35 @@ class Settings:
             max_rejected=self.sink_max_rejected,
             reject_max_ratio=self.sink_reject_max_ratio or None,
             undecodable_max_ratio=self.sink_undecodable_max_ratio or None,
+        )
+
+    def processor_config(self) -> ProcessorConfig:
+        """A processor worker's own configuration (a ratio of 0 means no ratio limit)."""
+        return ProcessorConfig(
+            kafka_bootstrap=self.kafka_bootstrap,
+            topics=self.topics,
+            partitions=self.partitions,
+            replication_factor=self.replication_factor,
+            max_message_bytes=self.max_message_bytes,
+            app_id=self.app_id,
+            data_dir=self.faust_datadir,
+            store=self.store,
+            control_plane=self.control_plane,
+            dedupe_window_s=self.dedupe_window_s,
+            join_grace_s=self.join_grace_s,
+            trajectory_idle_timeout_s=self.trajectory_idle_timeout_s,
+            trajectory_retention_s=self.trajectory_retention_s,
+            join_sweep_interval_s=self.join_sweep_interval_s,
+            dlq_max_ratio=self.dlq_max_ratio or None,
+            quarantine_s=self.quarantine_s,
+            rule_end_grace_s=self.rule_end_grace_s,
+            rule_idle_s=self.rule_idle_s,
+            rule_forget_s=self.rule_forget_s,
+            rule_max_events=self.rule_max_events,
+            commit_resolve_after_s=self.commit_resolve_after_s,
+            session_timeout_s=self.session_timeout_s,
+            heartbeat_interval_s=self.heartbeat_interval_s,
+            kafka_access=self.kafka_client_config(),
         )
 
     def kafka_client_config(self) -> dict[str, str]:
