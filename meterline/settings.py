@@ -188,25 +188,9 @@ class Settings:
     def faust_credentials(self) -> Any:
         """The same access for Faust/aiokafka: ``faust.SASLCredentials``,
         ``faust.SSLCredentials`` or None (PLAINTEXT)."""
-        conf = self.kafka_client_config()
-        protocol = conf.get("security.protocol", "PLAINTEXT")
-        if protocol == "PLAINTEXT":
-            return None
-        import ssl
+        from meterline.stream_processors.worker import faust_credentials
 
-        import faust
-
-        context = None
-        if protocol in ("SSL", "SASL_SSL"):
-            context = ssl.create_default_context(cafile=self.kafka_ssl_ca_location)
-        if protocol == "SSL":
-            return faust.SSLCredentials(context)
-        return faust.SASLCredentials(
-            username=self.kafka_sasl_username,
-            password=self.kafka_sasl_password,
-            mechanism=conf.get("sasl.mechanism", "PLAIN"),
-            ssl_context=context,
-        )
+        return faust_credentials(self.kafka_client_config())
 
     def __repr__(self) -> str:
         shown = []

@@ -224,16 +224,7 @@ def test_the_graph_sees_every_module() -> None:
 KNOWN_CYCLES = {
     ("meterline.producers.config", "meterline.producers.safety"),
 }
-KNOWN_SHELL_IMPORTS = {
-    ("meterline.stream_processors.faust_layer.app", "meterline.ops.logs"),
-    ("meterline.stream_processors.faust_layer.app", "meterline.settings"),
-    ("meterline.stream_processors.pipeline", "meterline.ops.admin"),
-    ("meterline.stream_processors.pipeline", "meterline.settings"),
-    ("meterline.stream_processors.worker", "meterline.ops.endpoints"),
-    ("meterline.stream_processors.worker", "meterline.ops.gc_tuning"),
-    ("meterline.stream_processors.worker", "meterline.ops.monitoring"),
-    ("meterline.stream_processors.worker", "meterline.settings"),
-}
+KNOWN_SHELL_IMPORTS: set[tuple[str, str]] = set()
 
 
 def test_no_import_cycle() -> None:
