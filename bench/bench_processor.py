@@ -48,8 +48,8 @@ from meterline.producers.batching import BatchConfig, Batcher
 from meterline.producers.partitioner import partition_for
 from meterline.schemas import ActionEvent, TelemetryEvent, Topics, encode, framing
 from meterline.schemas.fast_decode import decode_raw_fast
-from meterline.settings import Settings
 from meterline.stream_processors import pipeline
+from meterline.stream_processors.config import ProcessorConfig
 from meterline.stream_processors.faust_layer.output import BatchOutput
 from meterline.stream_processors.pipeline import BatchProcessor, Outputs
 from meterline.stream_processors.pricing import PricingStep
@@ -185,8 +185,8 @@ def batches(msgs: list[Message], max_records: int) -> Iterator[list[FaustEvent]]
 
 
 def build(librdkafka: bool) -> tuple[BatchProcessor, Any]:
-    """The processor as ``build_pipeline`` wires it, on stand-ins."""
-    settings = Settings()
+    """The processor as ``worker.build_pipeline`` wires it, on stand-ins."""
+    settings = ProcessorConfig()
     app = faust.App("meterline", broker="kafka://127.0.0.1:1", store="memory://")
     out: Any = NowhereOutput() if librdkafka else Collector()
 

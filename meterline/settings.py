@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from meterline.schemas import Topics
 from meterline.schemas.access import kafka_access_config
 from meterline.sinks.config import SinkConfig
+from meterline.stream_processors.config import ProcessorConfig
 
 ENV_PREFIX = "METERLINE_"
 
@@ -142,6 +143,35 @@ class Settings:
             undecodable_max_ratio=self.sink_undecodable_max_ratio or None,
         )
 
+    def processor_config(self) -> ProcessorConfig:
+        """A processor worker's own configuration (a ratio of 0 means no ratio limit)."""
+        return ProcessorConfig(
+            kafka_bootstrap=self.kafka_bootstrap,
+            topics=self.topics,
+            partitions=self.partitions,
+            replication_factor=self.replication_factor,
+            max_message_bytes=self.max_message_bytes,
+            app_id=self.app_id,
+            data_dir=self.faust_datadir,
+            store=self.store,
+            control_plane=self.control_plane,
+            dedupe_window_s=self.dedupe_window_s,
+            join_grace_s=self.join_grace_s,
+            trajectory_idle_timeout_s=self.trajectory_idle_timeout_s,
+            trajectory_retention_s=self.trajectory_retention_s,
+            join_sweep_interval_s=self.join_sweep_interval_s,
+            dlq_max_ratio=self.dlq_max_ratio or None,
+            quarantine_s=self.quarantine_s,
+            rule_end_grace_s=self.rule_end_grace_s,
+            rule_idle_s=self.rule_idle_s,
+            rule_forget_s=self.rule_forget_s,
+            rule_max_events=self.rule_max_events,
+            commit_resolve_after_s=self.commit_resolve_after_s,
+            session_timeout_s=self.session_timeout_s,
+            heartbeat_interval_s=self.heartbeat_interval_s,
+            kafka_access=self.kafka_client_config(),
+        )
+
     def kafka_client_config(self) -> dict[str, str]:
         """librdkafka settings for access (security protocol, SASL, CA); empty = PLAINTEXT.
 
@@ -158,25 +188,9 @@ class Settings:
     def faust_credentials(self) -> Any:
         """The same access for Faust/aiokafka: ``faust.SASLCredentials``,
         ``faust.SSLCredentials`` or None (PLAINTEXT)."""
-        conf = self.kafka_client_config()
-        protocol = conf.get("security.protocol", "PLAINTEXT")
-        if protocol == "PLAINTEXT":
-            return None
-        import ssl
+        from meterline.stream_processors.worker import faust_credentials
 
-        import faust
-
-        context = None
-        if protocol in ("SSL", "SASL_SSL"):
-            context = ssl.create_default_context(cafile=self.kafka_ssl_ca_location)
-        if protocol == "SSL":
-            return faust.SSLCredentials(context)
-        return faust.SASLCredentials(
-            username=self.kafka_sasl_username,
-            password=self.kafka_sasl_password,
-            mechanism=conf.get("sasl.mechanism", "PLAIN"),
-            ssl_context=context,
-        )
+        return faust_credentials(self.kafka_client_config())
 
     def __repr__(self) -> str:
         shown = []

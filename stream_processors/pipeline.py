@@ -1,4 +1,4 @@
-"""The processor chain, read top to bottom like the diagram:
+"""The processor chain, free of Faust, read top to bottom like the diagram:
 
     raw topics (actions, telemetry, trajectories; keyed by trace_id)
       -> unframe            a batch message (NDJSON) is split into its records
@@ -7,9 +7,21 @@
       -> join               by trace_id against the trajectory table
       -> price              llm_calls from the price book (stream_processors/pricing)
       -> rules              (with a control plane) outcomes of the trajectory rules
-      -> produce            enriched events / trajectory states / outcomes, wait for acks
-      -> state              join/rule table changelogs, only after the outputs, wait for acks
-      -> mark seen          only now, so a crash before the acks replays instead of losing
+      -> produce            enriched events / trajectory states / outcomes (queued, no wait)
+
+and then, per step of a take, always in this order (:meth:`BatchProcessor.checkpoint`):
+
+    1. flush      the outputs, acked; then the rule stage's correction requests
+    2. state      the join/rule table changelogs, acked: state that says "this went out"
+                  is never durable before the output it stands for
+    3. mark seen  the step's events enter the dedupe window only now, so a crash before
+                  the acks replays instead of losing
+    4. commit     not here: the worker's agent (:mod:`.worker`) moves on, Faust acknowledges
+                  the take, and only acknowledged offsets are committed
+                  (:mod:`.faust_layer.commits`)
+
+A crash before 4 replays the step from the last commit; the repeated outputs are absorbed
+downstream. A broker refusal raises out of the checkpoint: the worker crashes and replays.
 
 Sizes: every output is checked against its topic's ``max.message.bytes`` before it is
 produced (:mod:`meterline.stream_processors.sizes`). An event whose enriched output would not fit is
@@ -26,18 +38,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
-import faust
-from faust.streams import _current_event
-from faust.types import EventT as _EventT
-from mode import CrashingSupervisor
-
-from meterline.ops.admin import changelog_config, changelog_topics, ensure_topics, topic_config
 from meterline.schemas import (
     VERSION_JOINED,
     VERSION_UNJOINED,
@@ -49,23 +54,20 @@ from meterline.schemas import (
 )
 from meterline.schemas.codec import encode_enriched, encode_timestamp
 from meterline.schemas.fast_decode import TRAJECTORY_TYPES, AnyEvent, FastRecord, to_model
-from meterline.settings import Settings
 from meterline.stream_processors.errors import InvalidMessage
 from meterline.stream_processors.faust_layer.output import MAX_MESSAGE_BYTES, BatchOutput
 from meterline.stream_processors.metrics import ProcessorMetrics
 from meterline.stream_processors.pricing import PricingStep
 from meterline.stream_processors.rules.stage import RuleStage
-from meterline.stream_processors.sizes import (
-    KAFKA_DEFAULT_MAX_MESSAGE_BYTES,
-    OutputTooLarge,
-    StateBounds,
-    TopicLimits,
-    read_limits,
-)
-from meterline.stream_processors.state.changelog import Changelog
+from meterline.stream_processors.sizes import OutputTooLarge
 from meterline.stream_processors.state.dedupe import PersistentDedupe
-from meterline.stream_processors.state.writeback import PartitionPinned, WriteBack, as_current
-from meterline.stream_processors.steps.dedupe import DedupeWindow, Seen
+from meterline.stream_processors.state.writeback import (
+    WriteBack,
+    as_current,
+    reset_current,
+    set_current,
+)
+from meterline.stream_processors.steps.dedupe import Seen
 from meterline.stream_processors.steps.join import TrajectoryJoiner
 from meterline.stream_processors.steps.quarantine import QUARANTINED, ProjectGuard, project_of
 from meterline.stream_processors.steps.validate import (
@@ -76,7 +78,15 @@ from meterline.stream_processors.steps.validate import (
 
 log = logging.getLogger(__name__)
 
-EventT = _EventT[bytes]
+
+
+class EventT(Protocol):
+    """What the chain reads of a consumed record's event (a Faust event in the worker):
+    ``message`` with ``topic``, ``partition``, ``offset``, ``key``, ``value``, ``headers``."""
+
+    @property
+    def message(self) -> Any: ...
+
 
 BATCH_MAX = 2_000
 #: How long a take waits for ``BATCH_MAX`` messages before it goes with what it has. Faust
@@ -137,12 +147,11 @@ class Outputs:
 
 
 class BatchProcessor:
-    """Runs one batch of Faust events through validate -> dedupe -> join -> produce -> mark.
+    """Runs one step of a take (events in order) through the chain and its checkpoint.
 
-    Outputs go through :class:`BatchOutput` (librdkafka). Before events are marked seen, the
-    batch waits for the acks of its outputs *and* of the join-state changelog (Faust's
-    producer, ``flush_state``): otherwise a crash could leave an early event marked seen but
-    not parked, and it would never be re-emitted joined.
+    Outputs and the table changelogs go through :class:`BatchOutput` (librdkafka);
+    ``flush_state`` waits for whatever else the tables sent (Faust's producer). ``lock``:
+    batches and timer sweeps take turns.
     """
 
     metrics = ProcessorMetrics()  # build_pipeline sets the worker's (registered) metrics
@@ -200,9 +209,7 @@ class BatchProcessor:
             raise
         for event, event_json in joiner.close_batch():  # could not be parked: out unjoined
             self._send_unjoined(event, event_json, processed_at)
-        await self._flush()
-        by_partition = {fe.message.partition: fe for fe in events}
-        self.dedupe.mark_seen(accepted, lambda p: as_current(by_partition[p]))
+        await self.checkpoint(events, accepted)
 
     def _run(
         self,
@@ -222,8 +229,7 @@ class BatchProcessor:
         for fe in events:
             msg = fe.message
             partition = msg.partition
-            # as_current(fe), without a context manager per message
-            token = _current_event.set(weakref.ref(fe))
+            token = set_current(fe)  # as_current(fe), without a context manager per message
             try:
                 for item, value in records_of(msg):
                     record = self._validate(msg, value, item, started)
@@ -250,7 +256,7 @@ class BatchProcessor:
                     if rules is not None:  # state written under this event's partition
                         rules.observe(to_model(record))
             finally:
-                _current_event.reset(token)
+                reset_current(token)
 
     def _trajectory(
         self, record: Any, msg: Any, value: bytes | None, item: int, now: float,
@@ -335,27 +341,30 @@ class BatchProcessor:
             key = f"{c.project}\x1f{c.trace_id}".encode()
             self.out.producer.send(self.out.outcome_corrections, key, encode(c))
 
-    async def _flush(self) -> None:
-        """Outputs first, then the join and rule state that says they went out.
+    async def checkpoint(
+        self, events: Sequence[EventT] = (), accepted: list[tuple[int, int, Seen]] | None = None
+    ) -> None:
+        """The end of a step (or of a timer sweep, which marks nothing), in the order of the
+        module docstring. In one flush, librdkafka could get a released parked event's
+        tombstone acked and not the event itself; hence two.
 
-        1. the outputs (enriched events, trajectory states, outcomes, dead letters), acked;
-        2. then the rule stage's correction requests, so a request is in the log only after
-           the late events it is about (the correction path waits for what precedes it);
-        3. with them the table buffers' changelog records (parked events released or put,
-           closed trajectories, rule state), acked.
-
-        A crash between the two leaves state that says "not out yet": the replay sends those
-        outputs again and ClickHouse absorbs the repeat. In one flush, librdkafka could get
-        the tombstone of a released parked event acked and not the event itself: a crash
-        there lost the event, as its raw offset was committed in an earlier batch.
-        Raises if the broker refused: the worker crashes and the batch replays.
+        Raises:
+            OutputDeliveryError: the broker refused (the worker crashes, the step replays).
         """
-        self._send_outcomes()  # before the state buffers: drain writes the rule state
+        # 1. flush: the outputs, acked (outcomes drained first: draining writes rule state);
+        #    then the correction requests, after the late events they are about
+        self._send_outcomes()
         await self.out.producer.flush()
         self._send_corrections()
+        # 2. state: the table buffers' changelog records (one per touched key), acked
         for buffer in self.buffers:
-            buffer.flush()  # one changelog record per touched key
+            buffer.flush()
         await asyncio.gather(self.out.producer.flush(), self.flush_state())
+        # 3. mark seen, each event's digest under its source partition
+        if accepted:
+            by_partition = {fe.message.partition: fe for fe in events}
+            self.dedupe.mark_seen(accepted, lambda p: as_current(by_partition[p]))
+        # 4. commit: the worker's agent, once this returns (module docstring)
 
     async def sweep(self, partitions: set[int], *, idle: bool) -> tuple[int, int]:
         """Timer work on the partitions this worker owns: send events held past the grace
@@ -380,7 +389,7 @@ class BatchProcessor:
                 except OutputTooLarge as exc:  # bounded state: unreachable, never a crash
                     self.too_large += 1
                     log.error("closing state of %s not produced: %s", key, exc)
-            await self._flush()
+            await self.checkpoint()
             return len(late), len(closed)
 
     def _validate(
@@ -426,185 +435,3 @@ class BatchProcessor:
                 enriched = enriched.model_copy(update={"pricing": priced})
         key = enriched.event.routing_key.encode()
         self.out.producer.send(self.out.enriched, key, encode(enriched))
-
-
-def prepare_topics(settings: Settings) -> TopicLimits:
-    """Create the worker's table changelog topics (``max.message.bytes`` and replication
-    factor as meterline's topics; compacted) and read the size limit of every topic it
-    writes to from the broker. A topic the broker reports no limit for gets Kafka's default."""
-    assert settings.kafka_bootstrap
-    access = settings.kafka_client_config()
-    changelogs = changelog_topics(settings.app_id)
-    ensure_topics(
-        settings.kafka_bootstrap, changelogs, settings.partitions,
-        replication_factor=settings.replication_factor, config=access,
-        topic_configs=changelog_config(settings.max_message_bytes),
-    )  # fmt: skip
-    from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
-
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap, **access})
-    topics = settings.topics
-    limits = read_limits(admin, [*topics.sink_inputs, *changelogs], KAFKA_DEFAULT_MAX_MESSAGE_BYTES)
-    log.info("topic size limits (max.message.bytes): %s", limits.limits)
-    return limits
-
-
-def control_plane_watcher(settings: Settings) -> Any:
-    """The hot-reloaded control plane the rule stage and the price book read (None: no
-    file configured). A broken file stops the worker at start; a broken new version is
-    rejected and the old one keeps running."""
-    from meterline.stream_processors.control_plane import ControlPlaneWatcher
-
-    if settings.control_plane is None:
-        return None
-    watcher = ControlPlaneWatcher(settings.control_plane)
-    watcher.start()  # polls the file every 2 s
-    return watcher
-
-
-def pricing_step(watcher: Any) -> PricingStep:
-    """The pricing step on the watcher's control plane (None: the catalog alone)."""
-    step = PricingStep((lambda: watcher.current) if watcher is not None else None)
-    log.info("price book %s", step.book.version)
-    return step
-
-
-def rule_stage(
-    settings: Settings, watcher: Any, state: PartitionPinned, trajectories: Any, *,
-    max_state_bytes: int,
-) -> RuleStage:  # fmt: skip
-    """The rule stage on the hot-reloaded control plane."""
-    log.info(
-        "rule stage on control plane %s version %s", settings.control_plane,
-        watcher.current.version,
-    )  # fmt: skip
-    return RuleStage(
-        lambda: watcher.current, state, trajectories=trajectories,
-        max_events_per_trace=settings.rule_max_events, end_grace_s=settings.rule_end_grace_s,
-        idle_s=settings.rule_idle_s, forget_s=settings.rule_forget_s,
-        max_state_bytes=max_state_bytes,
-    )  # fmt: skip
-
-
-def build_pipeline(
-    app: faust.App, settings: Settings, metrics: ProcessorMetrics | None = None
-) -> BatchProcessor:
-    """Declare topics, tables and the agent on ``app``; return the processor (for stats).
-    ``metrics``: counters registered in the worker's registry (None: not exported)."""
-    topics = settings.topics
-    n = settings.partitions
-
-    def raw_topic(*names: str) -> faust.TopicT:
-        # "raw" serializers: Faust must hand over the bytes untouched. With its default
-        # JSON value serializer, one non-JSON record stalls the whole stream unacked.
-        return app.topic(
-            *names,
-            key_type=bytes,
-            value_type=bytes,
-            key_serializer="raw",
-            value_serializer="raw",
-            partitions=n,
-        )
-
-    assert settings.kafka_bootstrap
-    limits = prepare_topics(settings)
-    # every state record within the smallest limit of the topics state is written to
-    tables = changelog_topics(settings.app_id)
-    bounds = StateBounds.within(limits.smallest([*tables, topics.trajectory_state]))
-    changelog_extra = topic_config(settings.max_message_bytes)  # as prepare_topics made them
-    outputs = Outputs(
-        producer=BatchOutput(settings.kafka_bootstrap, limits=limits),
-        enriched=topics.enriched,
-        trajectory_state=topics.trajectory_state,
-        dead_letters=topics.dead_letters,
-        outcomes=topics.outcomes,
-        outcome_corrections=topics.outcome_corrections,
-    )
-    out = outputs.producer
-    def table(name: str, **kw: Any) -> faust.types.TableT[Any, Any]:
-        return app.Table(
-            name, partitions=n, key_type=str, extra_topic_configs=changelog_extra, **kw
-        )
-
-    seen = table("dedupe-window", value_type=bytes)
-    window = DedupeWindow(window_s=settings.dedupe_window_s)
-    dedupe = PersistentDedupe(
-        seen, window, Changelog(seen, out), max_digests=bounds.dedupe_digests
-    )
-    trajectory_table = table("trajectories")
-    trajectories = WriteBack(trajectory_table, Changelog(trajectory_table, out))
-    pending_table = table("pending-events")
-    parked = WriteBack(pending_table, Changelog(pending_table, out))
-    joiner = TrajectoryJoiner(
-        trajectories,
-        parked,
-        grace_s=settings.join_grace_s,
-        idle_timeout_s=settings.trajectory_idle_timeout_s,
-        retention_s=settings.trajectory_retention_s,
-        bounds=bounds,
-    )
-    guard = ProjectGuard(settings.dlq_max_ratio or None, settings.quarantine_s)
-    buffers = [trajectories, parked]
-    rules = None
-    watcher = control_plane_watcher(settings)
-    if watcher is not None:
-        rule_table = table("rule-state")
-        rule_state = WriteBack(rule_table, Changelog(rule_table, out))
-        buffers.append(rule_state)
-        raw_names = set(topics.raw)
-
-        def owned() -> set[int]:
-            return {tp.partition for tp in app.assignor.assigned_actives()
-                    if tp.topic in raw_names}  # fmt: skip
-
-        rules = rule_stage(
-            settings, watcher, PartitionPinned(rule_state, owned=owned), joiner.trajectory_for,
-            max_state_bytes=bounds.rule_bytes,
-        )
-    processor = BatchProcessor(
-        outputs, dedupe, joiner, app.producer.flush, guard, buffers=buffers, rules=rules,
-        pricing=pricing_step(watcher),
-    )
-    source = raw_topic(*topics.raw)
-    processor.metrics = metrics or ProcessorMetrics()
-
-    idle_every = max(1, int(settings.trajectory_idle_timeout_s // 60) or 1)
-    ticks = 0
-
-    @app.timer(interval=settings.join_sweep_interval_s)  # type: ignore[untyped-decorator]
-    async def _sweep_join_state() -> None:
-        nonlocal ticks
-        ticks += 1
-        raw = set(topics.raw)
-        owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic in raw}
-        if owned:
-            await processor.sweep(owned, idle=ticks % idle_every == 0)
-
-    @seen.on_recover
-    async def _rebuild_dedupe_window() -> None:  # after every recovery: restart, rebalance
-        loaded = dedupe.rebuild()
-        log.info("dedupe window rebuilt: %d events remembered", loaded)
-
-    @pending_table.on_recover
-    async def _recover_join_timers() -> None:  # after every recovery: restart, rebalance
-        async with processor.lock:  # batches and sweeps use what this rebuilds
-            traces = joiner.recover()
-        log.info("join state recovered: %d traces with parked events", traces)
-
-    # an agent crash (e.g. undeliverable output) stops the worker: its partitions replay
-    # from the last commit on the next owner instead of continuing past a gap
-    @app.agent(source, name="meterline-process", supervisor_strategy=CrashingSupervisor)
-    async def process(stream: Any) -> None:  # faust.Stream: take_events is not on StreamT
-        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
-            # each step flushes and marks its own events; Faust acks the take after all
-            try:
-                for batch in steps_of(list(events)):
-                    with processor.metrics.batch(len(batch)):
-                        await processor.process(batch)
-            except BaseException as exc:  # Faust acks the whole take anyway: commit no more
-                freeze = getattr(app.consumer, "freeze_commits", None)
-                if freeze is not None:
-                    freeze(f"the agent stopped mid-take ({type(exc).__name__}: {exc})")
-                raise
-
-    return processor

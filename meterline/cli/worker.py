@@ -7,9 +7,9 @@ from typing import Any
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from meterline.stream_processors import worker
+    from meterline.ops.processor import main
 
-    worker.main()
+    main()
     return 0
 
 

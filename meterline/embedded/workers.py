@@ -1,4 +1,4 @@
-"""Processor workers as child processes (``python -m meterline.stream_processors.worker``)."""
+"""Processor workers as child processes (``python -m meterline.ops.processor``)."""
 
 from __future__ import annotations
 
@@ -25,5 +25,5 @@ class WorkerProcess(ChildProcess):
         env["METERLINE_RUN_DIR"] = str(self.settings.effective_run_dir)  # ... written here
         if self.settings.metrics_port:  # a fixed port N: the workers take N+1, N+2, ...
             env["METERLINE_METRICS_PORT"] = str(self.settings.metrics_port + 1 + self.index)
-        self._spawn(["meterline.stream_processors.worker"], env)
+        self._spawn(["meterline.ops.processor"], env)
         return self

@@ -1,9 +1,10 @@
 """Topic administration: create meterline's topics (idempotent) and check co-partitioning.
 
-The worker's table changelog topics (:func:`changelog_topics`) are created here too, before
-Faust starts, with the same ``max.message.bytes`` and replication factor as meterline's own
-topics (a broker's default ``max.message.bytes`` is ~1 MB) and ``cleanup.policy=compact``
-as Faust would create them.
+The worker process (:mod:`meterline.ops.processor`) creates its table changelog topics
+(``meterline.stream_processors.config.changelog_topics``) with this too, before Faust starts,
+with the same ``max.message.bytes`` and replication factor as meterline's own topics (a
+broker's default ``max.message.bytes`` is ~1 MB) and ``cleanup.policy=compact`` as Faust
+would create them.
 """
 
 from __future__ import annotations
@@ -20,22 +21,12 @@ from meterline.stream_processors.faust_layer.output import MAX_MESSAGE_BYTES
 #: is ~1 MB, less than an enriched event near the 1 MB record limit).
 TOPIC_CONFIG = {"max.message.bytes": str(MAX_MESSAGE_BYTES)}
 
-#: The worker's Faust tables; each has the changelog topic ``<app id>-<name>-changelog``.
-#: ``rule-state`` exists only with a control plane.
-TABLES = ("dedupe-window", "trajectories", "pending-events", "rule-state")
-
-
 def topic_config(max_message_bytes: int = MAX_MESSAGE_BYTES) -> dict[str, str]:
     return {"max.message.bytes": str(max_message_bytes)}
 
 
 def changelog_config(max_message_bytes: int = MAX_MESSAGE_BYTES) -> dict[str, str]:
     return {**topic_config(max_message_bytes), "cleanup.policy": "compact"}
-
-
-def changelog_topics(app_id: str) -> tuple[str, ...]:
-    """The changelog topic of each table in :data:`TABLES` (Faust's naming)."""
-    return tuple(f"{app_id}-{name}-changelog" for name in TABLES)
 
 
 def ensure_topics(

@@ -33,9 +33,10 @@ prove it still pass without it.
 |                  | / faust_layer/test_output.py, bench/ / Faust's producer sends without a |
 |                  | loop round trip per message                                             |
 +------------------+-------------------------------------------------------------------------+
-| ``app.py``       | the Faust app's configuration (fairness, recovery check off for Tansu's |
-|                  | highwaters) / n/a / integration/test_hot_key.py / stays (configuration) |
-+------------------+-------------------------------------------------------------------------+
+
+The app's configuration (fairness, the recovery consistency check off for Tansu's highwaters;
+proved by integration/test_hot_key.py) is in :mod:`meterline.stream_processors.worker`, which
+builds the app.
 
 Two state helpers live in :mod:`meterline.stream_processors.state` for the same reason:
 ``writeback.py`` (batch table writes under ``faust.streams._current_event``) and

@@ -34,7 +34,6 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from meterline.producers.config import access_config_from_env
 from meterline.schemas.framing import BATCH_HEADERS
 from meterline.stream_processors.errors import ProcessorError
 from meterline.stream_processors.sizes import OutputTooLarge, TopicLimits, batch_bytes
@@ -77,17 +76,15 @@ def frame_max_bytes(limit: int) -> int:
 
 
 class BatchOutput:
-    """``config`` overrides :data:`CONFIG`. Kafka access (TLS, SASL) comes from the
-    ``METERLINE_KAFKA_*`` environment the worker process runs with, unless ``config`` sets
-    ``security.protocol`` itself. ``limits``: each topic's ``max.message.bytes`` (default:
-    :data:`MAX_MESSAGE_BYTES` for every topic)."""
+    """``config`` overrides :data:`CONFIG`; it carries the Kafka access settings (TLS, SASL:
+    ``ProcessorConfig.kafka_access``). ``limits``: each topic's ``max.message.bytes``
+    (default: :data:`MAX_MESSAGE_BYTES` for every topic)."""
 
     def __init__(
         self, bootstrap: str, config: dict[str, Any] | None = None,
         limits: TopicLimits | None = None,
     ) -> None:  # fmt: skip
         config = config or {}
-        access = {} if "security.protocol" in config else access_config_from_env()
         self._lock = threading.Lock()
         self.limits = limits if limits is not None else TopicLimits({}, MAX_MESSAGE_BYTES)
         known = [*self.limits.limits.values(), self.limits.default]
@@ -99,7 +96,7 @@ class BatchOutput:
         self._frame_max: dict[str, int] = {}
         # one callback for the producer, not one per produce() call (~0.2-1 µs less a record)
         self._producer = Producer({
-            **CONFIG, **sizes, **access, "bootstrap.servers": bootstrap, **config,
+            **CONFIG, **sizes, "bootstrap.servers": bootstrap, **config,
             "on_delivery": self._on_delivery,
         })  # fmt: skip
         self._errors: list[str] = []

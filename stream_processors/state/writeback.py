@@ -2,7 +2,8 @@
 
 - :func:`as_current` makes one Faust event the current event, so table writes inside a
   ``take_events`` batch changelog to the partition that event came from (Faust sets the
-  current event only per single event).
+  current event only per single event); :func:`set_current` / :func:`reset_current` do the
+  same without a context manager, for the chain's per-message loop.
 - :class:`WriteBack` buffers a batch's writes to a table and applies each key once, at the
   end of the batch: a trajectory that starts and ends within one batch costs one changelog
   record instead of two, and reads in between see the buffered value. Keys are flushed in
@@ -15,16 +16,18 @@ from __future__ import annotations
 import contextlib
 import weakref
 from collections.abc import Callable, Iterator, MutableMapping
+from contextvars import Token
 from typing import Any
 
 from faust.streams import _current_event, current_event
-from faust.types import EventT
 
 from meterline.stream_processors.state.changelog import Changelog
 
 
 @contextlib.contextmanager
-def as_current(event: EventT[Any] | None) -> Iterator[None]:
+def as_current(event: Any) -> Iterator[None]:
+    """``event`` (a Faust event, or anything with ``message.partition``) is the current
+    event inside the block; None: nothing changes."""
     if event is None:
         yield
         return
@@ -33,6 +36,15 @@ def as_current(event: EventT[Any] | None) -> Iterator[None]:
         yield
     finally:
         _current_event.reset(token)
+
+
+def set_current(event: Any) -> Token[Any]:
+    """Make ``event`` Faust's current event until :func:`reset_current` with the token."""
+    return _current_event.set(weakref.ref(event))
+
+
+def reset_current(token: Token[Any]) -> None:
+    _current_event.reset(token)
 
 
 _DELETED = object()

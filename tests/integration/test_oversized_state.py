@@ -16,8 +16,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
 
 from meterline.demo.report import counts
-from meterline.ops.admin import changelog_topics
 from meterline.schemas import ActionEvent, TrajectoryRecord, encode
+from meterline.stream_processors.config import changelog_topics
 from meterline.stream_processors.sizes import (
     KAFKA_DEFAULT_MAX_MESSAGE_BYTES,
     batch_bytes,

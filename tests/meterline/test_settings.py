@@ -96,7 +96,7 @@ def test_kafka_client_config_for_librdkafka() -> None:
 def test_faust_gets_the_same_credentials(tmp_path: Path) -> None:
     import faust
 
-    from meterline.stream_processors.faust_layer.app import create_app
+    from meterline.stream_processors.worker import create_app
 
     assert Settings().faust_credentials() is None
     s = Settings(
@@ -109,7 +109,8 @@ def test_faust_gets_the_same_credentials(tmp_path: Path) -> None:
     creds = s.faust_credentials()
     assert isinstance(creds, faust.SASLCredentials)
     assert (creds.username, creds.password, creds.mechanism.value) == ("svc", "pw", "SCRAM-SHA-512")
-    assert isinstance(create_app(s).conf.broker_credentials, faust.SASLCredentials)
+    app = create_app(s.processor_config())
+    assert isinstance(app.conf.broker_credentials, faust.SASLCredentials)
 
 
 def test_sdk_init_reads_access_from_the_same_variables() -> None:
